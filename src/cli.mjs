@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+// `npx settle …`: registers the TypeScript loader, then runs the CLI.
+import { register } from 'tsx/esm/api'
+register()
+await import('./cli.ts')

@@ -1,0 +1,55 @@
+import { ConfigProblems, loadConfig, loadDotEnv } from './config.js'
+import { createDb, describeTarget } from './db/knex.js'
+import { migrateLatest, migrateRollbackAll, pendingMigrations } from './db/migrate.js'
+import { databaseTarget } from './plugins/db.js'
+import { Keyring } from './security/keyring.js'
+import { resealWithActiveKey } from './db/secrets.js'
+
+const USAGE = `Usage: settle <command>
+
+  migrate            apply pending migrations
+  migrate:status     list pending migrations
+  migrate:rollback   undo every migration (development only)
+  keys:generate      print a new SETTLE_ENCRYPTION_KEYS entry
+  keys:reseal        re-encrypt stored secrets with the first (active) key
+`
+
+/** Operator commands. Output goes to stdout for people; errors to stderr with a non-zero exit. */
+async function main (argv: string[]): Promise<number> {
+  const [command] = argv
+  if (command === 'keys:generate') {
+    process.stdout.write(Keyring.generateEntry() + '\n')
+    return 0
+  }
+  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal'].includes(command)) {
+    process.stderr.write(USAGE)
+    return command === undefined || command === '--help' ? 0 : 64
+  }
+  loadDotEnv()
+  const config = loadConfig()
+  const target = databaseTarget(config)
+  const db = createDb(target)
+  try {
+    if (command === 'migrate') {
+      const applied = await migrateLatest(db)
+      process.stdout.write(applied.length === 0 ? `${describeTarget(target)}: already current\n` : `${describeTarget(target)}: applied ${applied.join(', ')}\n`)
+    } else if (command === 'migrate:status') {
+      const pending = await pendingMigrations(db)
+      process.stdout.write(pending.length === 0 ? 'No pending migrations.\n' : `Pending: ${pending.join(', ')}\n`)
+    } else if (command === 'migrate:rollback') {
+      if (config.nodeEnv === 'production') throw new Error('Refusing to roll back every migration with NODE_ENV=production.')
+      process.stdout.write(`Rolled back: ${(await migrateRollbackAll(db)).join(', ') || 'nothing'}\n`)
+    } else {
+      const keyring = config.encryptionKeys !== null ? new Keyring(config.encryptionKeys) : Keyring.loadOrCreateLocal(config.dataDir)
+      process.stdout.write(`Re-sealed ${await resealWithActiveKey(db, keyring)} secrets with key ${keyring.activeKeyId}.\n`)
+    }
+    return 0
+  } finally {
+    await db.destroy()
+  }
+}
+
+main(process.argv.slice(2)).then(code => { process.exitCode = code }, (error: unknown) => {
+  process.stderr.write(error instanceof ConfigProblems ? `Fix these settings:\n  ${error.problems.map(p => p.message).join('\n  ')}\n` : `settle: ${error instanceof Error ? error.message : String(error)}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,211 @@
+import { existsSync } from 'node:fs'
+
+/**
+ * Every setting comes from the environment (and an optional `.env`), is
+ * checked here at boot, and a bad value stops the server with one line that
+ * names the variable and what it expects. There are no fallback secrets: the
+ * embedded default generates its own encryption key in DATA_DIR (see
+ * `src/security/keyring.ts`), and a PostgreSQL deployment must supply one.
+ */
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test'
+  host: string
+  port: number
+  publicUrl: string
+  databaseUrl: string | null
+  dataDir: string
+  encryptionKeys: string | null
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  bodyLimitBytes: number
+  trustProxy: boolean
+  demo: boolean
+  workerEnabled: boolean
+  workerConcurrency: number
+  workerPollMs: number
+  shutdownGraceMs: number
+}
+
+export class ConfigError extends Error {
+  constructor (readonly variable: string, expected: string, got: string | undefined) {
+    super(`${variable}: expected ${expected}; got ${got === undefined ? 'nothing' : JSON.stringify(redactForMessage(variable, got))}`)
+    this.name = 'ConfigError'
+  }
+}
+
+function redactForMessage (variable: string, value: string): string {
+  return /KEY|SECRET|TOKEN|PASSWORD|DATABASE_URL/.test(variable) ? `${value.slice(0, 3)}… (${value.length} characters)` : value
+}
+
+type Env = Record<string, string | undefined>
+
+interface Setting<T> {
+  variable: string
+  /** Shown in the README table and in error messages. */
+  expected: string
+  description: string
+  /** Default as written in docs; `null` when there is none. */
+  defaultText: string | null
+  read: (raw: string | undefined, env: Env) => T
+}
+
+const text = (value: string | undefined): string | undefined => (value === undefined || value.trim() === '' ? undefined : value.trim())
+
+function oneOf<const T extends string> (variable: string, choices: readonly T[], fallback: T, description: string): Setting<T> {
+  return {
+    variable,
+    expected: `one of ${choices.join(', ')}`,
+    description,
+    defaultText: fallback,
+    read: raw => {
+      const value = text(raw) ?? fallback
+      if (!(choices as readonly string[]).includes(value)) throw new ConfigError(variable, `one of ${choices.join(', ')}`, raw)
+      return value as T
+    }
+  }
+}
+
+function integer (variable: string, min: number, max: number, fallback: number, description: string): Setting<number> {
+  const expected = `a whole number from ${min} to ${max}`
+  return {
+    variable,
+    expected,
+    description,
+    defaultText: String(fallback),
+    read: raw => {
+      const value = text(raw)
+      if (value === undefined) return fallback
+      if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new ConfigError(variable, expected, raw)
+      return Number(value)
+    }
+  }
+}
+
+function flag (variable: string, fallback: (env: Env) => boolean, defaultText: string, description: string): Setting<boolean> {
+  return {
+    variable,
+    expected: 'true or false',
+    description,
+    defaultText,
+    read: (raw, env) => {
+      const value = text(raw)?.toLowerCase()
+      if (value === undefined) return fallback(env)
+      if (['true', '1', 'yes', 'on'].includes(value)) return true
+      if (['false', '0', 'no', 'off'].includes(value)) return false
+      throw new ConfigError(variable, 'true or false', raw)
+    }
+  }
+}
+
+function url (variable: string, protocols: readonly string[], description: string, fallback: (env: Env) => string | null, defaultText: string | null): Setting<string | null> {
+  const expected = `a URL starting with ${protocols.map(p => `${p}//`).join(' or ')}`
+  return {
+    variable,
+    expected,
+    description,
+    defaultText,
+    read: (raw, env) => {
+      const value = text(raw)
+      if (value === undefined) return fallback(env)
+      let parsed: URL
+      try { parsed = new URL(value) } catch { throw new ConfigError(variable, expected, raw) }
+      if (!protocols.includes(parsed.protocol)) throw new ConfigError(variable, expected, raw)
+      return value.replace(/\/+$/, '')
+    }
+  }
+}
+
+const KEY_ENTRY = /^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=$/
+
+export const SETTINGS = {
+  nodeEnv: oneOf('NODE_ENV', ['development', 'production', 'test'] as const, 'development', 'Runtime mode; `production` caches compiled templates and hides details from logs.'),
+  host: {
+    variable: 'HOST',
+    expected: 'a host name or IP address to listen on',
+    description: 'Interface the HTTP server listens on.',
+    defaultText: '127.0.0.1',
+    read: raw => {
+      const value = text(raw) ?? '127.0.0.1'
+      if (!/^[A-Za-z0-9.:[\]-]+$/.test(value)) throw new ConfigError('HOST', 'a host name or IP address to listen on', raw)
+      return value
+    }
+  } satisfies Setting<string>,
+  port: integer('PORT', 0, 65535, 3000, 'TCP port the HTTP server listens on (0 picks a free one).'),
+  publicUrl: url('PUBLIC_URL', ['http:', 'https:'], 'Address people and PSAs reach Settle at; used in pay links and manifests.',
+    env => `http://${text(env.HOST) ?? '127.0.0.1'}:${text(env.PORT) ?? '3000'}`, 'http://HOST:PORT'),
+  databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:'], 'PostgreSQL connection string. Unset: the embedded PGlite database in DATA_DIR.', () => null, null),
+  dataDir: {
+    variable: 'DATA_DIR',
+    expected: 'a directory path',
+    description: 'Where the embedded default keeps its PGlite database and generated encryption key.',
+    defaultText: './data',
+    read: raw => text(raw) ?? './data'
+  } satisfies Setting<string>,
+  encryptionKeys: {
+    variable: 'SETTLE_ENCRYPTION_KEYS',
+    expected: 'a comma-separated list of keyId:base64 entries, each a 32-byte AES-256 key (the first encrypts; the rest only decrypt)',
+    description: 'Keys that encrypt tenant secrets at rest. Required with DATABASE_URL; the embedded default generates one in DATA_DIR. Make one with `openssl rand -base64 32`.',
+    defaultText: null,
+    read: (raw, env) => {
+      const value = text(raw)
+      const expected = 'a comma-separated list of keyId:base64 entries, each a 32-byte AES-256 key (the first encrypts; the rest only decrypt)'
+      if (value === undefined) {
+        if (text(env.DATABASE_URL) !== undefined) throw new ConfigError('SETTLE_ENCRYPTION_KEYS', `${expected}, because DATABASE_URL is set`, raw)
+        return null
+      }
+      const entries = value.split(',').map(s => s.trim())
+      const ids = entries.map(e => e.split(':')[0])
+      if (!entries.every(e => KEY_ENTRY.test(e) && Buffer.from(e.split(':')[1] ?? '', 'base64').length === 32) || new Set(ids).size !== ids.length) {
+        throw new ConfigError('SETTLE_ENCRYPTION_KEYS', `${expected}, with unique key ids`, raw)
+      }
+      return value
+    }
+  } satisfies Setting<string | null>,
+  logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info', 'Log verbosity (pino). Secrets and card/bank fields are always redacted.'),
+  bodyLimitBytes: integer('BODY_LIMIT_BYTES', 1024, 50 * 1024 * 1024, 1024 * 1024, 'Largest request body accepted; larger requests get 413 PAYLOAD_TOO_LARGE.'),
+  trustProxy: flag('TRUST_PROXY', () => false, 'false', 'Trust X-Forwarded-* headers (set when behind a reverse proxy that sets them).'),
+  demo: flag('SETTLE_DEMO', env => text(env.DATABASE_URL) === undefined, 'true without DATABASE_URL', 'Seed and show the demo tenant on the home page.'),
+  workerEnabled: flag('WORKER_ENABLED', () => true, 'true', 'Run the job/outbox worker in this process. Every process may run one; jobs are claimed through the database.'),
+  workerConcurrency: integer('WORKER_CONCURRENCY', 1, 64, 4, 'Jobs one worker runs at the same time.'),
+  workerPollMs: integer('WORKER_POLL_MS', 50, 60_000, 1000, 'How often an idle worker looks for due jobs.'),
+  shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 100, 120_000, 10_000, 'How long a stopping server waits for requests and jobs in flight.')
+} as const
+
+type Settings = typeof SETTINGS
+
+/**
+ * Reads every setting, collecting all problems so one boot shows them all,
+ * each on its own line.
+ */
+export function loadConfig (env: Env = process.env): Config {
+  const problems: ConfigError[] = []
+  const out: Record<string, unknown> = {}
+  for (const [name, setting] of Object.entries(SETTINGS) as Array<[keyof Settings, Setting<unknown>]>) {
+    try {
+      out[name] = setting.read(env[setting.variable], env)
+    } catch (error) {
+      if (error instanceof ConfigError) problems.push(error)
+      else throw error
+    }
+  }
+  if (problems.length > 0) throw new ConfigProblems(problems)
+  return out as unknown as Config
+}
+
+export class ConfigProblems extends Error {
+  constructor (readonly problems: ConfigError[]) {
+    super(problems.map(p => p.message).join('\n'))
+    this.name = 'ConfigProblems'
+  }
+}
+
+/** Loads `.env` from the working directory when present; real environment variables win. */
+export function loadDotEnv (path = '.env'): void {
+  if (existsSync(path)) process.loadEnvFile(path)
+}
+
+/** The README's configuration table, generated from the same table the checks use. */
+export function configTableMarkdown (): string {
+  const rows = Object.values(SETTINGS).map((s: Setting<unknown>) =>
+    `| \`${s.variable}\` | ${s.defaultText === null ? '(none)' : `\`${s.defaultText}\``} | ${s.description} |`)
+  return ['| variable | default | what it does |', '| --- | --- | --- |', ...rows].join('\n')
+}

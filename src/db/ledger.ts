@@ -1,0 +1,231 @@
+import type { Db } from './knex.js'
+import { inTransaction, pgError } from './knex.js'
+import { requireTenantId } from './tenants.js'
+import { enqueue, type JobInput } from './jobs.js'
+import { AppError, toAppError } from '../errors.js'
+import { DomainError } from '../domain/errors.js'
+import {
+  type AccountKind, type AccountRef, type EntryInput, type PostedEntry,
+  reversalPostings, validateEntry
+} from '../domain/ledger.js'
+import { asCurrency, type Currency, type Money } from '../domain/money.js'
+
+/**
+ * The ledger's only writer. Entries are validated in code, written in one
+ * transaction with their postings and outbox jobs, and checked again by the
+ * database (balance at commit, immutability, tenant-scoped references).
+ */
+export interface PostResult {
+  entry: PostedEntry
+  /** false when the idempotency key was seen before: nothing was written. */
+  created: boolean
+}
+
+export interface PostOptions {
+  /** Outside effects caused by this entry, enqueued in the same transaction (the outbox). */
+  effects?: readonly JobInput[]
+  /** Set by `reverseEntry`. */
+  reversesEntryId?: string
+}
+
+interface EntryRow {
+  id: number | string, tenant_id: string, idempotency_key: string, kind: string, memo: string | null,
+  effective_at: Date, recorded_at: Date, reverses_entry_id: number | string | null, fingerprint: string
+}
+interface PostingRow { entry_id: number | string, account_code: string, amount: number, currency: string }
+
+export async function postEntry (db: Db, tenantId: string, input: EntryInput, options: PostOptions = {}): Promise<PostResult> {
+  requireTenantId(tenantId)
+  const entry = validateEntry(input) // throws before anything is written
+  try {
+    return await inTransaction(db, async trx => {
+      // Sorted by code, so concurrent writers lock accounts in the same order.
+      await trx('ledger_accounts')
+        .insert(entry.accounts.map(a => ({ tenant_id: tenantId, code: a.code, kind: a.kind, customer_id: a.customerId ?? null })))
+        .onConflict(['tenant_id', 'code']).ignore()
+      const [row] = await trx('journal_entries')
+        .insert({
+          tenant_id: tenantId,
+          idempotency_key: entry.idempotencyKey,
+          kind: entry.kind,
+          memo: entry.memo ?? null,
+          effective_at: entry.effectiveAt,
+          reverses_entry_id: options.reversesEntryId ?? null,
+          fingerprint: entry.fingerprint,
+          source: entry.source === undefined ? null : JSON.stringify(entry.source)
+        })
+        .onConflict(['tenant_id', 'idempotency_key']).ignore()
+        .returning('*') as EntryRow[]
+      if (row === undefined) {
+        // A replay (or a concurrent writer of the same event that won): return the original.
+        const original = await findEntryByKey(trx, tenantId, entry.idempotencyKey)
+        if (original === null) throw new AppError('INTERNAL', 'Idempotent insert found neither a new nor an existing entry.')
+        const originalRow = await trx<EntryRow>('journal_entries').where({ tenant_id: tenantId, id: original.id }).first('fingerprint')
+        if (originalRow?.fingerprint !== entry.fingerprint) {
+          throw new AppError('IDEMPOTENCY_KEY_REUSED',
+            `Idempotency key "${entry.idempotencyKey}" was already used for a different entry; use a new key for a new event.`)
+        }
+        return { entry: original, created: false }
+      }
+      const postings = entry.postings.map(p => ({
+        tenant_id: tenantId,
+        entry_id: row.id,
+        account_code: p.account.code,
+        amount: p.amount.amount,
+        currency: p.amount.currency,
+        effective_at: entry.effectiveAt
+      }))
+      await trx('postings').insert(postings)
+      if (options.effects !== undefined && options.effects.length > 0) {
+        await enqueue(trx, tenantId, options.effects, { sourceEntryId: row.id })
+      }
+      return { entry: toEntry(row, postings), created: true }
+    })
+  } catch (error) {
+    throw mapLedgerError(error)
+  }
+}
+
+function mapLedgerError (error: unknown): Error {
+  if (error instanceof AppError || error instanceof DomainError) return error
+  const e = pgError(error)
+  if (e.code === '23503' && (e.constraint ?? '').includes('customer_id')) {
+    return new AppError('CUSTOMER_NOT_FOUND', 'A posting names a customer account for a customer this tenant does not have.', { cause: error })
+  }
+  if (e.code === '23505' && e.constraint === 'journal_entries_single_reversal') {
+    return new AppError('ALREADY_REVERSED', 'That entry has already been reversed.', { cause: error })
+  }
+  if (e.code === '23514' && e.constraint === 'journal_entries_balanced') {
+    return new AppError('UNBALANCED_ENTRY', 'The database refused an entry whose postings do not balance.', { cause: error })
+  }
+  if (e.code === '55000') return new AppError('LEDGER_IMMUTABLE', 'Ledger entries cannot be changed; post a reversing entry instead.', { cause: error })
+  return toAppError(error)
+}
+
+function toEntry (row: EntryRow, postings: ReadonlyArray<{ account_code: string, amount: number, currency: string }>): PostedEntry {
+  return {
+    id: String(row.id),
+    tenantId: row.tenant_id,
+    idempotencyKey: row.idempotency_key,
+    kind: row.kind,
+    memo: row.memo,
+    effectiveAt: row.effective_at,
+    recordedAt: row.recorded_at,
+    reversesEntryId: row.reverses_entry_id === null ? null : String(row.reverses_entry_id),
+    postings: postings.map(p => ({ accountCode: p.account_code, amount: { amount: Number(p.amount), currency: asCurrency(p.currency) } }))
+  }
+}
+
+async function loadEntries (db: Db, tenantId: string, rows: EntryRow[]): Promise<PostedEntry[]> {
+  if (rows.length === 0) return []
+  const postings = await db('postings')
+    .where('tenant_id', tenantId).whereIn('entry_id', rows.map(r => r.id)).orderBy('id') as PostingRow[]
+  return rows.map(row => toEntry(row, postings.filter(p => String(p.entry_id) === String(row.id))))
+}
+
+export async function getEntry (db: Db, tenantId: string, entryId: string): Promise<PostedEntry> {
+  requireTenantId(tenantId)
+  const rows = /^\d{1,18}$/.test(entryId) ? await db<EntryRow>('journal_entries').where({ tenant_id: tenantId, id: entryId }) : []
+  const [entry] = await loadEntries(db, tenantId, rows)
+  if (entry === undefined) throw new AppError('ENTRY_NOT_FOUND', `No journal entry ${entryId} for this tenant.`)
+  return entry
+}
+
+export async function findEntryByKey (db: Db, tenantId: string, idempotencyKey: string): Promise<PostedEntry | null> {
+  requireTenantId(tenantId)
+  const rows = await db<EntryRow>('journal_entries').where({ tenant_id: tenantId, idempotency_key: idempotencyKey })
+  const [entry] = await loadEntries(db, tenantId, rows)
+  return entry ?? null
+}
+
+export async function listEntries (db: Db, tenantId: string, options: { limit?: number, kind?: string } = {}): Promise<PostedEntry[]> {
+  requireTenantId(tenantId)
+  const query = db<EntryRow>('journal_entries').where({ tenant_id: tenantId })
+  if (options.kind !== undefined) query.andWhere({ kind: options.kind })
+  const rows = await query.orderBy([{ column: 'effective_at', order: 'desc' }, { column: 'id', order: 'desc' }]).limit(Math.min(options.limit ?? 50, 500))
+  return await loadEntries(db, tenantId, rows)
+}
+
+/**
+ * Undoes an entry with its mirror image. The database allows one reversal per
+ * entry; replaying the same reversal key returns the first reversal.
+ */
+export async function reverseEntry (db: Db, tenantId: string, entryId: string,
+  input: { idempotencyKey: string, effectiveAt: Date, memo?: string, effects?: readonly JobInput[] }): Promise<PostResult> {
+  return await inTransaction(db, async trx => {
+    const original = await getEntry(trx, tenantId, entryId)
+    const accountRows = await trx('ledger_accounts').where({ tenant_id: tenantId })
+      .whereIn('code', original.postings.map(p => p.accountCode)) as Array<{ code: string, kind: AccountKind, customer_id: string | null }>
+    const accounts = new Map<string, AccountRef>(accountRows.map(a => [a.code, { code: a.code, kind: a.kind, ...(a.customer_id !== null ? { customerId: a.customer_id } : {}) }]))
+    const replay = await findEntryByKey(trx, tenantId, input.idempotencyKey)
+    if (replay === null && await trx('journal_entries').where({ tenant_id: tenantId, reverses_entry_id: original.id }).first('id') !== undefined) {
+      throw new AppError('ALREADY_REVERSED', `Entry ${entryId} has already been reversed.`)
+    }
+    return await postEntry(trx, tenantId, {
+      idempotencyKey: input.idempotencyKey,
+      kind: `${original.kind.split('.')[0] ?? 'entry'}.reversed`,
+      effectiveAt: input.effectiveAt,
+      memo: input.memo ?? `Reversal of entry ${original.id}`,
+      postings: reversalPostings(original, accounts),
+      source: { reverses: original.id }
+    }, { reversesEntryId: original.id, ...(input.effects !== undefined ? { effects: input.effects } : {}) })
+  })
+}
+
+export interface AccountBalance {
+  code: string
+  kind: AccountKind
+  customerId: string | null
+  balance: Money
+}
+
+interface BalanceRow { code: string, kind: AccountKind, customer_id: string | null, currency: string, total: number | string }
+
+const toBalance = (r: BalanceRow): AccountBalance => ({
+  code: r.code,
+  kind: r.kind,
+  customerId: r.customer_id,
+  balance: { amount: Number(r.total), currency: asCurrency(r.currency) }
+})
+
+/** Signed (debit-positive) balances per account and currency, optionally as of a moment. */
+async function balances (db: Db, tenantId: string, filter: { code?: string, customerId?: string, asOf?: Date }): Promise<AccountBalance[]> {
+  requireTenantId(tenantId)
+  const query = db('postings as p')
+    .join('ledger_accounts as a', function () { this.on('a.tenant_id', 'p.tenant_id').andOn('a.code', 'p.account_code') })
+    .where('p.tenant_id', tenantId)
+    .select('a.code', 'a.kind', 'a.customer_id', 'p.currency')
+    .sum({ total: 'p.amount' })
+    .groupBy('a.code', 'a.kind', 'a.customer_id', 'p.currency')
+    .orderBy(['a.code', 'p.currency'])
+  if (filter.code !== undefined) query.andWhere('p.account_code', filter.code)
+  if (filter.customerId !== undefined) query.andWhere('a.customer_id', filter.customerId)
+  if (filter.asOf !== undefined) query.andWhere('p.effective_at', '<=', filter.asOf)
+  const rows = await query as BalanceRow[]
+  return rows.map(toBalance)
+}
+
+export async function accountBalance (db: Db, tenantId: string, code: string, currency: Currency, options: { asOf?: Date } = {}): Promise<Money> {
+  const rows = await balances(db, tenantId, { code, ...options })
+  return { amount: rows.find(r => r.balance.currency === currency)?.balance.amount ?? 0, currency }
+}
+
+/**
+ * What a customer owes (receivable) net of what we owe them (credit), per
+ * currency, with the accounts it came from.
+ */
+export async function customerBalance (db: Db, tenantId: string, customerId: string, options: { asOf?: Date } = {}): Promise<{ total: Money[], accounts: AccountBalance[] }> {
+  const accounts = await balances(db, tenantId, { customerId, ...options })
+  return { total: totalsByCurrency(accounts), accounts }
+}
+
+export async function trialBalance (db: Db, tenantId: string, options: { asOf?: Date } = {}): Promise<{ accounts: AccountBalance[], totals: Money[] }> {
+  const accounts = await balances(db, tenantId, options)
+  return { accounts, totals: totalsByCurrency(accounts) }
+}
+
+function totalsByCurrency (accounts: readonly AccountBalance[]): Money[] {
+  const totals = new Map<Currency, number>()
+  for (const a of accounts) totals.set(a.balance.currency, (totals.get(a.balance.currency) ?? 0) + a.balance.amount)
+  return [...totals].sort(([a], [b]) => a.localeCompare(b)).map(([currency, amount]) => ({ currency, amount }))
+}

@@ -1,0 +1,43 @@
+import fp from 'fastify-plugin'
+import type { Knex } from 'knex'
+import type { Config } from '../config.js'
+import { createDb, describeTarget, type DatabaseTarget } from '../db/knex.js'
+import { migrateLatest } from '../db/migrate.js'
+import { Keyring } from '../security/keyring.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: Knex
+    keyring: Keyring
+  }
+}
+
+export function databaseTarget (config: Config): DatabaseTarget {
+  return config.databaseUrl === null ? { kind: 'pglite', dataDir: config.dataDir } : { kind: 'postgres', url: config.databaseUrl }
+}
+
+export interface DbPluginOptions {
+  config: Config
+  /** A database the caller owns (tests); it is neither migrated nor closed here. */
+  db?: Knex
+  keyring?: Keyring
+}
+
+/**
+ * The database and the key ring. The embedded default migrates itself on
+ * boot; a PostgreSQL deployment migrates with `npm run migrate`, and `/ready`
+ * reports pending migrations until it has.
+ */
+export default fp<DbPluginOptions>(async (app, { config, db: given, keyring }) => {
+  const db = given ?? createDb(databaseTarget(config))
+  if (given === undefined) {
+    app.log.info({ database: describeTarget(databaseTarget(config)) }, 'database')
+    if (config.databaseUrl === null) {
+      const applied = await migrateLatest(db)
+      if (applied.length > 0) app.log.info({ applied }, 'migrations applied')
+    }
+    app.addHook('onClose', async () => { await db.destroy() })
+  }
+  app.decorate('db', db)
+  app.decorate('keyring', keyring ?? (config.encryptionKeys !== null ? new Keyring(config.encryptionKeys) : Keyring.loadOrCreateLocal(config.dataDir)))
+}, { name: 'settle-db' })

@@ -1,0 +1,31 @@
+import fp from 'fastify-plugin'
+import view from '@fastify/view'
+import fastifyStatic from '@fastify/static'
+import handlebars from 'handlebars'
+import { fileURLToPath } from 'node:url'
+import { formatMoney, type Money } from '../domain/money.js'
+
+const VIEWS = fileURLToPath(new URL('../../views/', import.meta.url))
+
+const isMoney = (value: unknown): value is Money =>
+  typeof value === 'object' && value !== null && 'amount' in value && 'currency' in value
+
+/** Handlebars pages with a shared layout, and the stylesheet under /assets. */
+export default fp<{ production: boolean }>(async (app, { production }) => {
+  const hbs = handlebars.create()
+  hbs.registerHelper('money', (value: unknown) => (isMoney(value) ? formatMoney(value) : '—'))
+  hbs.registerHelper('date', (value: unknown) =>
+    value instanceof Date ? value.toLocaleDateString('en-US', { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' }) : '')
+  hbs.registerHelper('negative', (value: unknown) => isMoney(value) && value.amount < 0)
+  await app.register(view, {
+    engine: { handlebars: hbs },
+    root: VIEWS,
+    layout: 'layouts/main.hbs',
+    viewExt: 'hbs',
+    options: { partials: { nav: 'partials/nav.hbs' } },
+    // Without this every request re-reads and recompiles the templates.
+    production,
+    defaultContext: { product: 'Settle' }
+  })
+  await app.register(fastifyStatic, { root: VIEWS + 'assets', prefix: '/assets/', maxAge: production ? '1h' : 0 })
+}, { name: 'settle-view' })

@@ -1,0 +1,33 @@
+import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
+import { Worker, type JobHandler } from '../jobs/worker.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Queue name → handler. Plugins add theirs before the server is ready. */
+    jobHandlers: Record<string, JobHandler>
+    worker: Worker | null
+  }
+}
+
+/**
+ * Each server process runs a worker when WORKER_ENABLED; they share the jobs
+ * table and claim with SKIP LOCKED, so scaling out is starting more processes.
+ */
+export default fp<{ config: Config }>(async (app, { config }) => {
+  app.decorate('jobHandlers', {} as Record<string, JobHandler>)
+  app.decorate('worker', null)
+  if (!config.workerEnabled) return
+  app.addHook('onReady', async () => {
+    const worker = new Worker({
+      db: app.db,
+      handlers: app.jobHandlers,
+      log: app.log.child({ component: 'worker' }),
+      concurrency: config.workerConcurrency,
+      pollMs: config.workerPollMs
+    })
+    app.worker = worker
+    worker.start()
+  })
+  app.addHook('preClose', async () => { await app.worker?.stop() })
+}, { name: 'settle-worker', dependencies: ['settle-db'] })

@@ -1,0 +1,21 @@
+import t from 'tap'
+import { onPostgres, testDb } from '../helpers/db.js'
+import { migrateLatest, migrateRollbackAll, pendingMigrations } from '../../src/db/migrate.js'
+
+t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGlite'})`, async t => {
+  const db = await testDb(t, { migrate: false })
+  const tables = async (): Promise<string[]> => (await db('information_schema.tables')
+    .where({ table_schema: 'public' }).whereNot('table_name', 'like', 'knex_%').orderBy('table_name').pluck('table_name')) as string[]
+  const all = await pendingMigrations(db)
+  t.ok(all.length >= 1)
+  t.same(await migrateLatest(db), all)
+  t.same(await pendingMigrations(db), [])
+  const created = await tables()
+  t.same(created, ['customers', 'jobs', 'journal_entries', 'ledger_accounts', 'postings', 'tenant_secrets', 'tenants'])
+  t.same((await migrateRollbackAll(db)).sort(), [...all].sort())
+  t.same(await tables(), [], 'down removes everything up made')
+  const functions = await db('pg_proc').whereIn('proname', ['ledger_check_entry_balanced', 'ledger_forbid_change']).count('* as n')
+  t.equal(Number(functions[0]?.n), 0, 'and the trigger functions')
+  t.same(await migrateLatest(db), all)
+  t.same(await tables(), created)
+})
