@@ -103,14 +103,14 @@ export async function up (db: Knex): Promise<void> {
       bad text;
     begin
       if tg_table_name = 'postings' then target := new.entry_id; else target := new.id; end if;
-      select count(*) into n from postings where entry_id = target;
+      -- One pass: how many postings, and which currencies do not net to zero.
+      select coalesce(sum(per_currency.n), 0), string_agg(per_currency.currency || ' ' || per_currency.total, ', ') filter (where per_currency.total <> 0)
+        into n, bad
+        from (select currency, count(*) as n, sum(amount) as total from postings where entry_id = target group by currency) per_currency;
       if n < 2 then
         raise exception 'journal entry % has % postings; at least 2 are required', target, n
           using errcode = '23514', constraint = 'journal_entries_balanced';
       end if;
-      select string_agg(currency || ' ' || total, ', ') into bad from (
-        select currency, sum(amount) as total from postings where entry_id = target group by currency having sum(amount) <> 0
-      ) unbalanced;
       if bad is not null then
         raise exception 'journal entry % does not balance: %', target, bad
           using errcode = '23514', constraint = 'journal_entries_balanced';

@@ -1,4 +1,4 @@
-import { ConfigProblems, loadConfig, loadDotEnv } from './config.js'
+import { ConfigProblems, configTableMarkdown, loadConfig, loadDotEnv } from './config.js'
 import { createDb, describeTarget } from './db/knex.js'
 import { migrateLatest, migrateRollbackAll, pendingMigrations } from './db/migrate.js'
 import { databaseTarget } from './plugins/db.js'
@@ -12,11 +12,16 @@ const USAGE = `Usage: settle <command>
   migrate:rollback   undo every migration (development only)
   keys:generate      print a new SETTLE_ENCRYPTION_KEYS entry
   keys:reseal        re-encrypt stored secrets with the first (active) key
+  config:table       print the configuration table for the README
 `
 
 /** Operator commands. Output goes to stdout for people; errors to stderr with a non-zero exit. */
 async function main (argv: string[]): Promise<number> {
   const [command] = argv
+  if (command === 'config:table') {
+    process.stdout.write(configTableMarkdown() + '\n')
+    return 0
+  }
   if (command === 'keys:generate') {
     process.stdout.write(Keyring.generateEntry() + '\n')
     return 0

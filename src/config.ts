@@ -117,7 +117,7 @@ function url (variable: string, protocols: readonly string[], description: strin
 const KEY_ENTRY = /^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=$/
 
 export const SETTINGS = {
-  nodeEnv: oneOf('NODE_ENV', ['development', 'production', 'test'] as const, 'development', 'Runtime mode; `production` caches compiled templates and hides details from logs.'),
+  nodeEnv: oneOf('NODE_ENV', ['development', 'production', 'test'] as const, 'development', 'Runtime mode; `production` caches compiled templates.'),
   host: {
     variable: 'HOST',
     expected: 'a host name or IP address to listen on',
@@ -143,7 +143,7 @@ export const SETTINGS = {
   encryptionKeys: {
     variable: 'SETTLE_ENCRYPTION_KEYS',
     expected: 'a comma-separated list of keyId:base64 entries, each a 32-byte AES-256 key (the first encrypts; the rest only decrypt)',
-    description: 'Keys that encrypt tenant secrets at rest. Required with DATABASE_URL; the embedded default generates one in DATA_DIR. Make one with `openssl rand -base64 32`.',
+    description: 'Keys that encrypt tenant secrets at rest. Required with DATABASE_URL; the embedded default generates one in DATA_DIR. Make one with `npx settle keys:generate`; rotate by putting a new key first and running `npx settle keys:reseal`.',
     defaultText: null,
     read: (raw, env) => {
       const value = text(raw)

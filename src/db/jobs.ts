@@ -76,26 +76,42 @@ function checkJob (job: JobInput): void {
 }
 
 /**
- * Enqueues jobs for a tenant (or `null` for system-wide work). Pass the open
- * transaction to make them part of it: that is the outbox.
+ * The one SQL shape that inserts job rows, from a JSON array of jobs. Used on
+ * its own by `enqueue` and as a step of the ledger's single-statement write,
+ * where `from` adds the new entry and `sourceEntryId` points at it.
+ * Bindings, in order: tenant id, then (when `sourceEntryId` is `?`) the
+ * entry id, then the jobs JSON from `jobsJson`.
  */
-export async function enqueue (db: Db, tenantId: string | null, jobs: readonly JobInput[], options: { sourceEntryId?: number | string } = {}): Promise<Job[]> {
+export function jobInsertSql (options: { sourceEntryId: string, from?: string }): string {
+  return `insert into jobs (tenant_id, queue, payload, dedupe_key, run_at, max_attempts, source_entry_id)
+    select ?::uuid, j.job->>'queue', coalesce(j.job->'payload', '{}'::jsonb), coalesce(j.job->>'dedupe_key', gen_random_uuid()::text),
+      coalesce((j.job->>'run_at')::timestamptz, now()), coalesce((j.job->>'max_attempts')::int, 10), ${options.sourceEntryId}
+    from ${options.from !== undefined ? `${options.from}, ` : ''}jsonb_array_elements(?::jsonb) with ordinality as j(job, n)
+    order by j.n
+    on conflict (tenant_id, queue, dedupe_key) do nothing`
+}
+
+/** Validates jobs and serialises them for `jobInsertSql`. */
+export function jobsJson (jobs: readonly JobInput[]): string {
+  jobs.forEach(checkJob)
+  return JSON.stringify(jobs.map(job => ({
+    queue: job.queue,
+    payload: job.payload ?? {},
+    dedupe_key: job.dedupeKey ?? null,
+    run_at: job.runAt?.toISOString() ?? null,
+    max_attempts: job.maxAttempts ?? null
+  })))
+}
+
+/**
+ * Enqueues jobs for a tenant (or `null` for system-wide work). Returns the
+ * jobs created; a job whose dedupe key exists already is skipped.
+ */
+export async function enqueue (db: Db, tenantId: string | null, jobs: readonly JobInput[]): Promise<Job[]> {
   if (tenantId !== null) requireTenantId(tenantId)
   if (jobs.length === 0) return []
-  jobs.forEach(checkJob)
-  const rows = jobs.map(job => ({
-    tenant_id: tenantId,
-    queue: job.queue,
-    payload: JSON.stringify(job.payload ?? {}),
-    ...(job.runAt !== undefined ? { run_at: job.runAt } : {}),
-    ...(job.dedupeKey !== undefined ? { dedupe_key: job.dedupeKey } : {}),
-    ...(job.maxAttempts !== undefined ? { max_attempts: job.maxAttempts } : {}),
-    source_entry_id: options.sourceEntryId ?? null
-  }))
-  const inserted = await db('jobs').insert(rows)
-    .onConflict(db.raw('(tenant_id, queue, dedupe_key)') as unknown as string).ignore()
-    .returning('*') as JobRow[]
-  return inserted.map(toJob)
+  const result = await db.raw(`${jobInsertSql({ sourceEntryId: 'null::bigint' })} returning *`, [tenantId, jobsJson(jobs)]) as { rows: JobRow[] }
+  return result.rows.map(toJob)
 }
 
 export interface ClaimOptions {

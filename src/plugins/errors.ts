@@ -9,8 +9,8 @@ function classify (error: FastifyError): AppError {
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return new AppError('PAYLOAD_TOO_LARGE', 'The request body is larger than this server accepts.')
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return new AppError('UNSUPPORTED_MEDIA_TYPE', 'Send the body as application/json.')
     case 'FST_ERR_CTP_EMPTY_JSON_BODY': return new AppError('MALFORMED_JSON', 'The body was declared JSON but was empty.')
+    case 'FST_ERR_CTP_INVALID_JSON_BODY': return new AppError('MALFORMED_JSON', 'The request body is not valid JSON.')
   }
-  if (error instanceof SyntaxError && error.statusCode === 400) return new AppError('MALFORMED_JSON', 'The request body is not valid JSON.')
   return toAppError(error)
 }
 
