@@ -27,7 +27,9 @@ export const Accounts = {
   surchargeIncome: (): AccountRef => ({ code: 'surcharge:income', kind: 'income' }),
   writeOff: (): AccountRef => ({ code: 'writeoff', kind: 'expense' }),
   disputes: (): AccountRef => ({ code: 'disputes', kind: 'asset' }),
-  returns: (): AccountRef => ({ code: 'returns', kind: 'asset' })
+  returns: (): AccountRef => ({ code: 'returns', kind: 'asset' }),
+  /** Money the PSA says was received outside Settle (check, wire): cleared when reconciliation matches it to a deposit. */
+  collectedElsewhere: (system: string): AccountRef => ({ code: `collected_elsewhere:${system}`, kind: 'asset' })
 } as const
 
 /** Debit-normal kinds show a positive balance when they hold value. */

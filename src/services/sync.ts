@@ -1,0 +1,207 @@
+import type { Knex } from 'knex'
+import { randomUUID } from 'node:crypto'
+import { upsertCustomer } from '../db/customers.js'
+import { invoicesByPsaIds, replaceInvoiceLines, upsertInvoices, type Invoice, type InvoiceUpsert } from '../db/invoices.js'
+import { postEntry } from '../db/ledger.js'
+import {
+  advanceCursor, claimSync, finishSyncRun, releaseSync, startSyncRun, type SyncRunCounts
+} from '../db/psa.js'
+import { AppError } from '../errors.js'
+import { planInvoiceSync } from '../domain/invoice-sync.js'
+import type { PsaInvoice, PsaPort } from '../ports/psa.js'
+
+export interface SyncProgress extends SyncRunCounts {
+  phase: 'invoices' | 'open-recheck'
+  /** Rows a second over the run so far. */
+  invoicesPerSecond: number
+}
+
+export interface SyncOptions {
+  db: Knex
+  tenantId: string
+  psa: PsaPort
+  trigger: 'schedule' | 'cli' | 'webhook' | 'manual' | 'test'
+  /** Ignore the cursor and read everything again (idempotent: unchanged invoices post nothing). */
+  full?: boolean
+  /** Also re-read every invoice still open in the PSA (Autotask changes paidDate without a webhook). */
+  recheckOpen?: boolean
+  onProgress?: (progress: SyncProgress) => void
+  leaseMs?: number
+  /** Stop between pages (shutdown); the cursor keeps what was committed. */
+  signal?: AbortSignal
+}
+
+export interface SyncResult extends SyncRunCounts {
+  runId: number
+  status: 'ok' | 'failed'
+  error: string | null
+}
+
+/** PSAs that can list still-open invoices (Autotask). */
+interface OpenInvoiceLister { listOpenInvoices: () => AsyncIterable<PsaInvoice[]> }
+const listsOpenInvoices = (psa: PsaPort): psa is PsaPort & OpenInvoiceLister => typeof (psa as Partial<OpenInvoiceLister>).listOpenInvoices === 'function'
+
+/**
+ * Mirrors PSA invoices into Settle and the ledger. Pages stream through in
+ * constant memory; each page commits its mirror rows, lines, ledger entries
+ * and the cursor in one transaction, so a crash resumes after the last
+ * committed page and a page that fails leaves nothing half-written.
+ * Re-running is harmless: every ledger entry is keyed by the PSA's change.
+ */
+export async function syncInvoices (options: SyncOptions): Promise<SyncResult> {
+  const { db, tenantId, psa } = options
+  const holder = `sync:${randomUUID()}`
+  const leaseMs = options.leaseMs ?? 5 * 60_000
+  const state = await claimSync(db, tenantId, psa.system, holder, leaseMs)
+  if (state === null) throw new AppError('SYNC_IN_PROGRESS', `A ${psa.system} sync is already running for this tenant.`)
+  const runId = await startSyncRun(db, tenantId, psa.system, options.trigger)
+  const counts: SyncRunCounts = { pages: 0, invoicesSeen: 0, created: 0, changed: 0, voided: 0, unchanged: 0, linesFetched: 0, calls: 0 }
+  const callsBefore = psa.callsMade()
+  const started = Date.now()
+  const customers = await knownCustomers(db, tenantId, psa.system)
+  const report = (phase: SyncProgress['phase']): void => {
+    counts.calls = psa.callsMade() - callsBefore
+    options.onProgress?.({ ...counts, phase, invoicesPerSecond: Math.round(counts.invoicesSeen / Math.max(0.001, (Date.now() - started) / 1000)) })
+  }
+  try {
+    for await (const page of psa.listInvoicesChangedSince({ since: options.full === true ? null : state.cursor.at })) {
+      if (options.signal?.aborted === true) break
+      const last = page[page.length - 1]
+      await applyPage(db, tenantId, psa, page, customers, counts, last === undefined ? undefined : { holder, leaseMs, at: last.updatedAt, id: last.externalId })
+      report('invoices')
+    }
+    const recheck = options.recheckOpen === true && listsOpenInvoices(psa)
+    if (recheck) {
+      for await (const page of psa.listOpenInvoices()) {
+        if (options.signal?.aborted === true) break
+        await applyPage(db, tenantId, psa, page, customers, counts)
+        report('open-recheck')
+      }
+    }
+    counts.calls = psa.callsMade() - callsBefore
+    await finishSyncRun(db, runId, counts, { status: 'ok' })
+    await releaseSync(db, tenantId, psa.system, holder, { status: 'ok', openRechecked: recheck })
+    return { ...counts, runId, status: 'ok', error: null }
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    counts.calls = psa.callsMade() - callsBefore
+    await finishSyncRun(db, runId, counts, { status: 'failed', error: message })
+    await releaseSync(db, tenantId, psa.system, holder, { status: 'failed', error: message })
+    return { ...counts, runId, status: 'failed', error: message }
+  }
+}
+
+/** Re-reads one invoice (a webhook said it changed) and applies it like a one-row page. */
+export async function syncOneInvoice (db: Knex, tenantId: string, psa: PsaPort, externalId: string): Promise<'created' | 'changed' | 'voided' | 'unchanged'> {
+  const invoice = await psa.getInvoice({ externalId })
+  const counts: SyncRunCounts = { pages: 0, invoicesSeen: 0, created: 0, changed: 0, voided: 0, unchanged: 0, linesFetched: 0, calls: 0 }
+  await applyPage(db, tenantId, psa, [invoice], await knownCustomers(db, tenantId, psa.system), counts)
+  return counts.created > 0 ? 'created' : counts.voided > 0 ? 'voided' : counts.changed > 0 ? 'changed' : 'unchanged'
+}
+
+async function knownCustomers (db: Knex, tenantId: string, system: string): Promise<Map<string, string>> {
+  const rows = await db('customers').where({ tenant_id: tenantId, psa_system: system }).select('id', 'psa_company_id') as Array<{ id: string, psa_company_id: string }>
+  return new Map(rows.map(r => [r.psa_company_id, r.id]))
+}
+
+/** Creates customers for companies seen for the first time; names come from the invoice or, failing that, the company list. */
+async function ensureCustomers (db: Knex, tenantId: string, psa: PsaPort, page: readonly PsaInvoice[], customers: Map<string, string>): Promise<void> {
+  const missing = page.filter(i => !customers.has(i.companyExternalId))
+  if (missing.length === 0) return
+  const names = new Map(missing.filter(i => i.companyName !== null).map(i => [i.companyExternalId, i.companyName as string]))
+  if (missing.some(i => !names.has(i.companyExternalId))) {
+    for await (const companies of psa.listCompanies()) for (const c of companies) names.set(c.externalId, c.name)
+  }
+  for (const invoice of missing) {
+    if (customers.has(invoice.companyExternalId)) continue
+    const customer = await upsertCustomer(db, tenantId, {
+      name: names.get(invoice.companyExternalId) ?? `${psa.system} company ${invoice.companyExternalId}`,
+      currency: invoice.currency,
+      psaSystem: psa.system,
+      psaCompanyId: invoice.companyExternalId
+    })
+    customers.set(invoice.companyExternalId, customer.id)
+  }
+}
+
+const dateOnly = (day: string): Date => new Date(`${day}T12:00:00Z`)
+
+async function applyPage (
+  db: Knex, tenantId: string, psa: PsaPort, page: readonly PsaInvoice[], customers: Map<string, string>, counts: SyncRunCounts,
+  cursor?: { holder: string, leaseMs: number, at: Date, id: string }
+): Promise<void> {
+  counts.pages++
+  counts.invoicesSeen += page.length
+  await ensureCustomers(db, tenantId, psa, page, customers)
+  // A page may repeat an invoice (it changed while we paged): the latest wins.
+  const latest = new Map<string, PsaInvoice>()
+  for (const invoice of page) {
+    const seen = latest.get(invoice.externalId)
+    if (seen === undefined || seen.updatedAt <= invoice.updatedAt) latest.set(invoice.externalId, invoice)
+  }
+  const existing = await invoicesByPsaIds(db, tenantId, psa.system, [...latest.keys()])
+  const plans = [...latest.values()].map(invoice => {
+    const booked: Invoice | undefined = existing.get(invoice.externalId)
+    const customerId = customers.get(invoice.companyExternalId) as string
+    const psaBalance = invoice.balance?.amount ?? (invoice.voided || invoice.paidOn !== null ? 0 : invoice.total.amount)
+    const plan = planInvoiceSync(booked === undefined ? null : booked, {
+      system: psa.system,
+      externalId: invoice.externalId,
+      number: invoice.number,
+      customerId,
+      currency: invoice.currency,
+      total: invoice.total.amount,
+      psaBalance,
+      voided: invoice.voided,
+      psaUpdatedAt: invoice.updatedAt,
+      issuedAt: dateOnly(invoice.issuedOn)
+    })
+    const headerChanged = booked === undefined || booked.psaUpdatedAt.getTime() !== invoice.updatedAt.getTime()
+    const needsLines = booked === undefined || booked.total.amount !== invoice.total.amount || (booked.lineCount === 0 && invoice.total.amount !== 0)
+    return { invoice, booked, customerId, psaBalance, plan, headerChanged, needsLines }
+  })
+  const toWrite = plans.filter(p => p.headerChanged || !p.plan.unchanged)
+  // Network before the transaction: a slow PSA never holds database locks.
+  const lineIds = toWrite.filter(p => p.needsLines && !p.invoice.voided).map(p => p.invoice.externalId)
+  const lines = lineIds.length > 0 ? await psa.getInvoiceLines({ invoiceExternalIds: lineIds }) : new Map()
+
+  await db.transaction(async trx => {
+    const rows: InvoiceUpsert[] = toWrite.map(({ invoice, customerId, psaBalance, plan }) => ({
+      customerId,
+      psaSystem: psa.system,
+      psaInvoiceId: invoice.externalId,
+      number: invoice.number,
+      kind: invoice.kind,
+      currency: invoice.currency,
+      issuedOn: invoice.issuedOn,
+      dueOn: invoice.dueOn,
+      total: invoice.total.amount,
+      psaBalance,
+      paidOn: invoice.paidOn,
+      voided: invoice.voided,
+      status: plan.status,
+      agreementName: invoice.agreementName,
+      poNumber: invoice.poNumber,
+      psaUpdatedAt: invoice.updatedAt,
+      ledgerBilled: plan.ledgerBilled,
+      ledgerPaidElsewhere: plan.ledgerPaidElsewhere,
+      raw: invoice.raw
+    }))
+    const ids = await upsertInvoices(trx, tenantId, rows)
+    const linesByInvoiceId = new Map([...lines].flatMap(([psaId, l]) => {
+      const id = ids.get(psaId)
+      return id === undefined ? [] : [[id, l] as const]
+    }))
+    counts.linesFetched += await replaceInvoiceLines(trx, tenantId, linesByInvoiceId)
+    for (const { plan } of toWrite) {
+      for (const entry of plan.entries) await postEntry(trx, tenantId, entry)
+    }
+    if (cursor !== undefined) await advanceCursor(trx, tenantId, psa.system, cursor.holder, { at: cursor.at, id: cursor.id }, cursor.leaseMs)
+  })
+  for (const p of plans) {
+    if (p.booked === undefined) counts.created++
+    else if (p.invoice.voided && !p.booked.voided) counts.voided++
+    else if (p.plan.unchanged && !p.headerChanged) counts.unchanged++
+    else counts.changed++
+  }
+}
