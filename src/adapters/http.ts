@@ -41,8 +41,11 @@ export interface RequesterOptions {
   sleep?: (ms: number) => Promise<void>
 }
 
+/** `attempts: 1` for a call that must not be repeated (a POST that creates). */
+export type RequestConfig = AxiosRequestConfig & { attempts?: number }
+
 export interface Requester {
-  request: <T>(config: AxiosRequestConfig) => Promise<AxiosResponse<T>>
+  request: <T>(config: RequestConfig) => Promise<AxiosResponse<T>>
   calls: () => number
   readonly http: AxiosInstance
 }
@@ -60,7 +63,7 @@ export function parseRetryAfter (value: unknown, now = Date.now()): number | nul
  * budgets calls, times out, retries 429/5xx/timeouts with backoff honouring
  * Retry-After, parses JSON strictly, and turns every failure into an
  * UpstreamError. Only idempotent calls should be retried; callers pass
- * `attempts: 1` in the config's `retry` for the rest.
+ * `attempts: 1` in the request config for the rest.
  */
 export function createRequester (options: RequesterOptions): Requester {
   const http = axios.create({
@@ -106,7 +109,7 @@ export function createRequester (options: RequesterOptions): Requester {
     throw fail(response.status, `http_${response.status}`, detail, response.status >= 500 || response.status === 408, retryAfter, body)
   }
 
-  async function request<T> (config: AxiosRequestConfig & { attempts?: number }): Promise<AxiosResponse<T>> {
+  async function request<T> (config: RequestConfig): Promise<AxiosResponse<T>> {
     const attempts = config.attempts ?? options.attempts ?? 4
     for (let attempt = 1; ; attempt++) {
       try {
