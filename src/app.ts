@@ -12,6 +12,25 @@ import healthRoutes from './routes/health/index.js'
 import homeRoutes from './routes/home/index.js'
 import { seedDemo } from './demo/seed.js'
 import type { Keyring } from './security/keyring.js'
+import connectwiseWebhook from './routes/webhooks/connectwise.js'
+import sandboxRoutes from './routes/sandbox/index.js'
+import { createPsaFactory } from './services/psa-connections.js'
+import { syncJobHandlers, type PsaFactory } from './jobs/sync-jobs.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The adapter for a tenant's PSA connection. */
+    psaFor: PsaFactory
+  }
+}
+
+/** The origin this server answers on once listening (the sandbox stand-ins live there). */
+export function listeningOrigin (app: FastifyInstance): string | null {
+  const address = app.server.address()
+  if (address === null || typeof address === 'string') return null
+  const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.family === 'IPv6' ? `[${address.address}]` : address.address
+  return `http://${host}:${address.port}`
+}
 
 export interface AppDependencies {
   /** A database the caller owns (tests, benchmarks). */
@@ -35,12 +54,17 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(formbody)
   await app.register(dbPlugin, { config, ...deps })
   await app.register(viewPlugin, { production })
+  app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
+  app.decorate('jobHandlers', syncJobHandlers(app.psaFor))
   await app.register(workerPlugin, { config })
   if (config.demo) {
-    const tenant = await seedDemo(app.db, new Date())
-    app.log.info({ tenant: tenant.slug }, 'demo tenant ready')
+    // The stand-ins answer in the real wire formats, so the demo runs the real adapters.
+    await app.register(sandboxRoutes, { origin: () => listeningOrigin(app) })
+    const tenants = await seedDemo(app.db, app.keyring)
+    app.log.info({ tenants: tenants.map(t => t.slug) }, 'demo tenants ready')
   }
   await app.register(healthRoutes)
   await app.register(homeRoutes, { config })
+  await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
 }

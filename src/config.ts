@@ -22,6 +22,7 @@ export interface Config {
   workerEnabled: boolean
   workerConcurrency: number
   workerPollMs: number
+  syncIntervalMinutes: number
   shutdownGraceMs: number
 }
 
@@ -167,6 +168,7 @@ export const SETTINGS = {
   workerEnabled: flag('WORKER_ENABLED', () => true, 'true', 'Run the job/outbox worker in this process. Every process may run one; jobs are claimed through the database.'),
   workerConcurrency: integer('WORKER_CONCURRENCY', 1, 64, 4, 'Jobs one worker runs at the same time.'),
   workerPollMs: integer('WORKER_POLL_MS', 50, 60_000, 1000, 'How often an idle worker looks for due jobs.'),
+  syncIntervalMinutes: integer('SYNC_INTERVAL_MINUTES', 1, 1440, 15, 'How often each PSA connection is polled for changed invoices (ConnectWise callbacks also re-sync single invoices at once).'),
   shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 100, 120_000, 10_000, 'How long a stopping server waits for requests and jobs in flight.')
 } as const
 

@@ -37,6 +37,7 @@ t.test('every malformed variable gives its own line naming it and what it expect
     WORKER_ENABLED: 'perhaps',
     WORKER_CONCURRENCY: '0',
     WORKER_POLL_MS: '-5',
+    SYNC_INTERVAL_MINUTES: '0',
     SHUTDOWN_GRACE_MS: '1.5'
   }
   for (const setting of Object.values(SETTINGS)) {

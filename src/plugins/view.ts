@@ -16,7 +16,10 @@ export default fp<{ production: boolean }>(async (app, { production }) => {
   hbs.registerHelper('money', (value: unknown) => (isMoney(value) ? formatMoney(value) : '—'))
   hbs.registerHelper('date', (value: unknown) =>
     value instanceof Date ? value.toLocaleDateString('en-US', { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' }) : '')
-  hbs.registerHelper('negative', (value: unknown) => isMoney(value) && value.amount < 0)
+  hbs.registerHelper('datetime', (value: unknown) =>
+    value instanceof Date ? value.toLocaleString('en-US', { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', timeZone: 'UTC', timeZoneName: 'short' }) : '')
+  // SVG columns grow upward: y = 100 - height.
+  hbs.registerHelper('inverse', (value: unknown) => (typeof value === 'number' ? 100 - value : 100))
   await app.register(view, {
     engine: { handlebars: hbs },
     root: VIEWS,

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { Worker, type JobHandler } from '../jobs/worker.js'
+import { startSyncScheduler } from '../jobs/sync-jobs.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,10 +16,12 @@ declare module 'fastify' {
  * table and claim with SKIP LOCKED, so scaling out is starting more processes.
  */
 export default fp<{ config: Config }>(async (app, { config }) => {
-  app.decorate('jobHandlers', {} as Record<string, JobHandler>)
+  if (!app.hasDecorator('jobHandlers')) app.decorate('jobHandlers', {} as Record<string, JobHandler>)
   app.decorate('worker', null)
   if (!config.workerEnabled) return
-  app.addHook('onReady', async () => {
+  let stopScheduler: (() => void) | null = null
+  // After listen: jobs may call this server itself (the sandbox stand-ins on the embedded default).
+  app.addHook('onListen', async () => {
     const worker = new Worker({
       db: app.db,
       handlers: app.jobHandlers,
@@ -28,6 +31,10 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     })
     app.worker = worker
     worker.start()
+    stopScheduler = startSyncScheduler(app.db, config.syncIntervalMinutes, app.log.child({ component: 'scheduler' }))
   })
-  app.addHook('preClose', async () => { await app.worker?.stop() })
+  app.addHook('preClose', async () => {
+    stopScheduler?.()
+    await app.worker?.stop()
+  })
 }, { name: 'settle-worker', dependencies: ['settle-db'] })

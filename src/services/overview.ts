@@ -2,56 +2,113 @@ import type { Knex } from 'knex'
 import { listCustomers } from '../db/customers.js'
 import { jobCounts, type JobState } from '../db/jobs.js'
 import { listEntries, trialBalance } from '../db/ledger.js'
+import { getSyncState, listPsaConnections, listSyncRuns, type SyncRun } from '../db/psa.js'
 import type { Tenant } from '../db/tenants.js'
-import { type Currency, type Money } from '../domain/money.js'
+import type { Currency, Money } from '../domain/money.js'
 
-export interface CustomerReceivable { name: string, balance: Money, sharePct: number }
+export interface AgingBucket { label: string, amount: Money, count: number, heightPct: number }
+
+export interface SyncPanel {
+  system: string
+  title: string
+  running: boolean
+  lastRun: SyncRun | null
+  lastError: string | null
+}
 
 export interface LedgerOverview {
   tenant: Tenant
   receivables: Money
-  atProcessor: Money
-  inBank: Money
-  fees: Money
-  billed: Money
-  customers: CustomerReceivable[]
+  overdue: Money
+  collectedElsewhere: Money
+  invoiceCount: number
+  openInvoiceCount: number
+  aging: AgingBucket[]
+  customers: Array<{ name: string, balance: Money, sharePct: number }>
   recent: Array<{ date: Date, kind: string, memo: string | null, amount: Money }>
   balanced: boolean
+  syncing: boolean
+  syncs: SyncPanel[]
   jobs: Record<JobState, number>
 }
 
-/** The home page's figures, each read from the ledger rather than kept on the side. */
-export async function ledgerOverview (db: Knex, tenant: Tenant): Promise<LedgerOverview> {
+const BUCKETS = [
+  { label: 'Current', min: Number.NEGATIVE_INFINITY, max: 0 },
+  { label: '1–30 days', min: 1, max: 30 },
+  { label: '31–60 days', min: 31, max: 60 },
+  { label: '61–90 days', min: 61, max: 90 },
+  { label: '90+ days', min: 91, max: Number.POSITIVE_INFINITY }
+] as const
+
+const TITLES: Record<string, string> = { connectwise: 'ConnectWise PSA', autotask: 'Autotask PSA' }
+
+/** The overview page's figures, each read from the ledger or the invoice mirror, never kept on the side. */
+export async function ledgerOverview (db: Knex, tenant: Tenant, today: Date): Promise<LedgerOverview> {
   const currency: Currency = tenant.defaultCurrency
-  const [trial, customers, entries, jobs] = await Promise.all([
-    trialBalance(db, tenant.id), listCustomers(db, tenant.id), listEntries(db, tenant.id, { limit: 8 }), jobCounts(db, tenant.id)
-  ])
+  const trial = await trialBalance(db, tenant.id)
+  const customers = await listCustomers(db, tenant.id)
+  const entries = await listEntries(db, tenant.id, { limit: 8 })
+  const jobs = await jobCounts(db, tenant.id)
   const inCurrency = trial.accounts.filter(a => a.balance.currency === currency)
   const total = (match: (code: string) => boolean): Money =>
     ({ amount: inCurrency.filter(a => match(a.code)).reduce((s, a) => s + a.balance.amount, 0), currency })
   const names = new Map(customers.map(c => [c.id, c.name]))
-  const receivables = total(code => code.startsWith('receivable:'))
   const owing = inCurrency
-    .filter(a => a.code.startsWith('receivable:') && a.balance.amount !== 0 && a.customerId !== null)
+    .filter(a => a.code.startsWith('receivable:') && a.balance.amount > 0 && a.customerId !== null)
     .map(a => ({ name: names.get(a.customerId ?? '') ?? 'Unknown customer', balance: a.balance }))
     .sort((a, b) => b.balance.amount - a.balance.amount)
+    .slice(0, 10)
   const largest = owing[0]?.balance.amount ?? 1
+
+  // Days past due per open invoice, bucketed in SQL so the page stays fast on large tenants.
+  const day = today.toISOString().slice(0, 10)
+  const open = await db('invoices')
+    .where({ tenant_id: tenant.id, currency, voided: false })
+    .whereNot('psa_balance', 0)
+    .select(db.raw('coalesce(?::date - due_on, 0) as days_late', [day]))
+    .sum({ amount: 'psa_balance' }).count({ n: '*' })
+    .groupByRaw('1') as Array<{ days_late: number, amount: number | string, n: number | string }>
+  const aging = BUCKETS.map(b => {
+    const rows = open.filter(r => Number(r.days_late) >= b.min && Number(r.days_late) <= b.max)
+    return { label: b.label, amount: { amount: rows.reduce((s, r) => s + Number(r.amount), 0), currency }, count: rows.reduce((s, r) => s + Number(r.n), 0), heightPct: 0 }
+  })
+  const tallest = Math.max(1, ...aging.map(b => b.amount.amount))
+  for (const b of aging) b.heightPct = b.amount.amount <= 0 ? 0 : Math.max(2, Math.round((b.amount.amount / tallest) * 100))
+  const [counts] = await db('invoices').where({ tenant_id: tenant.id })
+    .select(db.raw('count(*) as n'), db.raw("count(*) filter (where status in ('open','partially_paid')) as open")) as Array<{ n: number | string, open: number | string }>
+
+  const syncs: SyncPanel[] = []
+  for (const connection of await listPsaConnections(db, { tenantId: tenant.id })) {
+    const state = await getSyncState(db, tenant.id, connection.system)
+    const [lastRun] = await listSyncRuns(db, tenant.id, { system: connection.system, limit: 1 })
+    syncs.push({
+      system: connection.system,
+      title: TITLES[connection.system] ?? connection.system,
+      running: state?.lastStatus === 'running',
+      lastRun: lastRun ?? null,
+      lastError: state?.lastStatus === 'failed' ? state.lastError : null
+    })
+  }
   return {
     tenant,
-    receivables,
-    atProcessor: total(code => code.startsWith('processor:')),
-    inBank: total(code => code.startsWith('bank:')),
-    fees: total(code => code === 'fees:processor'),
-    billed: { amount: -total(code => code === 'billed').amount, currency },
+    receivables: total(code => code.startsWith('receivable:')),
+    overdue: { amount: aging.slice(1).reduce((s, b) => s + b.amount.amount, 0), currency },
+    collectedElsewhere: total(code => code.startsWith('collected_elsewhere:')),
+    invoiceCount: Number(counts?.n ?? 0),
+    openInvoiceCount: Number(counts?.open ?? 0),
+    aging,
     customers: owing.map(o => ({ ...o, sharePct: Math.max(2, Math.round((o.balance.amount / largest) * 100)) })),
     recent: entries.map(e => ({
       date: e.effectiveAt,
       kind: e.kind,
       memo: e.memo,
-      // The size of an event is what moved: the sum of its debits.
+      // An event's size is what moved: the sum of its debits.
       amount: { amount: e.postings.filter(p => p.amount.amount > 0 && p.amount.currency === currency).reduce((s, p) => s + p.amount.amount, 0), currency }
     })),
     balanced: trial.totals.every(t => t.amount === 0),
+    // A first sync is queued but has not started yet, or one is running.
+    syncing: syncs.some(s => s.running || s.lastRun === null) || jobs.pending + jobs.running > 0,
+    syncs,
     jobs
   }
 }

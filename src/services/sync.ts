@@ -14,6 +14,9 @@ export interface SyncProgress extends SyncRunCounts {
   phase: 'invoices' | 'open-recheck'
   /** Rows a second over the run so far. */
   invoicesPerSecond: number
+  /** Change window being read, and how far the committed pages have reached into it (progress bars). */
+  since: Date | null
+  reachedAt: Date | null
 }
 
 export interface SyncOptions {
@@ -59,14 +62,17 @@ export async function syncInvoices (options: SyncOptions): Promise<SyncResult> {
   const callsBefore = psa.callsMade()
   const started = Date.now()
   const customers = await knownCustomers(db, tenantId, psa.system)
+  const since = options.full === true ? null : state.cursor.at
+  let reachedAt: Date | null = null
   const report = (phase: SyncProgress['phase']): void => {
     counts.calls = psa.callsMade() - callsBefore
-    options.onProgress?.({ ...counts, phase, invoicesPerSecond: Math.round(counts.invoicesSeen / Math.max(0.001, (Date.now() - started) / 1000)) })
+    options.onProgress?.({ ...counts, phase, since, reachedAt, invoicesPerSecond: Math.round(counts.invoicesSeen / Math.max(0.001, (Date.now() - started) / 1000)) })
   }
   try {
-    for await (const page of psa.listInvoicesChangedSince({ since: options.full === true ? null : state.cursor.at })) {
+    for await (const page of psa.listInvoicesChangedSince({ since })) {
       if (options.signal?.aborted === true) break
       const last = page[page.length - 1]
+      reachedAt = last?.updatedAt ?? reachedAt
       await applyPage(db, tenantId, psa, page, customers, counts, last === undefined ? undefined : { holder, leaseMs, at: last.updatedAt, id: last.externalId })
       report('invoices')
     }

@@ -1,21 +1,17 @@
 import t from 'tap'
 import { existsSync } from 'node:fs'
 import { chromium } from 'playwright-core'
-import { testDb } from '../helpers/db.js'
-import { testConfig, testKeyring } from '../helpers/fixtures.js'
-import { buildApp } from '../../src/app.js'
+import { startDemoApp } from '../helpers/demo-app.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 
 t.test('the home page in a real browser', { skip: existsSync(CHROMIUM) ? false : `needs Debian chromium at ${CHROMIUM} (.ci/run installs it)` }, async t => {
-  const db = await testDb(t)
-  const app = await buildApp(testConfig({ SETTLE_DEMO: 'true' }), { db, keyring: testKeyring() })
-  const base = await app.listen({ host: '127.0.0.1', port: 0 })
+  const { base } = await startDemoApp(t)
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
   })
-  t.teardown(async () => { await browser.close(); await app.close() })
+  t.teardown(async () => { await browser.close() })
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
   const problems: string[] = []
   page.on('console', message => { if (message.type() === 'error') problems.push(message.text()) })
@@ -29,8 +25,15 @@ t.test('the home page in a real browser', { skip: existsSync(CHROMIUM) ? false :
   t.equal(await page.locator('.kpi').count(), 4)
   const receivables = await page.locator('.kpi dd').first().innerText()
   t.match(receivables, /^\$[\d,]+\.\d{2}$/, 'open receivables read as money')
-  t.ok(await page.locator('table.bars tbody tr').count() >= 1, 'a bar per client who owes')
-  t.equal(await page.locator('.badge.ok').innerText(), 'Trial balance: debits equal credits')
+  t.ok(await page.locator('table.bars tbody tr').count() >= 5, 'a bar per client who owes')
+  t.equal(await page.locator('.aging-col').count(), 5, 'five aging buckets')
+  t.equal(await page.locator('.sync-row .badge').first().innerText(), 'In sync')
+  t.match(await page.locator('.sync-row p').first().innerText(), /400 invoices read, 400 new/)
+  // The other demo tenant, one click away, on Autotask.
+  await page.getByRole('link', { name: /Cobalt IT Partners/ }).click()
+  await page.waitForURL(/tenant=cobalt/)
+  t.equal(await page.locator('h2#ledger-heading').innerText(), 'Cobalt IT Partners')
+  t.equal(await page.locator('.sync-row strong').first().innerText(), 'Autotask PSA')
   // The stylesheet loaded under the CSP (an unstyled page would have a transparent header).
   t.equal(await page.locator('.site-header').evaluate(el => getComputedStyle(el).backgroundColor), 'rgb(255, 255, 255)')
   t.equal(await page.locator('.kpi').first().evaluate(el => getComputedStyle(el).borderRadius), '12px')

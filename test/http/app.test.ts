@@ -5,13 +5,10 @@ import { testDb } from '../helpers/db.js'
 import { testConfig, testKeyring } from '../helpers/fixtures.js'
 import { buildApp } from '../../src/app.js'
 import { REDACT_PATHS } from '../../src/logging.js'
-import { seedDemo, DEMO_TENANT } from '../../src/demo/seed.js'
-import { findTenantBySlug } from '../../src/db/tenants.js'
-import { trialBalance } from '../../src/db/ledger.js'
 
 t.test('HTTP skeleton', async t => {
   const db = await testDb(t)
-  const app = await buildApp(testConfig({ SETTLE_DEMO: 'true', BODY_LIMIT_BYTES: '2048' }), { db, keyring: testKeyring() })
+  const app = await buildApp(testConfig({ BODY_LIMIT_BYTES: '2048' }), { db, keyring: testKeyring() })
   // A route that takes JSON, to exercise body parsing and limits.
   app.post('/test/echo', { schema: { body: { type: 'object', required: ['amount'], properties: { amount: { type: 'string' } } } } }, async request => request.body)
   app.get('/test/boom', async () => { throw new Error('database password is hunter2') })
@@ -26,14 +23,13 @@ t.test('HTTP skeleton', async t => {
     t.same(ready.json(), { status: 'ready', database: 'ok', migrations: 'current' })
   })
 
-  await t.test('the home page shows the loop and the demo ledger', async t => {
+  await t.test('without demo mode the home page shows no tenant data', async t => {
     const res = await app.inject({ url: '/', headers: { accept: 'text/html' } })
     t.equal(res.statusCode, 200)
     t.match(res.headers['content-type'], /text\/html/)
-    for (const text of ['Issuance', 'Communication', 'Collection', 'Reconciliation', 'Reporting', 'Brightline Managed IT', 'Open receivables', 'Trial balance: debits equal credits']) {
-      t.ok(res.body.includes(text), `shows "${text}"`)
-    }
-    t.match(res.body, /\$[\d,]+\.\d{2}/, 'amounts formatted as money')
+    for (const text of ['Issuance', 'Communication', 'Collection', 'Reconciliation', 'Reporting']) t.ok(res.body.includes(text), `shows "${text}"`)
+    t.notMatch(res.body, /Demo tenant|Open receivables/)
+    t.equal((await app.inject('/sandbox.json')).statusCode, 404, 'no stand-ins outside the embedded default')
   })
 
   await t.test('errors use the catalogue and never leak internals', async t => {
@@ -76,14 +72,6 @@ t.test('HTTP skeleton', async t => {
     t.match(css.headers['content-type'], /text\/css/)
   })
 
-  await t.test('the demo seed is idempotent and balanced', async t => {
-    const tenant = await findTenantBySlug(db, DEMO_TENANT.slug)
-    if (tenant === null) throw new Error('demo tenant missing')
-    const before = await db('journal_entries').where({ tenant_id: tenant.id }).count('* as n')
-    await seedDemo(db, new Date())
-    t.same(await db('journal_entries').where({ tenant_id: tenant.id }).count('* as n'), before, 'a second boot adds nothing')
-    t.same((await trialBalance(db, tenant.id)).totals.map(m => m.amount), [0])
-  })
 })
 
 t.test('readiness reports pending migrations', async t => {

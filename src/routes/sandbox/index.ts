@@ -1,0 +1,44 @@
+import type { FastifyInstance } from 'fastify'
+import autotaskSandbox, { AUTOTASK_SANDBOX_CREDENTIALS, createAutotaskStore } from '../../sandbox/autotask/index.js'
+import connectwiseSandbox, { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_PREFIX, createConnectWiseStore } from '../../sandbox/connectwise/index.js'
+
+const AUTOTASK_PREFIX = '/sandbox/autotask'
+
+/**
+ * The embedded default's stand-ins for the outside systems, mounted on this
+ * server, and `/sandbox.json` listing each with its base URL and demo
+ * credentials (all fake; they only open the stand-ins).
+ */
+export default async function sandboxRoutes (app: FastifyInstance, { origin }: { origin: () => string | null }): Promise<void> {
+  const connectwise = createConnectWiseStore({ seed: 7 })
+  const autotask = createAutotaskStore({ seed: 11 })
+  await app.register(connectwiseSandbox, { prefix: CONNECTWISE_SANDBOX_PREFIX, store: connectwise, credentials: CONNECTWISE_SANDBOX_CREDENTIALS })
+  await app.register(autotaskSandbox, { prefix: AUTOTASK_PREFIX, store: autotask, credentials: AUTOTASK_SANDBOX_CREDENTIALS })
+
+  app.get('/sandbox.json', async request => {
+    const base = origin() ?? `${request.protocol}://${request.host}`
+    return {
+      note: 'Stand-ins of the outside systems, answering in their real wire formats. Demo credentials only open these stand-ins.',
+      standIns: [
+        {
+          name: 'connectwise',
+          title: 'ConnectWise PSA',
+          baseUrl: `${base}${CONNECTWISE_SANDBOX_PREFIX}`,
+          apiBase: `${base}${CONNECTWISE_SANDBOX_PREFIX}/v4_6_release/apis/3.0`,
+          credentials: CONNECTWISE_SANDBOX_CREDENTIALS,
+          auth: 'Authorization: Basic base64("companyId+publicKey:privateKey"), clientId header',
+          tenant: 'brightline'
+        },
+        {
+          name: 'autotask',
+          title: 'Autotask PSA',
+          baseUrl: `${base}${AUTOTASK_PREFIX}`,
+          zoneDiscoveryUrl: `${base}${AUTOTASK_PREFIX}/ATServicesRest/V1.0/zoneInformation?user=${encodeURIComponent(AUTOTASK_SANDBOX_CREDENTIALS.apiUser)}`,
+          credentials: AUTOTASK_SANDBOX_CREDENTIALS,
+          auth: 'ApiIntegrationcode, UserName and Secret headers',
+          tenant: 'cobalt'
+        }
+      ]
+    }
+  })
+}
