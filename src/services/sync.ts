@@ -78,8 +78,20 @@ export async function syncInvoices (options: SyncOptions): Promise<SyncResult> {
     }
     const recheck = options.recheckOpen === true && listsOpenInvoices(psa)
     if (recheck) {
+      // Autotask stamps nothing when an invoice is paid or voided: such an
+      // invoice just drops out of the open set, so re-read whatever left it.
+      const stillOpen = new Set<string>()
       for await (const page of psa.listOpenInvoices()) {
         if (options.signal?.aborted === true) break
+        for (const invoice of page) stillOpen.add(invoice.externalId)
+        await applyPage(db, tenantId, psa, page, customers, counts)
+        report('open-recheck')
+      }
+      const openInMirror = await db('invoices').where({ tenant_id: tenantId, psa_system: psa.system, voided: false })
+        .whereIn('status', ['open', 'partially_paid', 'disputed', 'in_collections']).pluck('psa_invoice_id') as string[]
+      const left = openInMirror.filter(id => !stillOpen.has(id))
+      for (let i = 0; i < left.length && options.signal?.aborted !== true; i += 50) {
+        const page = await Promise.all(left.slice(i, i + 50).map(async externalId => await psa.getInvoice({ externalId })))
         await applyPage(db, tenantId, psa, page, customers, counts)
         report('open-recheck')
       }
