@@ -4,9 +4,17 @@ import { migrateLatest, migrateRollbackAll, pendingMigrations } from './db/migra
 import { databaseTarget } from './plugins/db.js'
 import { Keyring } from './security/keyring.js'
 import { resealWithActiveKey } from './db/secrets.js'
+import { runTenantCommand } from './cli/commands.js'
 
-const USAGE = `Usage: settle <command>
+const USAGE = `Usage: settle <command> [options]
 
+  tenants:create --slug SLUG --name NAME [--currency USD]
+  connect connectwise --tenant SLUG --site URL --company-id ID --public-key KEY --client-id GUID
+                     (private key from SETTLE_CW_PRIVATE_KEY; registers the invoice callback at PUBLIC_URL)
+  connect autotask --tenant SLUG --api-user USER --integration-code CODE
+                     (secret from SETTLE_AT_SECRET)
+  sync --tenant SLUG [--system connectwise|autotask] [--full] [--recheck-open]
+  sync:status --tenant SLUG
   migrate            apply pending migrations
   migrate:status     list pending migrations
   migrate:rollback   undo every migration (development only)
@@ -26,7 +34,7 @@ async function main (argv: string[]): Promise<number> {
     process.stdout.write(Keyring.generateEntry() + '\n')
     return 0
   }
-  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal'].includes(command)) {
+  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal', 'tenants:create', 'connect', 'sync', 'sync:status'].includes(command)) {
     process.stderr.write(USAGE)
     return command === undefined || command === '--help' ? 0 : 64
   }
@@ -35,6 +43,10 @@ async function main (argv: string[]): Promise<number> {
   const target = databaseTarget(config)
   const db = createDb(target)
   try {
+    if (['tenants:create', 'connect', 'sync', 'sync:status'].includes(command)) {
+      const keyring = config.encryptionKeys !== null ? new Keyring(config.encryptionKeys) : Keyring.loadOrCreateLocal(config.dataDir)
+      return await runTenantCommand(command, argv.slice(1), { db, keyring, publicUrl: config.publicUrl })
+    }
     if (command === 'migrate') {
       const applied = await migrateLatest(db)
       process.stdout.write(applied.length === 0 ? `${describeTarget(target)}: already current\n` : `${describeTarget(target)}: applied ${applied.join(', ')}\n`)

@@ -63,15 +63,18 @@ export async function syncInvoices (options: SyncOptions): Promise<SyncResult> {
   const started = Date.now()
   const customers = await knownCustomers(db, tenantId, psa.system)
   const since = options.full === true ? null : state.cursor.at
+  // Where the change window starts: the cursor, or on a first sync the oldest change seen.
+  let windowStart: Date | null = since
   let reachedAt: Date | null = null
   const report = (phase: SyncProgress['phase']): void => {
     counts.calls = psa.callsMade() - callsBefore
-    options.onProgress?.({ ...counts, phase, since, reachedAt, invoicesPerSecond: Math.round(counts.invoicesSeen / Math.max(0.001, (Date.now() - started) / 1000)) })
+    options.onProgress?.({ ...counts, phase, since: windowStart, reachedAt, invoicesPerSecond: Math.round(counts.invoicesSeen / Math.max(0.001, (Date.now() - started) / 1000)) })
   }
   try {
     for await (const page of psa.listInvoicesChangedSince({ since })) {
       if (options.signal?.aborted === true) break
       const last = page[page.length - 1]
+      windowStart ??= page[0]?.updatedAt ?? null
       reachedAt = last?.updatedAt ?? reachedAt
       await applyPage(db, tenantId, psa, page, customers, counts, last === undefined ? undefined : { holder, leaseMs, at: last.updatedAt, id: last.externalId })
       report('invoices')

@@ -1,0 +1,132 @@
+import type { Knex } from 'knex'
+import { parseArgs } from 'node:util'
+import { createConnectWisePsa } from '../adapters/connectwise/psa.js'
+import { createTenant, findTenantBySlug, type Tenant } from '../db/tenants.js'
+import { getSyncState, listPsaConnections, listSyncRuns } from '../db/psa.js'
+import { AppError } from '../errors.js'
+import { asCurrency } from '../domain/money.js'
+import type { PsaSystem } from '../ports/psa.js'
+import type { Keyring } from '../security/keyring.js'
+import { connectAutotask, connectConnectWise, createPsaFactory } from '../services/psa-connections.js'
+import { syncInvoices, type SyncProgress } from '../services/sync.js'
+import { renderProgress, syncFraction } from './progress.js'
+
+interface Deps { db: Knex, keyring: Keyring, publicUrl: string }
+
+const out = (text: string): void => { process.stdout.write(text + '\n') }
+
+function required (values: Record<string, unknown>, name: string): string {
+  const value = values[name]
+  if (typeof value !== 'string' || value.trim() === '') throw new AppError('VALIDATION_FAILED', `--${name} is required.`)
+  return value.trim()
+}
+
+function secretFromEnv (variable: string, what: string): string {
+  const value = process.env[variable]
+  if (value === undefined || value === '') throw new AppError('VALIDATION_FAILED', `Set ${variable} to the ${what}; secrets are never taken from the command line, where other users can see them.`)
+  return value
+}
+
+async function tenantOf (db: Knex, values: Record<string, unknown>): Promise<Tenant> {
+  const slug = required(values, 'tenant')
+  const tenant = await findTenantBySlug(db, slug)
+  if (tenant === null) throw new AppError('TENANT_NOT_FOUND', `No tenant "${slug}"; create it with settle tenants:create.`)
+  return tenant
+}
+
+/** Operator commands that act on one tenant. Returns the exit code. */
+export async function runTenantCommand (command: string, args: string[], deps: Deps): Promise<number> {
+  const { db, keyring } = deps
+  const [sub, ...rest] = args
+  const { values } = parseArgs({
+    args: command === 'connect' ? rest : args,
+    options: {
+      tenant: { type: 'string' }, slug: { type: 'string' }, name: { type: 'string' }, currency: { type: 'string' },
+      system: { type: 'string' }, full: { type: 'boolean' }, 'recheck-open': { type: 'boolean' },
+      site: { type: 'string' }, 'company-id': { type: 'string' }, 'public-key': { type: 'string' }, 'client-id': { type: 'string' },
+      'api-user': { type: 'string' }, 'integration-code': { type: 'string' }
+    },
+    strict: true
+  })
+
+  if (command === 'tenants:create') {
+    const tenant = await createTenant(db, { slug: required(values, 'slug'), name: required(values, 'name'), defaultCurrency: asCurrency(values.currency ?? 'USD') })
+    out(`Created tenant ${tenant.slug} (${tenant.id}).`)
+    return 0
+  }
+
+  const tenant = await tenantOf(db, values)
+  if (command === 'connect') {
+    if (sub === 'connectwise') {
+      const creds = {
+        site: required(values, 'site'),
+        companyId: required(values, 'company-id'),
+        publicKey: required(values, 'public-key'),
+        clientId: required(values, 'client-id'),
+        privateKey: secretFromEnv('SETTLE_CW_PRIVATE_KEY', 'API member\'s private key')
+      }
+      // Prove the credentials and register the invoice callback before saving anything.
+      const psa = createConnectWisePsa(creds)
+      const callback = await psa.registerInvoiceCallback({ url: `${deps.publicUrl}/webhooks/connectwise/${tenant.slug}`, description: `Settle invoice sync (${tenant.slug})` })
+      await connectConnectWise(db, keyring, tenant.id, creds)
+      out(`Connected ${tenant.slug} to ConnectWise ${creds.companyId}; invoice callback ${callback.created ? 'registered' : 'already registered'} (id ${callback.id}).`)
+      return 0
+    }
+    if (sub === 'autotask') {
+      await connectAutotask(db, keyring, tenant.id, {
+        apiUser: required(values, 'api-user'),
+        integrationCode: required(values, 'integration-code'),
+        secret: secretFromEnv('SETTLE_AT_SECRET', 'API user\'s secret')
+      })
+      out(`Connected ${tenant.slug} to Autotask as ${String(values['api-user'])}. Invoices are polled every SYNC_INTERVAL_MINUTES (Autotask has no invoice webhooks).`)
+      return 0
+    }
+    throw new AppError('VALIDATION_FAILED', 'Say which PSA: settle connect connectwise … or settle connect autotask …')
+  }
+
+  const connections = await listPsaConnections(db, { tenantId: tenant.id })
+  const systems = (typeof values.system === 'string' ? [values.system] : connections.map(c => c.system)) as PsaSystem[]
+  if (command === 'sync:status') {
+    for (const system of systems) {
+      const state = await getSyncState(db, tenant.id, system)
+      out(`${system}: ${state?.lastStatus ?? 'never synced'}${state?.lastFinishedAt != null ? ` at ${state.lastFinishedAt.toISOString()}` : ''}${state?.lastError != null ? ` (${state.lastError})` : ''}`)
+      for (const run of await listSyncRuns(db, tenant.id, { system, limit: 5 })) {
+        out(`  #${run.id} ${run.startedAt.toISOString()} ${run.trigger} ${run.status}: ${run.invoicesSeen} read, ${run.created} new, ${run.changed} changed, ${run.voided} voided, ${run.calls} calls${run.error !== null ? ` (${run.error})` : ''}`)
+      }
+    }
+    return 0
+  }
+
+  // sync
+  if (systems.length === 0) throw new AppError('PSA_NOT_CONNECTED', `${tenant.slug} has no PSA connection; add one with settle connect.`)
+  const psaFor = createPsaFactory({ keyring, sandboxOrigin: () => deps.publicUrl })
+  let failed = false
+  for (const system of systems) {
+    const tty = process.stderr.isTTY
+    let lastLine = 0
+    let latest: SyncProgress | null = null
+    process.stderr.write(`Syncing ${tenant.name} from ${system === 'connectwise' ? 'ConnectWise PSA' : 'Autotask'}\n`)
+    const result = await syncInvoices({
+      db,
+      tenantId: tenant.id,
+      psa: await psaFor(db, tenant.id, system),
+      trigger: 'cli',
+      full: values.full === true,
+      recheckOpen: values['recheck-open'] === true,
+      onProgress: progress => {
+        latest = progress
+        const line = renderProgress(progress, syncFraction(progress, new Date()))
+        if (tty) process.stderr.write(`\r${line}\u001b[K`)
+        else if (Date.now() - lastLine > 2000) { process.stderr.write(line + '\n'); lastLine = Date.now() }
+      }
+    })
+    const final: SyncProgress | null = latest
+    if (final !== null && result.status === 'ok') process.stderr.write(`${tty ? '\r' : ''}${renderProgress(final, 1)}\u001b[K\n`)
+    else if (tty) process.stderr.write('\n')
+    out(`${system}: ${result.status}. ${result.invoicesSeen} invoices read in ${result.pages} pages: ${result.created} new, ${result.changed} changed, ${result.voided} voided, ${result.unchanged} unchanged; ${result.linesFetched} lines; ${result.calls} API calls.`)
+    if (result.error !== null) { out(`  error: ${result.error}`); failed = true }
+  }
+  const state = await getSyncState(db, tenant.id, systems[0] as PsaSystem)
+  if (state?.lastStatus === 'failed') failed = true
+  return failed ? 1 : 0
+}
