@@ -82,19 +82,21 @@ function checkJob (job: JobInput): void {
  * Bindings, in order: tenant id, then (when `sourceEntryId` is `?`) the
  * entry id, then the jobs JSON from `jobsJson`.
  */
-export function jobInsertSql (options: { sourceEntryId: string, from?: string }): string {
+export function jobInsertSql (options: { sourceEntryId: string, from?: string, where?: string }): string {
   return `insert into jobs (tenant_id, queue, payload, dedupe_key, run_at, max_attempts, source_entry_id)
     select ?::uuid, j.job->>'queue', coalesce(j.job->'payload', '{}'::jsonb), coalesce(j.job->>'dedupe_key', gen_random_uuid()::text),
       coalesce((j.job->>'run_at')::timestamptz, now()), coalesce((j.job->>'max_attempts')::int, 10), ${options.sourceEntryId}
     from ${options.from !== undefined ? `${options.from}, ` : ''}jsonb_array_elements(?::jsonb) with ordinality as j(job, n)
+    ${options.where !== undefined ? `where ${options.where}` : ''}
     order by j.n
     on conflict (tenant_id, queue, dedupe_key) do nothing`
 }
 
-/** Validates jobs and serialises them for `jobInsertSql`. */
-export function jobsJson (jobs: readonly JobInput[]): string {
+/** Validates jobs and serialises them for `jobInsertSql` (`entryKey` ties a job to its entry in a batch). */
+export function jobsJson (jobs: ReadonlyArray<JobInput & { entryKey?: string }>): string {
   jobs.forEach(checkJob)
   return JSON.stringify(jobs.map(job => ({
+    entry_key: job.entryKey ?? null,
     queue: job.queue,
     payload: job.payload ?? {},
     dedupe_key: job.dedupeKey ?? null,

@@ -7,7 +7,7 @@ import { AppError, toAppError } from '../errors.js'
 import { DomainError } from '../domain/errors.js'
 import {
   type AccountKind, type AccountRef, type EntryInput, type PostedEntry,
-  reversalPostings, validateEntry
+  reversalPostings, validateEntry, type ValidEntry
 } from '../domain/ledger.js'
 import { asCurrency, type Currency, type Money } from '../domain/money.js'
 
@@ -36,12 +36,14 @@ interface EntryRow {
 interface PostingRow { entry_id: number | string, account_code: string, amount: number, currency: string }
 
 /**
- * Writes an entry, its postings, any new accounts and its outbox jobs in ONE
- * statement (data-modifying CTEs): atomic on its own, one round trip, and the
- * balance triggers still run at commit. Inside a caller's transaction it
- * simply joins that transaction.
+ * Writes a batch of entries, their postings, any new accounts and their
+ * outbox jobs in ONE statement (data-modifying CTEs): atomic on its own, one
+ * round trip however many entries, and the balance triggers still run at
+ * commit. Inside a caller's transaction it simply joins that transaction.
+ * Entries whose key exists already are skipped by ON CONFLICT and returned
+ * as replays.
  */
-const WRITE_ENTRY_SQL = (withEffects: boolean): string => `
+const WRITE_ENTRIES_SQL = (withEffects: boolean): string => `
   with new_accounts as (
     insert into ledger_accounts (tenant_id, code, kind, customer_id)
     select ?::uuid, a.code, a.kind, a.customer_id
@@ -49,55 +51,103 @@ const WRITE_ENTRY_SQL = (withEffects: boolean): string => `
     order by a.n
     on conflict (tenant_id, code) do nothing
   ),
-  entry as (
+  new_entries as (
     insert into journal_entries (tenant_id, idempotency_key, kind, memo, effective_at, reverses_entry_id, fingerprint, source)
-    values (?::uuid, ?, ?, ?, ?::timestamptz, ?::bigint, ?, ?::jsonb)
+    select ?::uuid, e.key, e.kind, e.memo, e.effective_at, e.reverses, e.fingerprint, e.source
+    from unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::bigint[], ?::text[], ?::jsonb[])
+      with ordinality as e(key, kind, memo, effective_at, reverses, fingerprint, source, n)
+    order by e.n
     on conflict (tenant_id, idempotency_key) do nothing
     returning *
   ),
   new_postings as (
     insert into postings (tenant_id, entry_id, account_code, amount, currency, effective_at)
-    select entry.tenant_id, entry.id, p.code, p.amount, p.currency, entry.effective_at
-    from entry, unnest(?::text[], ?::bigint[], ?::text[]) with ordinality as p(code, amount, currency, n)
+    select ne.tenant_id, ne.id, p.code, p.amount, p.currency, ne.effective_at
+    from unnest(?::text[], ?::text[], ?::bigint[], ?::text[]) with ordinality as p(entry_key, code, amount, currency, n)
+    join new_entries ne on ne.idempotency_key = p.entry_key
     order by p.n
   )${withEffects ? `,
-  new_jobs as (${jobInsertSql({ sourceEntryId: 'entry.id', from: 'entry' })})` : ''}
-  select * from entry`
+  new_jobs as (${jobInsertSql({ sourceEntryId: 'new_entries.id', from: 'new_entries', where: "j.job->>'entry_key' = new_entries.idempotency_key" })})` : ''}
+  select * from new_entries`
 
-export async function postEntry (db: Db, tenantId: string, input: EntryInput, options: PostOptions = {}): Promise<PostResult> {
+export interface BatchEntry {
+  input: EntryInput
+  options?: PostOptions
+}
+
+/**
+ * Posts many entries at once (a sync page): same rules as `postEntry`, in
+ * one statement. Results come back in input order.
+ */
+export async function postEntries (db: Db, tenantId: string, batch: readonly BatchEntry[]): Promise<PostResult[]> {
   requireTenantId(tenantId)
-  const entry = validateEntry(input) // throws before anything is written
-  const effects = options.effects ?? []
+  if (batch.length === 0) return []
+  // One entry is one statement: it writes all or nothing on its own. A batch
+  // needs a transaction so a reused key found after the write undoes it all.
+  if (batch.length > 1 && db.isTransaction !== true) return await inTransaction(db, async trx => await postEntries(trx, tenantId, batch))
+  const entries = batch.map(b => ({ entry: validateEntry(b.input), options: b.options ?? {} })) // throws before anything is written
+  const byKey = new Map<string, ValidEntry>()
+  for (const { entry } of entries) {
+    const seen = byKey.get(entry.idempotencyKey)
+    if (seen !== undefined && seen.fingerprint !== entry.fingerprint) {
+      throw new AppError('IDEMPOTENCY_KEY_REUSED', `Idempotency key "${entry.idempotencyKey}" appears twice in one batch for different entries.`)
+    }
+    byKey.set(entry.idempotencyKey, entry)
+  }
+  const unique = [...byKey.values()]
+  const firstOptions = new Map<string, PostOptions>()
+  for (const { entry, options } of entries) if (!firstOptions.has(entry.idempotencyKey)) firstOptions.set(entry.idempotencyKey, options)
+  // Sorted by code, so concurrent writers take account locks in the same order.
+  const accounts = [...new Map(unique.flatMap(e => e.accounts).map(a => [a.code, a])).values()].sort((a, b) => (a.code < b.code ? -1 : 1))
+  const postings = unique.flatMap(e => e.postings.map(p => ({ key: e.idempotencyKey, p })))
+  const effects = unique.flatMap(e => (firstOptions.get(e.idempotencyKey)?.effects ?? []).map(job => ({ ...job, entryKey: e.idempotencyKey })))
+  const list = <T>(values: T[]): Knex.RawBinding => values as unknown as Knex.RawBinding
   const bindings: Knex.RawBinding[] = [
-    // Sorted by code, so concurrent writers take account locks in the same order.
-    tenantId, entry.accounts.map(a => a.code), entry.accounts.map(a => a.kind), entry.accounts.map(a => a.customerId ?? null) as unknown as Knex.RawBinding,
-    tenantId, entry.idempotencyKey, entry.kind, entry.memo ?? null, entry.effectiveAt.toISOString(),
-    options.reversesEntryId ?? null, entry.fingerprint, entry.source === undefined ? null : JSON.stringify(entry.source),
-    entry.postings.map(p => p.account.code), entry.postings.map(p => p.amount.amount), entry.postings.map(p => p.amount.currency),
+    tenantId, list(accounts.map(a => a.code)), list(accounts.map(a => a.kind)), list(accounts.map(a => a.customerId ?? null)),
+    tenantId,
+    list(unique.map(e => e.idempotencyKey)), list(unique.map(e => e.kind)), list(unique.map(e => e.memo ?? null)),
+    list(unique.map(e => e.effectiveAt.toISOString())), list(unique.map(e => firstOptions.get(e.idempotencyKey)?.reversesEntryId ?? null)),
+    list(unique.map(e => e.fingerprint)), list(unique.map(e => (e.source === undefined ? null : JSON.stringify(e.source)))),
+    list(postings.map(x => x.key)), list(postings.map(x => x.p.account.code)), list(postings.map(x => x.p.amount.amount)), list(postings.map(x => x.p.amount.currency)),
     ...(effects.length > 0 ? [tenantId, jobsJson(effects)] : [])
   ]
-  let row: EntryRow | undefined
+  let rows: EntryRow[]
   try {
     // Named, so each pg connection parses and plans this statement once.
-    const result = await db.raw(WRITE_ENTRY_SQL(effects.length > 0), bindings)
-      .options({ name: effects.length > 0 ? 'settle_post_entry_with_effects_v1' : 'settle_post_entry_v1' }) as { rows: EntryRow[] }
-    row = result.rows[0]
+    const result = await db.raw(WRITE_ENTRIES_SQL(effects.length > 0), bindings)
+      .options({ name: effects.length > 0 ? 'settle_post_entries_with_effects_v2' : 'settle_post_entries_v2' }) as { rows: EntryRow[] }
+    rows = result.rows
   } catch (error) {
     throw mapLedgerError(error)
   }
-  if (row !== undefined) {
-    const postings = entry.postings.map(p => ({ account_code: p.account.code, amount: p.amount.amount, currency: p.amount.currency }))
-    return { entry: toEntry(row, postings), created: true }
+  const created = new Map(rows.map(r => [r.idempotency_key, r]))
+  // Replays (or concurrent writers of the same events that won): return the originals, refusing reused keys.
+  const replayKeys = unique.filter(e => !created.has(e.idempotencyKey)).map(e => e.idempotencyKey)
+  const originals = new Map<string, PostedEntry>()
+  if (replayKeys.length > 0) {
+    const found = await db<EntryRow>('journal_entries').where({ tenant_id: tenantId }).whereIn('idempotency_key', replayKeys)
+    for (const row of found) {
+      if (row.fingerprint !== byKey.get(row.idempotency_key)?.fingerprint) {
+        throw new AppError('IDEMPOTENCY_KEY_REUSED',
+          `Idempotency key "${row.idempotency_key}" was already used for a different entry; use a new key for a new event.`)
+      }
+    }
+    for (const entry of await loadEntries(db, tenantId, found)) originals.set(entry.idempotencyKey, entry)
   }
-  // A replay, or a concurrent writer of the same event that won: return the original.
-  const original = await db<EntryRow>('journal_entries').where({ tenant_id: tenantId, idempotency_key: entry.idempotencyKey }).first()
-  if (original === undefined) throw new AppError('INTERNAL', 'Idempotent insert found neither a new nor an existing entry.')
-  if (original.fingerprint !== entry.fingerprint) {
-    throw new AppError('IDEMPOTENCY_KEY_REUSED',
-      `Idempotency key "${entry.idempotencyKey}" was already used for a different entry; use a new key for a new event.`)
-  }
-  const [loaded] = await loadEntries(db, tenantId, [original])
-  return { entry: loaded as PostedEntry, created: false }
+  return entries.map(({ entry }) => {
+    const row = created.get(entry.idempotencyKey)
+    if (row !== undefined) {
+      return { entry: toEntry(row, entry.postings.map(p => ({ account_code: p.account.code, amount: p.amount.amount, currency: p.amount.currency }))), created: true }
+    }
+    const original = originals.get(entry.idempotencyKey)
+    if (original === undefined) throw new AppError('INTERNAL', 'Idempotent insert found neither a new nor an existing entry.')
+    return { entry: original, created: false }
+  })
+}
+
+export async function postEntry (db: Db, tenantId: string, input: EntryInput, options: PostOptions = {}): Promise<PostResult> {
+  const [result] = await postEntries(db, tenantId, [{ input, options }])
+  return result as PostResult
 }
 
 function mapLedgerError (error: unknown): Error {

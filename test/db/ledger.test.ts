@@ -2,7 +2,7 @@ import t from 'tap'
 import { testDb } from '../helpers/db.js'
 import { countRows, invoiceEntry, makeCustomer, makeTenant, paymentEntry } from '../helpers/fixtures.js'
 import {
-  accountBalance, customerBalance, findEntryByKey, getEntry, listEntries, postEntry, reverseEntry, trialBalance
+  accountBalance, customerBalance, findEntryByKey, getEntry, listEntries, postEntries, postEntry, reverseEntry, trialBalance
 } from '../../src/db/ledger.js'
 import { Accounts } from '../../src/domain/ledger.js'
 import { money } from '../../src/domain/money.js'
@@ -105,6 +105,32 @@ t.test('ledger repository', async t => {
     t.equal(replay.created, false, 'replaying the reversal is a no-op')
     t.equal(await codeOf(reverseEntry(db, tenant.id, inv.entry.id, { idempotencyKey: 'void-1002-again', effectiveAt: new Date() })), 'ALREADY_REVERSED')
     t.equal(await codeOf(getEntry(db, tenant.id, '999999')), 'ENTRY_NOT_FOUND')
+  })
+
+  await t.test('a batch posts many entries in one statement, replays included', async t => {
+    const before = await countRows(db, 'journal_entries')
+    const results = await postEntries(db, tenant.id, [
+      { input: invoiceEntry(acme.id, 100, 'batch-1'), options: { effects: [{ queue: 'email.send', payload: { invoice: 'batch-1' } }] } },
+      { input: invoiceEntry(acme.id, 200, 'inv-1001') }, // posted earlier: a replay (different amount would be refused)
+      { input: invoiceEntry(acme.id, 300, 'batch-3'), options: { effects: [{ queue: 'email.send', payload: { invoice: 'batch-3' } }] } },
+      { input: invoiceEntry(acme.id, 100, 'batch-1') } // the same event twice in one batch
+    ]).catch(async (error: { code: string }) => error.code)
+    t.equal(results, 'IDEMPOTENCY_KEY_REUSED', 'inv-1001 replayed with a different amount is refused')
+    t.equal(await countRows(db, 'journal_entries'), before, 'and the whole batch wrote nothing')
+    const ok = await postEntries(db, tenant.id, [
+      { input: invoiceEntry(acme.id, 100, 'batch-1'), options: { effects: [{ queue: 'email.send', payload: { invoice: 'batch-1' } }] } },
+      { input: invoiceEntry(acme.id, 50000, 'inv-1001') },
+      { input: invoiceEntry(acme.id, 300, 'batch-3'), options: { effects: [{ queue: 'email.send', payload: { invoice: 'batch-3' } }] } },
+      { input: invoiceEntry(acme.id, 100, 'batch-1') }
+    ])
+    t.same(ok.map(r => r.created), [true, false, true, true], 'in input order; a repeat inside the batch shares the first')
+    t.equal(ok[0]?.entry.id, ok[3]?.entry.id)
+    t.equal(await countRows(db, 'journal_entries'), before + 2)
+    const jobs = await db('jobs').whereIn('source_entry_id', [ok[0]?.entry.id ?? '', ok[2]?.entry.id ?? '']).select('source_entry_id', 'payload')
+    t.same(jobs.map((j: { source_entry_id: number, payload: { invoice: string } }) => [String(j.source_entry_id), j.payload.invoice]).sort(),
+      [[ok[0]?.entry.id, 'batch-1'], [ok[2]?.entry.id, 'batch-3']].sort(), 'each job belongs to its own entry')
+    t.same(await postEntries(db, tenant.id, []), [])
+    await t.rejects(postEntries(db, tenant.id, [{ input: invoiceEntry(acme.id, 1, 'dup-x') }, { input: invoiceEntry(acme.id, 2, 'dup-x') }]), { code: 'IDEMPOTENCY_KEY_REUSED' })
   })
 
   await t.test('balances as of a date, per customer and in total', async t => {
