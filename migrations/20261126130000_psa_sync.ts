@@ -120,6 +120,22 @@ export async function up (db: Knex): Promise<void> {
     t.primary(['tenant_id', 'source', 'event_id'])
   })
 
+  // Payments pushed back to the PSA, by our reference: the job's own proof that
+  // it already posted, since ConnectWise payments cannot be searched by it.
+  await db.schema.createTable('psa_payment_pushes', t => {
+    t.uuid('tenant_id').notNullable().references('tenants.id')
+    t.text('psa_system').notNullable()
+    t.text('reference').notNullable()
+    t.text('psa_invoice_id').notNullable()
+    t.bigInteger('amount').notNullable()
+    t.specificType('currency', 'char(3)').notNullable()
+    t.date('paid_on').notNullable()
+    t.text('psa_payment_id').notNullable()
+    t.boolean('marked_paid').notNullable().defaultTo(false)
+    t.timestamp('pushed_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    t.primary(['tenant_id', 'psa_system', 'reference'])
+  })
+
   // Token bucket per tenant and PSA, shared by every process through this row.
   await db.schema.createTable('psa_call_budget', t => {
     t.uuid('tenant_id').notNullable().references('tenants.id')
@@ -132,7 +148,7 @@ export async function up (db: Knex): Promise<void> {
 }
 
 export async function down (db: Knex): Promise<void> {
-  for (const table of ['psa_call_budget', 'webhook_events', 'sync_runs', 'sync_state', 'invoice_lines', 'invoices', 'psa_connections']) {
+  for (const table of ['psa_call_budget', 'psa_payment_pushes', 'webhook_events', 'sync_runs', 'sync_state', 'invoice_lines', 'invoices', 'psa_connections']) {
     await db.schema.dropTable(table)
   }
 }

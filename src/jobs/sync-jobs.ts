@@ -3,7 +3,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import { enqueue } from '../db/jobs.js'
 import { getSyncState, listPsaConnections } from '../db/psa.js'
 import { AppError } from '../errors.js'
-import type { PsaPort, PsaSystem } from '../ports/psa.js'
+import type { PsaPaymentInput, PsaPort, PsaSystem } from '../ports/psa.js'
+import { money, type Money } from '../domain/money.js'
 import { syncInvoices, syncOneInvoice } from '../services/sync.js'
 import { PermanentJobError, type JobHandler } from './worker.js'
 
@@ -11,6 +12,26 @@ import { PermanentJobError, type JobHandler } from './worker.js'
 export type PsaFactory = (db: Knex, tenantId: string, system: PsaSystem) => Promise<PsaPort>
 
 const OPEN_RECHECK_MS = 60 * 60_000
+
+export interface PushPayment extends PsaPaymentInput {
+  /** The payment leaves nothing open: also mark the invoice paid. */
+  settlesInvoice: boolean
+}
+
+/** The push-back job's payload, checked: a malformed one can never succeed, so it is dead at once. */
+export function parsePushPayment (payload: Record<string, unknown>): PushPayment {
+  const { invoiceExternalId, reference, paidOn, method, settlesInvoice } = payload
+  if (typeof invoiceExternalId !== 'string' || typeof reference !== 'string' || reference === '' ||
+    typeof paidOn !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(paidOn) || !['card', 'ach', 'check', 'wire', 'other'].includes(String(method))) {
+    throw new PermanentJobError('psa.push-payment payload needs invoiceExternalId, reference, paidOn (YYYY-MM-DD) and method')
+  }
+  let amount: Money
+  try { amount = money(Number(payload.amount), String(payload.currency)) } catch (error) {
+    throw new PermanentJobError(`psa.push-payment amount: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  if (amount.amount <= 0) throw new PermanentJobError('psa.push-payment amount must be positive cents')
+  return { invoiceExternalId, reference, paidOn, method: method as PushPayment['method'], amount, settlesInvoice: settlesInvoice === true }
+}
 
 function systemOf (payload: Record<string, unknown>): PsaSystem {
   if (payload.system === 'connectwise' || payload.system === 'autotask') return payload.system
@@ -37,6 +58,31 @@ export function syncJobHandlers (psaFor: PsaFactory): Record<string, JobHandler>
       log.info({ tenantId: job.tenantId, system, ...result }, 'psa sync finished')
       // The failed run is already recorded for the tenant to see; the job retries with backoff.
       if (result.status === 'failed') throw new Error(`sync failed: ${result.error ?? 'unknown error'}`)
+    },
+    /**
+     * Tells the PSA about money Settle collected: records the payment and,
+     * when the invoice is settled, marks it paid. Each far-end write is
+     * idempotent, and the push is recorded by our reference so a retried job
+     * never posts twice.
+     */
+    'psa.push-payment': async (job, { db }) => {
+      if (job.tenantId === null) throw new PermanentJobError('psa.push-payment needs a tenant')
+      const push = parsePushPayment(job.payload)
+      const system = systemOf(job.payload)
+      const key = { tenant_id: job.tenantId, psa_system: system, reference: push.reference }
+      if (await db('psa_payment_pushes').where(key).first('reference') !== undefined) return
+      const psa = await psaFor(db, job.tenantId, system)
+      const recorded = await psa.recordPayment(push)
+      if (push.settlesInvoice) await psa.markPaid({ invoiceExternalId: push.invoiceExternalId, paidOn: push.paidOn, reference: push.reference })
+      await db('psa_payment_pushes').insert({
+        ...key,
+        psa_invoice_id: push.invoiceExternalId,
+        amount: push.amount.amount,
+        currency: push.amount.currency,
+        paid_on: push.paidOn,
+        psa_payment_id: recorded.externalId,
+        marked_paid: push.settlesInvoice
+      }).onConflict(['tenant_id', 'psa_system', 'reference']).ignore()
     },
     /** A PSA callback said one invoice changed: re-read just that one. */
     'psa.sync-invoice': async (job, { db }) => {

@@ -4,8 +4,10 @@ import { customerBalance, trialBalance } from '../../src/db/ledger.js'
 import { listCustomers } from '../../src/db/customers.js'
 import { psaOpenBalances } from '../../src/db/invoices.js'
 import { signConnectWiseBody } from '../../src/adapters/connectwise/webhook.js'
-import { listJobs } from '../../src/db/jobs.js'
-import { syncOneInvoice } from '../../src/services/sync.js'
+import pino from 'pino'
+import { enqueue, listJobs } from '../../src/db/jobs.js'
+import { syncInvoices, syncOneInvoice } from '../../src/services/sync.js'
+import { Worker } from '../../src/jobs/worker.js'
 
 t.test('the embedded default: stand-ins, real adapters, ledger', async t => {
   const { app, db, base, tenants, syncs } = await startDemoApp(t)
@@ -56,6 +58,31 @@ t.test('the embedded default: stand-ins, real adapters, ledger', async t => {
     t.match(res.body, /\$[\d,]+\.\d{2}/)
     t.equal((await app.inject('/?tenant=nope')).statusCode, 200, 'an unknown tenant shows no data, not an error')
     t.equal((await app.inject('/?tenant=../../etc')).statusCode, 400, 'a malformed tenant is refused')
+  })
+
+  await t.test('paid is pushed back to each PSA through the outbox, once', async t => {
+    const worker = new Worker({ db, handlers: app.jobHandlers, log: pino({ level: 'silent' }), concurrency: 2 })
+    for (const [tenant, system] of [[brightline, 'connectwise'], [cobalt, 'autotask']] as const) {
+      const invoice = await db('invoices').where({ tenant_id: tenant.id, status: 'open', voided: false }).where('total', '>', 0).orderBy('total').first()
+      const push = { system, invoiceExternalId: invoice.psa_invoice_id, amount: Number(invoice.psa_balance), currency: invoice.currency, paidOn: '2026-11-25', reference: `pa_test_${system}`, method: 'card', settlesInvoice: true }
+      // Two jobs for one payment (a retried enqueue, say): the PSA must see one.
+      await enqueue(db, tenant.id, [{ queue: 'psa.push-payment', payload: push, dedupeKey: 'first' }, { queue: 'psa.push-payment', payload: push, dedupeKey: 'second' }])
+      while (await worker.runOnce() > 0) { /* drain */ }
+      const pushes = await db('psa_payment_pushes').where({ tenant_id: tenant.id })
+      t.equal(pushes.length, 1, `${system}: one push recorded`)
+      t.equal(pushes[0]?.marked_paid, true)
+      const fresh = await (await app.psaFor(db, tenant.id, system)).getInvoice({ externalId: invoice.psa_invoice_id })
+      t.equal(fresh.paidOn !== null || fresh.balance?.amount === 0, true, `${system}: the PSA shows the invoice paid`)
+      if (system === 'connectwise') t.equal(fresh.balance?.amount, 0, 'no overpayment: the payment was posted once')
+      const after = await syncInvoices({ db, tenantId: tenant.id, psa: await app.psaFor(db, tenant.id, system), trigger: 'test', recheckOpen: true })
+      t.equal(after.status, 'ok', after.error ?? '')
+      t.equal((await db('invoices').where({ tenant_id: tenant.id, psa_invoice_id: invoice.psa_invoice_id }).first()).status, 'paid')
+    }
+    const bad = await enqueue(db, brightline.id, [{ queue: 'psa.push-payment', payload: { system: 'connectwise', invoiceExternalId: '1', amount: -5, currency: 'USD', paidOn: 'yesterday', reference: 'x', method: 'card' } }])
+    while (await worker.runOnce() > 0) { /* drain */ }
+    const dead = await db('jobs').where({ id: bad[0]?.id }).first()
+    t.equal(dead.state, 'dead', 'a malformed push is dead at once, not retried')
+    t.match(dead.last_error, /paidOn/)
   })
 
   await t.test('ConnectWise callbacks: verified first, stored once, re-sync queued', async t => {
