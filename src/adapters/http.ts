@@ -94,7 +94,12 @@ export function createRequester (options: RequesterOptions): Requester {
       if (e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT') throw fail(null, 'timeout', `no answer within ${options.timeoutMs ?? 30_000} ms`, true)
       throw fail(null, 'network', e.message, true)
     }
-    const text = typeof response.data === 'string' ? response.data : ''
+    // Binary downloads (PDFs) come back as bytes; errors are still read as text.
+    if (config.responseType === 'arraybuffer' && response.status >= 200 && response.status < 300) {
+      return { ...response, data: Buffer.from(response.data as unknown as ArrayBuffer) as T }
+    }
+    const raw: unknown = response.data
+    const text = typeof raw === 'string' ? raw : raw instanceof ArrayBuffer || Buffer.isBuffer(raw) ? Buffer.from(raw as ArrayBuffer).toString('utf8') : ''
     let body: unknown = text
     const isJson = /json/i.test(String(response.headers['content-type'] ?? '')) || /^\s*[[{]/.test(text)
     if (text !== '' && isJson) {

@@ -88,6 +88,8 @@ export interface PsaPort {
   getInvoice: (input: { externalId: string }) => Promise<PsaInvoice>
   /** Line detail for many invoices; batched where the PSA allows it. */
   getInvoiceLines: (input: { invoiceExternalIds: readonly string[] }) => Promise<Map<string, PsaInvoiceLine[]>>
+  /** The invoice as the PSA prints it, or null where the PSA offers no PDF through its API (Autotask). */
+  getInvoicePdf: (input: { externalId: string }) => Promise<{ contentType: string, body: Buffer } | null>
   /** Records a (partial) payment; idempotent by `reference`. */
   recordPayment: (input: PsaPaymentInput) => Promise<PsaPaymentResult>
   /** Marks the invoice fully paid on `paidOn`; idempotent. */

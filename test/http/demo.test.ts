@@ -60,6 +60,19 @@ t.test('the embedded default: stand-ins, real adapters, ledger', async t => {
     t.equal((await app.inject('/?tenant=../../etc')).statusCode, 400, 'a malformed tenant is refused')
   })
 
+  await t.test('the invoice PDF comes from ConnectWise as bytes; Autotask offers none', async t => {
+    const invoice = await db('invoices').where({ tenant_id: brightline.id }).first('psa_invoice_id', 'number')
+    const pdf = await (await app.psaFor(db, brightline.id, 'connectwise')).getInvoicePdf({ externalId: invoice.psa_invoice_id })
+    t.equal(pdf?.contentType.startsWith('application/pdf'), true)
+    const text = pdf?.body.toString('latin1') ?? ''
+    t.match(text, /^%PDF-1\.4\n/)
+    t.match(text, /%%EOF\n$/)
+    const xrefAt = Number(/startxref\n(\d+)/.exec(text)?.[1])
+    t.equal(text.slice(xrefAt, xrefAt + 4), 'xref', 'the cross-reference offset is right, so readers can open it')
+    t.ok(text.includes(`Invoice ${String(invoice.number)}`))
+    t.equal(await (await app.psaFor(db, cobalt.id, 'autotask')).getInvoicePdf({ externalId: '1' }), null)
+  })
+
   await t.test('paid is pushed back to each PSA through the outbox, once', async t => {
     const worker = new Worker({ db, handlers: app.jobHandlers, log: pino({ level: 'silent' }), concurrency: 2 })
     for (const [tenant, system] of [[brightline, 'connectwise'], [cobalt, 'autotask']] as const) {

@@ -84,6 +84,11 @@ export function createAutotaskPsa (options: AutotaskPsaOptions): AutotaskPsa {
       return toInvoice(await fetchInvoice(externalId))
     },
 
+    /** Autotask's REST API offers no invoice PDF (it is printed from the web UI) [check]. */
+    async getInvoicePdf () {
+      return null
+    },
+
     async getInvoiceLines ({ invoiceExternalIds }): Promise<Map<string, PsaInvoiceLine[]>> {
       const ids = [...new Set(invoiceExternalIds.map(numericId))]
       const result = new Map<string, PsaInvoiceLine[]>(ids.map(id => [String(id), []]))

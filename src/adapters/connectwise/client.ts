@@ -28,7 +28,8 @@ export type QueryValue = string | number | boolean | Condition | undefined
 export type Query = Record<string, QueryValue>
 
 export interface ConnectWiseClient {
-  get: <T>(path: string, query?: Query) => Promise<AxiosResponse<T>>
+  /** `extra` for the odd call that differs (a binary PDF download). */
+  get: <T>(path: string, query?: Query, extra?: RequestConfig) => Promise<AxiosResponse<T>>
   /** Forward-only pages of a list endpoint, following `Link: <…>; rel="next"`. */
   pages: <T>(path: string, query?: Query) => AsyncGenerator<T[]>
   /** Not retried: a repeat could write twice. */
@@ -159,7 +160,7 @@ export function createConnectWiseClient (options: ConnectWiseClientOptions): Con
   }
 
   return {
-    get: async <T>(path: string, query?: Query) => await request<T>({ method: 'GET', url: `${await apiPath(path)}${queryString(query)}` }),
+    get: async <T>(path: string, query?: Query, extra: RequestConfig = {}) => await request<T>({ ...extra, method: 'GET', url: `${await apiPath(path)}${queryString(query)}` }),
     pages,
     post: async <T>(path: string, body: unknown) => await request<T>({ method: 'POST', url: await apiPath(path), data: body, headers: { 'Content-Type': 'application/json' }, attempts: 1 }),
     put: async <T>(path: string, body: unknown) => await request<T>({ method: 'PUT', url: await apiPath(path), data: body, headers: { 'Content-Type': 'application/json' } }),

@@ -87,6 +87,11 @@ export function createConnectWisePsa (options: ConnectWisePsaOptions): ConnectWi
     return toPsaInvoice(data, settled ? await payments(externalId) : undefined)
   }
 
+  async function getInvoicePdf ({ externalId }: { externalId: string }): Promise<{ contentType: string, body: Buffer }> {
+    const response = await client.get<Buffer>(`/finance/invoices/${recordId(externalId)}/pdf`, {}, { responseType: 'arraybuffer', headers: { Accept: 'application/pdf' } })
+    return { contentType: String(response.headers['content-type'] ?? 'application/pdf'), body: response.data }
+  }
+
   async function getInvoiceLines ({ invoiceExternalIds }: { invoiceExternalIds: readonly string[] }): Promise<Map<string, PsaInvoiceLine[]>> {
     const unique = [...new Set(invoiceExternalIds)]
     unique.forEach(recordId)
@@ -158,6 +163,7 @@ export function createConnectWisePsa (options: ConnectWisePsaOptions): ConnectWi
     listCompanies,
     listInvoicesChangedSince,
     getInvoice,
+    getInvoicePdf,
     getInvoiceLines,
     recordPayment,
     markPaid,

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ConditionSyntaxError, evaluate, getPath, parseConditions, type Node } from './conditions.js'
 import { STATUSES, type ConnectWiseStore, type SandboxCallback, type SandboxCompany, type SandboxInvoice, type SandboxPayment } from './store.js'
+import { simplePdf } from '../pdf.js'
 
 export { createConnectWiseStore } from './store.js'
 export type { ConnectWiseStore, Faults, StoreOptions } from './store.js'
@@ -403,6 +404,16 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
     api.get('/finance/invoices/:id', async (request, reply) => {
       const inv = lookup(reply, (request.params as { id: string }).id)
       return inv === null ? reply : invoiceWire(store, inv)
+    })
+
+    api.get('/finance/invoices/:id/pdf', async (request, reply) => {
+      const inv = lookup(reply, (request.params as { id: string }).id)
+      if (inv === null) return reply
+      const wire = invoiceWire(store, inv) as { invoiceNumber: string, company?: { name?: string }, total: number, balance: number, dueDate?: string }
+      return await reply.type('application/pdf').send(simplePdf([
+        `Invoice ${wire.invoiceNumber}`, `Bill to: ${wire.company?.name ?? ''}`, `Total: ${wire.total.toFixed(2)}`,
+        `Balance due: ${wire.balance.toFixed(2)}`, `Due: ${(wire.dueDate ?? '').slice(0, 10)}`
+      ]))
     })
 
     api.get('/finance/info/invoice/:id', async (request, reply) => {
