@@ -78,25 +78,10 @@ export async function invoicesByPsaIds (db: Db, tenantId: string, system: string
   return new Map(rows.map(r => [r.psa_invoice_id, toInvoice(r)]))
 }
 
-export interface InvoiceUpsert {
-  customerId: string
-  psaSystem: string
-  psaInvoiceId: string
-  number: string
-  kind: PsaInvoiceKind
-  currency: Currency
-  issuedOn: string
-  dueOn: string | null
+/** A mirror row as the sync writes it: the invoice in cents, without what the database or collection owns. */
+export type InvoiceUpsert = Omit<Invoice, 'id' | 'tenantId' | 'total' | 'psaBalance' | 'paidViaSettle' | 'lineCount'> & {
   total: number
   psaBalance: number
-  paidOn: string | null
-  voided: boolean
-  status: InvoiceStatus
-  agreementName: string | null
-  poNumber: string | null
-  psaUpdatedAt: Date
-  ledgerBilled: number
-  ledgerPaidElsewhere: number
   raw: unknown
 }
 

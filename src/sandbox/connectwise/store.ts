@@ -141,6 +141,12 @@ export interface ConnectWiseStore {
   readonly callbackSigningKey: string
 }
 
+function uniqueName (used: Set<string>, name: string, city: string, index: number): string {
+  const candidate = !used.has(name) ? name : !used.has(`${name} (${city})`) ? `${name} (${city})` : `${name} (${city} ${index})`
+  used.add(candidate)
+  return candidate
+}
+
 export function createConnectWiseStore (options: StoreOptions = {}): ConnectWiseStore {
   const seed = options.seed ?? 42
   const rand = prng(seed)
@@ -150,6 +156,7 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
 
   const companies: SandboxCompany[] = []
   const usedIdentifiers = new Set<string>()
+  const usedNames = new Set<string>()
   for (let i = 0; i < companyCount; i++) {
     const a = pick(rand, NAME_A)
     const b = pick(rand, NAME_B)
@@ -162,7 +169,8 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
     companies.push({
       id: 250 + i,
       identifier,
-      name: `${a} ${b}${usedIdentifiers.size > NAME_A.length * NAME_B.length ? ` ${i}` : ''}`,
+      // Two clients with one name are told apart by city, as an MSP would.
+      name: uniqueName(usedNames, `${a} ${b}`, city, i),
       city,
       state,
       zip,
