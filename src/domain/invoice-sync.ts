@@ -51,7 +51,8 @@ function paidElsewhereTarget (state: PsaInvoiceState, paidViaSettle: number): nu
   return Math.abs(raw) > Math.abs(ceiling) ? ceiling : raw
 }
 
-function statusOf (open: number, total: number, voided: boolean, previous: InvoiceStatus | null): InvoiceStatus {
+/** An invoice's status from what is still open; Settle's own holds (dispute, collections) survive until it is paid. */
+export function invoiceStatus (open: number, total: number, voided: boolean, previous: InvoiceStatus | null): InvoiceStatus {
   if (voided) return 'voided'
   if (open === 0) return 'paid'
   // A dispute or a collections hold is Settle's state, not the PSA's: keep it while money is still owed.
@@ -102,7 +103,7 @@ export function planInvoiceSync (booked: BookedInvoice | null, state: PsaInvoice
     entries,
     ledgerBilled: billedTarget,
     ledgerPaidElsewhere: elsewhereTarget,
-    status: statusOf(open, billedTarget, state.voided, booked?.status ?? null),
+    status: invoiceStatus(open, billedTarget, state.voided, booked?.status ?? null),
     unchanged: entries.length === 0
   }
 }

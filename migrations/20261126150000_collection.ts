@@ -1,0 +1,71 @@
+import type { Knex } from 'knex'
+
+/**
+ * Stored payment methods (processor ids and display facts only: never card or
+ * account numbers), the authorisations clients give, and payment attempts,
+ * each written before the processor is called.
+ */
+export async function up (db: Knex): Promise<void> {
+  await db.schema.createTable('payment_methods', t => {
+    t.uuid('id').primary().defaultTo(db.raw('gen_random_uuid()'))
+    t.uuid('tenant_id').notNullable().references('tenants.id')
+    t.uuid('customer_id').notNullable()
+    t.text('processor').notNullable().defaultTo('stripe')
+    t.text('processor_customer_ref').notNullable()
+    t.text('processor_method_ref').notNullable()
+    t.text('type').notNullable()
+    t.text('brand')
+    t.text('last4').notNullable()
+    t.integer('exp_month')
+    t.integer('exp_year')
+    t.text('funding')
+    t.boolean('is_default').notNullable().defaultTo(false)
+    t.text('status').notNullable().defaultTo('active')
+    t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    t.unique(['tenant_id', 'id'])
+    t.unique(['tenant_id', 'processor', 'processor_method_ref'])
+    t.foreign(['tenant_id', 'customer_id']).references(['tenant_id', 'id']).inTable('customers')
+  })
+  await db.raw("alter table payment_methods add constraint payment_methods_type check (type in ('card','ach'))")
+  await db.raw("alter table payment_methods add constraint payment_methods_status check (status in ('active','detached'))")
+  await db.raw("alter table payment_methods add constraint payment_methods_last4 check (last4 ~ '^[0-9]{4}$')")
+
+  await db.schema.createTable('payment_attempts', t => {
+    t.uuid('id').primary().defaultTo(db.raw('gen_random_uuid()'))
+    t.uuid('tenant_id').notNullable().references('tenants.id')
+    t.uuid('invoice_id').notNullable()
+    t.uuid('customer_id').notNullable()
+    t.uuid('payment_method_id').notNullable()
+    t.bigInteger('amount').notNullable()
+    t.specificType('currency', 'char(3)').notNullable()
+    t.text('status').notNullable().defaultTo('created')
+    t.text('trigger').notNullable()
+    t.text('actor').notNullable()
+    t.text('processor_intent_ref')
+    t.text('failure_code')
+    t.text('decline_code')
+    t.text('advice_code')
+    t.text('failure_class')
+    t.text('failure_message')
+    t.uuid('retry_of')
+    t.integer('retry_number').notNullable().defaultTo(0)
+    t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    t.timestamp('settled_at', { useTz: true })
+    t.unique(['tenant_id', 'id'])
+    t.foreign(['tenant_id', 'invoice_id']).references(['tenant_id', 'id']).inTable('invoices')
+    t.foreign(['tenant_id', 'customer_id']).references(['tenant_id', 'id']).inTable('customers')
+    t.foreign(['tenant_id', 'payment_method_id']).references(['tenant_id', 'id']).inTable('payment_methods')
+    t.index(['tenant_id', 'invoice_id', 'created_at'])
+  })
+  await db.raw("alter table payment_attempts add constraint payment_attempts_status check (status in ('created','processing','unknown','succeeded','failed','refunded','disputed'))")
+  await db.raw('alter table payment_attempts add constraint payment_attempts_amount check (amount > 0)')
+  // The double-click guard: one attempt in flight per invoice, enforced by the database.
+  await db.raw("create unique index payment_attempts_one_in_flight on payment_attempts (tenant_id, invoice_id) where status in ('created','processing','unknown')")
+  await db.raw("create index payment_attempts_unresolved on payment_attempts (updated_at) where status in ('created','unknown')")
+}
+
+export async function down (db: Knex): Promise<void> {
+  await db.schema.dropTable('payment_attempts')
+  await db.schema.dropTable('payment_methods')
+}

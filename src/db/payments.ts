@@ -1,0 +1,129 @@
+import type { Db } from './knex.js'
+import { requireTenantId } from './tenants.js'
+import { AppError } from '../errors.js'
+import { asCurrency, type Money } from '../domain/money.js'
+import type { FailureClass, PaymentMethodType } from '../domain/retry-policy.js'
+
+export interface PaymentMethod {
+  id: string
+  customerId: string
+  processorCustomerRef: string
+  processorMethodRef: string
+  type: PaymentMethodType
+  brand: string | null
+  last4: string
+  expMonth: number | null
+  expYear: number | null
+  funding: string | null
+  isDefault: boolean
+  status: 'active' | 'detached'
+}
+
+interface MethodRow {
+  id: string, customer_id: string, processor_customer_ref: string, processor_method_ref: string, type: PaymentMethodType, brand: string | null,
+  last4: string, exp_month: number | null, exp_year: number | null, funding: string | null, is_default: boolean, status: 'active' | 'detached'
+}
+
+const toMethod = (r: MethodRow): PaymentMethod => ({
+  id: r.id,
+  customerId: r.customer_id,
+  processorCustomerRef: r.processor_customer_ref,
+  processorMethodRef: r.processor_method_ref,
+  type: r.type,
+  brand: r.brand,
+  last4: r.last4,
+  expMonth: r.exp_month,
+  expYear: r.exp_year,
+  funding: r.funding,
+  isDefault: r.is_default,
+  status: r.status
+})
+
+/** Saves a method the processor holds; Settle keeps only its ids and what a person needs to recognise it. */
+export async function savePaymentMethod (db: Db, tenantId: string, input: Omit<PaymentMethod, 'id' | 'status'>): Promise<PaymentMethod> {
+  requireTenantId(tenantId)
+  if (!/^\d{4}$/.test(input.last4)) throw new AppError('VALIDATION_FAILED', 'last4 must be four digits; Settle never stores full card or account numbers.')
+  const [row] = await db('payment_methods').insert({
+    tenant_id: tenantId,
+    customer_id: input.customerId,
+    processor_customer_ref: input.processorCustomerRef,
+    processor_method_ref: input.processorMethodRef,
+    type: input.type,
+    brand: input.brand,
+    last4: input.last4,
+    exp_month: input.expMonth,
+    exp_year: input.expYear,
+    funding: input.funding,
+    is_default: input.isDefault
+  }).onConflict(['tenant_id', 'processor', 'processor_method_ref']).merge(['is_default', 'exp_month', 'exp_year', 'status'] as never).returning('*') as MethodRow[]
+  return toMethod(row as MethodRow)
+}
+
+export async function getPaymentMethod (db: Db, tenantId: string, id: string): Promise<PaymentMethod> {
+  requireTenantId(tenantId)
+  const row = /^[0-9a-f-]{36}$/i.test(id) ? await db('payment_methods').where({ tenant_id: tenantId, id }).first() as MethodRow | undefined : undefined
+  if (row === undefined || row.status !== 'active') throw new AppError('PAYMENT_METHOD_NOT_FOUND', 'That payment method is not on file for this client.')
+  return toMethod(row)
+}
+
+export async function listPaymentMethods (db: Db, tenantId: string, customerId: string): Promise<PaymentMethod[]> {
+  const rows = await db('payment_methods').where({ tenant_id: requireTenantId(tenantId), customer_id: customerId, status: 'active' })
+    .orderBy([{ column: 'is_default', order: 'desc' }, { column: 'created_at', order: 'desc' }]) as MethodRow[]
+  return rows.map(toMethod)
+}
+
+export type AttemptStatus = 'created' | 'processing' | 'unknown' | 'succeeded' | 'failed' | 'refunded' | 'disputed'
+
+export interface PaymentAttempt {
+  id: string
+  tenantId: string
+  invoiceId: string
+  customerId: string
+  paymentMethodId: string
+  amount: Money
+  status: AttemptStatus
+  trigger: string
+  actor: string
+  processorIntentRef: string | null
+  failure: { code: string | null, declineCode: string | null, adviceCode: string | null, class: FailureClass | null, message: string | null }
+  retryOf: string | null
+  retryNumber: number
+  createdAt: Date
+  updatedAt: Date
+}
+
+export interface AttemptRow {
+  id: string, tenant_id: string, invoice_id: string, customer_id: string, payment_method_id: string, amount: number, currency: string,
+  status: AttemptStatus, trigger: string, actor: string, processor_intent_ref: string | null, failure_code: string | null, decline_code: string | null,
+  advice_code: string | null, failure_class: FailureClass | null, failure_message: string | null, retry_of: string | null, retry_number: number,
+  created_at: Date, updated_at: Date
+}
+
+export const toAttempt = (r: AttemptRow): PaymentAttempt => ({
+  id: r.id,
+  tenantId: r.tenant_id,
+  invoiceId: r.invoice_id,
+  customerId: r.customer_id,
+  paymentMethodId: r.payment_method_id,
+  amount: { amount: Number(r.amount), currency: asCurrency(r.currency) },
+  status: r.status,
+  trigger: r.trigger,
+  actor: r.actor,
+  processorIntentRef: r.processor_intent_ref,
+  failure: { code: r.failure_code, declineCode: r.decline_code, adviceCode: r.advice_code, class: r.failure_class, message: r.failure_message },
+  retryOf: r.retry_of,
+  retryNumber: r.retry_number,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at
+})
+
+export async function getAttempt (db: Db, tenantId: string, id: string): Promise<PaymentAttempt> {
+  const row = /^[0-9a-f-]{36}$/i.test(id) ? await db<AttemptRow>('payment_attempts').where({ tenant_id: requireTenantId(tenantId), id }).first() : undefined
+  if (row === undefined) throw new AppError('ATTEMPT_NOT_FOUND', `No payment attempt ${id} for this tenant.`)
+  return toAttempt(row)
+}
+
+export async function listAttempts (db: Db, tenantId: string, invoiceId: string): Promise<PaymentAttempt[]> {
+  const rows = await db<AttemptRow>('payment_attempts').where({ tenant_id: requireTenantId(tenantId), invoice_id: invoiceId }).orderBy('created_at')
+  return rows.map(toAttempt)
+}

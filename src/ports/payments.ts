@@ -1,0 +1,38 @@
+import type { Money } from '../domain/money.js'
+
+/**
+ * What Settle needs from a payment processor to take money off-session.
+ * Declines are outcomes, not exceptions; anything whose result we cannot
+ * know (timeouts, connection errors, 5xx) is `unknown` and must be resolved
+ * by looking the attempt up, never by assuming it failed.
+ */
+export interface ChargeInput {
+  /** The processor's customer and stored payment method. */
+  customerRef: string
+  methodRef: string
+  amount: Money
+  /** Derived from our attempt id: the processor returns the same result for a repeat. */
+  idempotencyKey: string
+  description: string
+  metadata: Record<string, string>
+}
+
+export interface ChargeFailure {
+  code: string | null
+  declineCode: string | null
+  adviceCode: string | null
+  message: string
+}
+
+export type ChargeOutcome =
+  | { status: 'succeeded', intentId: string, chargeId: string | null, fee: Money | null, raw: unknown }
+  | { status: 'processing', intentId: string, raw: unknown }
+  | { status: 'failed', intentId: string | null, failure: ChargeFailure, raw: unknown }
+  | { status: 'unknown', error: string }
+
+export interface PaymentsPort {
+  readonly processor: 'stripe'
+  charge: (input: ChargeInput) => Promise<ChargeOutcome>
+  /** Looks an attempt up by its idempotency key / metadata; null when the processor never saw it. */
+  findCharge: (input: { idempotencyKey: string, attemptId: string }) => Promise<ChargeOutcome | null>
+}

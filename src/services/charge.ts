@@ -1,0 +1,200 @@
+import type { Knex } from 'knex'
+import { enqueue } from '../db/jobs.js'
+import { postEntry } from '../db/ledger.js'
+import { getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt } from '../db/payments.js'
+import { pgError } from '../db/knex.js'
+import { requireTenantId } from '../db/tenants.js'
+import { AppError } from '../errors.js'
+import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
+import { Accounts, type PostingInput } from '../domain/ledger.js'
+import { asCurrency, type Money } from '../domain/money.js'
+import { classifyFailure, type FailureVerdict } from '../domain/retry-policy.js'
+import type { ChargeOutcome, PaymentsPort } from '../ports/payments.js'
+
+/**
+ * Charging an invoice on a stored method: Charge card in the PSA, auto-pay,
+ * retries. The attempt is written (and committed) before the processor is
+ * called, its id is the processor's idempotency key, and the database allows
+ * one attempt in flight per invoice, so double clicks and concurrent
+ * schedulers cannot charge twice. An outcome we cannot know is recorded as
+ * `unknown` and resolved later by asking the processor, never assumed.
+ */
+export type ChargeTrigger = 'charge_card' | 'autopay' | 'retry' | 'checkout'
+
+export interface ChargeRequest {
+  tenantId: string
+  invoiceId: string
+  paymentMethodId: string
+  /** Cents; defaults to the open balance. Partial is allowed, more than the balance never. */
+  amount?: number
+  /** Who asked: a member id, `autopay`, or `client`. */
+  actor: string
+  trigger: ChargeTrigger
+  retryOf?: string
+  retryNumber?: number
+}
+
+export type ChargeResult =
+  | { outcome: 'succeeded' | 'processing' | 'unknown', attempt: PaymentAttempt }
+  | { outcome: 'failed', attempt: PaymentAttempt, verdict: FailureVerdict }
+  | { outcome: 'already_processing', attempt: PaymentAttempt }
+
+interface InvoiceForCharge {
+  id: string, customer_id: string, psa_system: string, psa_invoice_id: string, number: string, currency: string,
+  total: number, voided: boolean, status: InvoiceStatus, ledger_billed: number, ledger_paid_elsewhere: number, paid_via_settle: number
+}
+
+/** What Settle can still collect on an invoice: billed less everything already paid, in Settle or elsewhere. */
+const openOf = (i: InvoiceForCharge): number => Number(i.ledger_billed) - Number(i.paid_via_settle) - Number(i.ledger_paid_elsewhere)
+
+export const idempotencyKeyFor = (attemptId: string): string => `settle_attempt_${attemptId}`
+
+/** The processor's ledger account name; Stripe is the only one Settle speaks to. */
+const PROCESSOR = 'stripe'
+
+export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: ChargeRequest): Promise<ChargeResult> {
+  requireTenantId(request.tenantId)
+  const started = await db.transaction(async trx => {
+    // The invoice row lock serialises concurrent clicks; the unique in-flight index is the backstop.
+    const invoice = await trx('invoices').where({ tenant_id: request.tenantId, id: request.invoiceId }).forUpdate().first() as InvoiceForCharge | undefined
+    if (invoice === undefined) throw new AppError('INVOICE_NOT_FOUND', 'That invoice is not in Settle; sync the PSA and try again.')
+    const inFlight = await trx('payment_attempts').where({ tenant_id: request.tenantId, invoice_id: invoice.id })
+      .whereIn('status', ['created', 'processing', 'unknown']).first() as AttemptRow | undefined
+    if (inFlight !== undefined) return { alreadyProcessing: toAttempt(inFlight) }
+    if (invoice.voided) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} is voided.`)
+    const open = openOf(invoice)
+    if (open <= 0) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} has nothing open to charge.`)
+    const amount = request.amount ?? open
+    if (!Number.isSafeInteger(amount) || amount <= 0) throw new AppError('INVALID_AMOUNT', 'The amount must be a positive number of cents.')
+    if (amount > open) {
+      throw new AppError('AMOUNT_EXCEEDS_BALANCE', `${(amount / 100).toFixed(2)} is more than the ${(open / 100).toFixed(2)} open on invoice ${invoice.number}; charge at most the balance.`)
+    }
+    const method = await getPaymentMethod(trx, request.tenantId, request.paymentMethodId)
+    if (method.customerId !== invoice.customer_id) throw new AppError('PAYMENT_METHOD_NOT_FOUND', 'That payment method belongs to another client.')
+    try {
+      const [row] = await trx('payment_attempts').insert({
+        tenant_id: request.tenantId,
+        invoice_id: invoice.id,
+        customer_id: invoice.customer_id,
+        payment_method_id: method.id,
+        amount,
+        currency: invoice.currency,
+        trigger: request.trigger,
+        actor: request.actor,
+        retry_of: request.retryOf ?? null,
+        retry_number: request.retryNumber ?? 0
+      }).returning('*') as AttemptRow[]
+      return { attempt: toAttempt(row as AttemptRow), method, invoice }
+    } catch (error) {
+      if (pgError(error).code === '23505') {
+        const again = await trx('payment_attempts').where({ tenant_id: request.tenantId, invoice_id: invoice.id }).whereIn('status', ['created', 'processing', 'unknown']).first() as AttemptRow
+        return { alreadyProcessing: toAttempt(again) }
+      }
+      throw error
+    }
+  })
+  if ('alreadyProcessing' in started) return { outcome: 'already_processing', attempt: started.alreadyProcessing as PaymentAttempt }
+  const { attempt, method, invoice } = started
+  const outcome = await payments.charge({
+    customerRef: method.processorCustomerRef,
+    methodRef: method.processorMethodRef,
+    amount: attempt.amount,
+    idempotencyKey: idempotencyKeyFor(attempt.id),
+    description: `Invoice ${invoice.number}`,
+    metadata: { settle_attempt_id: attempt.id, settle_invoice_id: invoice.id, settle_tenant_id: request.tenantId, invoice_number: invoice.number }
+  })
+  const result = await recordOutcome(db, request.tenantId, attempt.id, outcome)
+  if (result.outcome === 'unknown') await scheduleResolution(db, result.attempt)
+  return result
+}
+
+/**
+ * Applies what the processor said to an attempt, once: a later call (a
+ * webhook, the recovery sweep) for an attempt already settled changes
+ * nothing. Success books the money and queues the push-back to the PSA in
+ * the same transaction.
+ */
+export async function recordOutcome (db: Knex, tenantId: string, attemptId: string, outcome: ChargeOutcome): Promise<ChargeResult> {
+  return await db.transaction(async trx => {
+    const row = await trx('payment_attempts').where({ tenant_id: tenantId, id: attemptId }).forUpdate().first() as AttemptRow | undefined
+    if (row === undefined) throw new AppError('ATTEMPT_NOT_FOUND', `No payment attempt ${attemptId}.`)
+    const current = toAttempt(row)
+    const method = await trx('payment_methods').where({ tenant_id: tenantId, id: current.paymentMethodId }).first('type') as { type: 'card' | 'ach' }
+    const settled = ['succeeded', 'failed', 'refunded', 'disputed'].includes(current.status)
+    if (settled || (outcome.status === 'unknown' && current.status === 'processing')) {
+      return current.status === 'failed'
+        ? { outcome: 'failed' as const, attempt: current, verdict: classifyFailure({ method: method.type, code: current.failure.code, declineCode: current.failure.declineCode, adviceCode: current.failure.adviceCode }) }
+        : { outcome: current.status === 'processing' ? 'processing' as const : current.status === 'succeeded' ? 'succeeded' as const : 'unknown' as const, attempt: current }
+    }
+    const update = async (fields: Record<string, unknown>): Promise<PaymentAttempt> => {
+      const [next] = await trx('payment_attempts').where({ tenant_id: tenantId, id: attemptId }).update({ ...fields, updated_at: trx.fn.now() }).returning('*') as AttemptRow[]
+      return toAttempt(next as AttemptRow)
+    }
+    if (outcome.status === 'unknown') return { outcome: 'unknown' as const, attempt: await update({ status: 'unknown', failure_message: outcome.error.slice(0, 500) }) }
+    if (outcome.status === 'processing') return { outcome: 'processing' as const, attempt: await update({ status: 'processing', processor_intent_ref: outcome.intentId }) }
+    if (outcome.status === 'failed') {
+      const verdict = classifyFailure({ method: method.type, code: outcome.failure.code, declineCode: outcome.failure.declineCode, adviceCode: outcome.failure.adviceCode })
+      const attempt = await update({
+        status: 'failed',
+        processor_intent_ref: outcome.intentId,
+        failure_code: outcome.failure.code,
+        decline_code: outcome.failure.declineCode,
+        advice_code: outcome.failure.adviceCode,
+        failure_class: verdict.class,
+        failure_message: outcome.failure.message.slice(0, 500)
+      })
+      return { outcome: 'failed' as const, attempt, verdict }
+    }
+    // Succeeded: the attempt, the invoice and the ledger move together.
+    const attempt = await update({ status: 'succeeded', processor_intent_ref: outcome.intentId, settled_at: trx.fn.now() })
+    const invoice = await trx('invoices').where({ tenant_id: tenantId, id: current.invoiceId }).forUpdate().first() as InvoiceForCharge
+    const paidViaSettle = Number(invoice.paid_via_settle) + attempt.amount.amount
+    const open = Number(invoice.ledger_billed) - paidViaSettle - Number(invoice.ledger_paid_elsewhere)
+    await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({
+      paid_via_settle: paidViaSettle,
+      status: invoiceStatus(open, Number(invoice.ledger_billed), invoice.voided, invoice.status),
+      updated_at: trx.fn.now()
+    })
+    const gross: Money = attempt.amount
+    const postings: PostingInput[] = [
+      { account: Accounts.processorPending(PROCESSOR), amount: gross },
+      { account: Accounts.receivable(invoice.customer_id), amount: { amount: -gross.amount, currency: gross.currency } }
+    ]
+    const fee = outcome.fee
+    if (fee !== null && fee.amount > 0) {
+      postings.push(
+        { account: Accounts.processorFees(), amount: { amount: fee.amount, currency: asCurrency(fee.currency) } },
+        { account: Accounts.processorPending(PROCESSOR), amount: { amount: -fee.amount, currency: asCurrency(fee.currency) } }
+      )
+    }
+    await postEntry(trx, tenantId, {
+      idempotencyKey: `payment:${attempt.id}:succeeded`,
+      kind: 'payment.succeeded',
+      effectiveAt: new Date(),
+      memo: `${method.type === 'ach' ? 'ACH debit' : 'Card payment'} for invoice ${invoice.number}`,
+      postings,
+      source: { processor: PROCESSOR, intent: outcome.intentId, attempt: attempt.id }
+    }, {
+      effects: [{
+        queue: 'psa.push-payment',
+        dedupeKey: `push:${attempt.id}`,
+        payload: {
+          system: invoice.psa_system,
+          invoiceExternalId: invoice.psa_invoice_id,
+          amount: gross.amount,
+          currency: gross.currency,
+          paidOn: new Date().toISOString().slice(0, 10),
+          reference: attempt.id,
+          method: method.type,
+          settlesInvoice: open <= 0
+        }
+      }]
+    })
+    return { outcome: 'succeeded' as const, attempt }
+  })
+}
+
+/** Queues a look-up at the processor for an attempt whose outcome is unknown. */
+export async function scheduleResolution (db: Knex, attempt: PaymentAttempt, delayMs = 60_000): Promise<void> {
+  await enqueue(db, attempt.tenantId, [{ queue: 'payments.resolve', payload: { attemptId: attempt.id }, runAt: new Date(Date.now() + delayMs), dedupeKey: `resolve:${attempt.id}:${attempt.updatedAt.toISOString()}` }])
+}

@@ -1,0 +1,37 @@
+import type { ChargeInput, ChargeOutcome, PaymentsPort } from '../../src/ports/payments.js'
+import { money } from '../../src/domain/money.js'
+
+type Script = (input: ChargeInput) => ChargeOutcome | 'throw'
+
+/**
+ * A processor double that honours idempotency keys as Stripe does: the same
+ * key returns the first result and never charges twice. `script` decides
+ * each new charge's outcome; 'throw' models a crash after the processor
+ * charged but before Settle heard back.
+ */
+export class FakePayments implements PaymentsPort {
+  readonly processor = 'stripe' as const
+  readonly charged: ChargeInput[] = []
+  readonly byKey = new Map<string, ChargeOutcome>()
+  delayMs = 0
+  script: Script = input => ({ status: 'succeeded', intentId: `pi_${this.charged.length}`, chargeId: `ch_${this.charged.length}`, fee: money(Math.round(input.amount.amount * 0.029) + 30, input.amount.currency), raw: {} })
+
+  async charge (input: ChargeInput): Promise<ChargeOutcome> {
+    if (this.delayMs > 0) await new Promise(resolve => setTimeout(resolve, this.delayMs))
+    const seen = this.byKey.get(input.idempotencyKey)
+    if (seen !== undefined) return seen
+    this.charged.push(input)
+    const outcome = this.script(input)
+    if (outcome === 'throw') {
+      // The processor charged; the answer never reached us.
+      this.byKey.set(input.idempotencyKey, { status: 'succeeded', intentId: `pi_${this.charged.length}`, chargeId: null, fee: null, raw: {} })
+      throw new Error('socket hang up')
+    }
+    if (outcome.status !== 'unknown') this.byKey.set(input.idempotencyKey, outcome)
+    return outcome
+  }
+
+  async findCharge ({ idempotencyKey }: { idempotencyKey: string, attemptId: string }): Promise<ChargeOutcome | null> {
+    return this.byKey.get(idempotencyKey) ?? null
+  }
+}
