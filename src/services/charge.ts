@@ -1,15 +1,15 @@
 import type { Knex } from 'knex'
 import { enqueue } from '../db/jobs.js'
 import { postEntry } from '../db/ledger.js'
-import { getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt } from '../db/payments.js'
+import { getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { pgError } from '../db/knex.js'
 import { requireTenantId } from '../db/tenants.js'
 import { AppError } from '../errors.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
 import { asCurrency, type Money } from '../domain/money.js'
-import { classifyFailure, type FailureVerdict } from '../domain/retry-policy.js'
-import type { ChargeOutcome, PaymentsPort } from '../ports/payments.js'
+import { classifyFailure, decideRetry, DEFAULT_RETRY_POLICY, type FailureVerdict, type RetryDecision, type RetryPolicy } from '../domain/retry-policy.js'
+import type { ChargeInput, ChargeOutcome, PaymentsPort } from '../ports/payments.js'
 
 /**
  * Charging an invoice on a stored method: Charge card in the PSA, auto-pay,
@@ -95,16 +95,11 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
   })
   if ('alreadyProcessing' in started) return { outcome: 'already_processing', attempt: started.alreadyProcessing as PaymentAttempt }
   const { attempt, method, invoice } = started
-  const outcome = await payments.charge({
-    customerRef: method.processorCustomerRef,
-    methodRef: method.processorMethodRef,
-    amount: attempt.amount,
-    idempotencyKey: idempotencyKeyFor(attempt.id),
-    description: `Invoice ${invoice.number}`,
-    metadata: { settle_attempt_id: attempt.id, settle_invoice_id: invoice.id, settle_tenant_id: request.tenantId, invoice_number: invoice.number }
-  })
+  const outcome = await payments.charge(chargeInputFor(attempt, method, invoice.number))
   const result = await recordOutcome(db, request.tenantId, attempt.id, outcome)
   if (result.outcome === 'unknown') await scheduleResolution(db, result.attempt)
+  // Scheduled collections retry by policy; a person who clicked sees the decline and decides.
+  if (result.outcome === 'failed' && request.trigger !== 'charge_card') await scheduleRetry(db, result.attempt, method.type)
   return result
 }
 
@@ -192,6 +187,49 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
     })
     return { outcome: 'succeeded' as const, attempt }
   })
+}
+
+/**
+ * The exact request for an attempt. Rebuilt identically when resolving an
+ * unknown outcome, because the processor replays a key only for the same
+ * parameters.
+ */
+export function chargeInputFor (attempt: PaymentAttempt, method: Pick<PaymentMethod, 'processorCustomerRef' | 'processorMethodRef'>, invoiceNumber: string): ChargeInput {
+  return {
+    customerRef: method.processorCustomerRef,
+    methodRef: method.processorMethodRef,
+    amount: attempt.amount,
+    idempotencyKey: idempotencyKeyFor(attempt.id),
+    description: `Invoice ${invoiceNumber}`,
+    metadata: { settle_attempt_id: attempt.id, settle_invoice_id: attempt.invoiceId, settle_tenant_id: attempt.tenantId, invoice_number: invoiceNumber }
+  }
+}
+
+/**
+ * After a failed scheduled charge: queue the next retry the policy allows,
+ * counted over every attempt on the invoice, or leave the attempt as the
+ * last word (its failure class says whether the client must act).
+ */
+export async function scheduleRetry (db: Knex, attempt: PaymentAttempt, methodType: 'card' | 'ach', policy: RetryPolicy = DEFAULT_RETRY_POLICY): Promise<RetryDecision> {
+  const history = await db('payment_attempts').where({ tenant_id: attempt.tenantId, invoice_id: attempt.invoiceId }).orderBy('created_at') as AttemptRow[]
+  const chainStart = attempt.retryOf === null ? attempt : toAttempt(history.find(r => r.id === attempt.retryOf) ?? (history[0] as AttemptRow))
+  const decision = decideRetry({
+    failure: { method: methodType, code: attempt.failure.code, declineCode: attempt.failure.declineCode, adviceCode: attempt.failure.adviceCode },
+    firstFailedAt: chainStart.updatedAt,
+    failedAt: attempt.updatedAt,
+    retriesSoFar: attempt.retryNumber,
+    attemptTimes: history.map(r => r.created_at)
+  }, policy)
+  if (decision.retry) {
+    await enqueue(db, attempt.tenantId, [{
+      queue: 'payments.retry',
+      payload: { attemptId: attempt.id, firstAttemptId: chainStart.id },
+      runAt: decision.at,
+      dedupeKey: `retry:${attempt.id}`,
+      maxAttempts: 3
+    }])
+  }
+  return decision
 }
 
 /** Queues a look-up at the processor for an attempt whose outcome is unknown. */

@@ -10,6 +10,9 @@ import { savePaymentMethod, listAttempts, type PaymentMethod } from '../../src/d
 import { customerBalance, trialBalance } from '../../src/db/ledger.js'
 import { invoicesByPsaIds, type Invoice } from '../../src/db/invoices.js'
 import type { Tenant } from '../../src/db/tenants.js'
+import pino from 'pino'
+import { Worker } from '../../src/jobs/worker.js'
+import { paymentJobHandlers, sweepUnresolvedAttempts } from '../../src/jobs/payment-jobs.js'
 
 interface Fixture { tenant: Tenant, invoices: Map<string, Invoice>, card: PaymentMethod, bank: PaymentMethod, otherClientCard: PaymentMethod }
 
@@ -152,4 +155,67 @@ t.test('50 concurrent Charge card clicks produce exactly one charge', { skip: on
   t.ok(outcomes.filter(o => o === 'already_processing').length > 0, 'clicks during the charge saw "already processing"')
   t.equal(await countRows(db, 'payment_attempts'), 1)
   t.equal(await db('journal_entries').where({ kind: 'payment.succeeded' }).count('* as n').then(r => Number(r[0]?.n)), 1)
+})
+
+t.test('payment jobs: the recovery sweep and scheduled retries', async t => {
+  const db = await testDb(t)
+  const f = await setUp(db)
+  const payments = new FakePayments()
+  const worker = new Worker({ db, handlers: paymentJobHandlers(async () => payments), log: pino({ level: 'silent' }), concurrency: 1 })
+  const dueNow = async (queue: string): Promise<void> => { await db('jobs').where({ queue, state: 'pending' }).update({ run_at: new Date(Date.now() - 1000) }) }
+
+  await t.test('a crash mid-charge is found by the sweep and resolved with one charge', async t => {
+    payments.script = () => 'throw'
+    await t.rejects(chargeInvoice(db, payments, { tenantId: f.tenant.id, invoiceId: id(f, '1'), paymentMethodId: f.card.id, actor: 'autopay', trigger: 'autopay' }))
+    t.equal(await sweepUnresolvedAttempts(db, 60_000), 0, 'too fresh to sweep')
+    await db('payment_attempts').update({ updated_at: new Date(Date.now() - 10 * 60_000) })
+    t.equal(await sweepUnresolvedAttempts(db, 60_000), 1)
+    t.equal(await sweepUnresolvedAttempts(db, 60_000), 1, 'sweeping again in the same window…')
+    t.equal(await db('jobs').where({ queue: 'payments.resolve' }).count('* as n').then(r => Number(r[0]?.n)), 1, '…queues nothing new')
+    await worker.runOnce()
+    const [attempt] = await listAttempts(db, f.tenant.id, id(f, '1'))
+    t.equal(attempt?.status, 'succeeded')
+    t.equal(payments.charged.length, 1, 'the re-sent request replayed the first charge')
+  })
+
+  await t.test('an auto-pay soft decline retries on the policy days until it succeeds', async t => {
+    let declines = 2
+    payments.script = input => declines-- > 0
+      ? { status: 'failed', intentId: `pi_d${declines}`, failure: { code: 'card_declined', declineCode: 'insufficient_funds', adviceCode: null, message: 'Insufficient funds.' }, raw: {} }
+      : { status: 'succeeded', intentId: 'pi_ok', chargeId: 'ch_ok', fee: { amount: 30, currency: input.amount.currency }, raw: {} }
+    const first = await chargeInvoice(db, payments, { tenantId: f.tenant.id, invoiceId: id(f, '2'), paymentMethodId: f.card.id, actor: 'autopay', trigger: 'autopay' })
+    t.equal(first.outcome, 'failed')
+    const retry1 = await db('jobs').where({ queue: 'payments.retry' }).first()
+    t.ok(Math.abs(new Date(retry1.run_at).getTime() - (first.attempt.updatedAt.getTime() + 86_400_000)) < 5000, 'first retry a day later')
+    await dueNow('payments.retry')
+    await worker.runOnce()
+    const retry2 = await db('jobs').where({ queue: 'payments.retry', state: 'pending' }).first()
+    t.ok(Math.abs(new Date(retry2.run_at).getTime() - (first.attempt.updatedAt.getTime() + 3 * 86_400_000)) < 5000, 'second retry three days after the first failure')
+    await dueNow('payments.retry')
+    await worker.runOnce()
+    const attempts = await listAttempts(db, f.tenant.id, id(f, '2'))
+    t.same(attempts.map(a => [a.status, a.retryNumber]), [['failed', 0], ['failed', 1], ['succeeded', 2]])
+    t.equal(attempts[2]?.retryOf, attempts[0]?.id, 'retries point at the first attempt of the chain')
+    t.equal(await db('jobs').where({ queue: 'payments.retry', state: 'pending' }).count('* as n').then(r => Number(r[0]?.n)), 0, 'no retry after success')
+  })
+
+  await t.test('a hard decline is never retried; a technician\'s decline is not auto-retried', async t => {
+    payments.script = () => ({ status: 'failed', intentId: 'pi_x', failure: { code: 'card_declined', declineCode: 'fraudulent', adviceCode: 'do_not_try_again', message: 'Declined.' }, raw: {} })
+    const pending = async (): Promise<number> => await db('jobs').where({ queue: 'payments.retry', state: 'pending' }).count('* as n').then(r => Number(r[0]?.n))
+    await chargeInvoice(db, payments, { tenantId: f.tenant.id, invoiceId: id(f, '3'), paymentMethodId: f.card.id, actor: 'autopay', trigger: 'autopay' })
+    t.equal(await pending(), 0)
+    payments.script = () => ({ status: 'failed', intentId: 'pi_y', failure: { code: 'card_declined', declineCode: 'insufficient_funds', adviceCode: null, message: 'Declined.' }, raw: {} })
+    await chargeInvoice(db, payments, { tenantId: f.tenant.id, invoiceId: id(f, '4'), paymentMethodId: f.card.id, actor: 'member:jsmith', trigger: 'charge_card' })
+    t.equal(await pending(), 0)
+  })
+
+  await t.test('a retry finds the invoice paid another way and stands down', async t => {
+    payments.script = () => ({ status: 'failed', intentId: 'pi_z', failure: { code: 'card_declined', declineCode: 'insufficient_funds', adviceCode: null, message: 'Declined.' }, raw: {} })
+    await chargeInvoice(db, payments, { tenantId: f.tenant.id, invoiceId: id(f, '5'), paymentMethodId: f.card.id, actor: 'autopay', trigger: 'autopay' })
+    await db('invoices').where({ id: id(f, '5') }).update({ ledger_paid_elsewhere: db.raw('ledger_billed') })
+    const charges = payments.charged.length
+    await dueNow('payments.retry')
+    await worker.runOnce()
+    t.equal(payments.charged.length, charges, 'no charge for a paid invoice')
+  })
 })

@@ -1,0 +1,87 @@
+import type { Knex } from 'knex'
+import type { FastifyBaseLogger } from 'fastify'
+import { enqueue } from '../db/jobs.js'
+import { getAttempt, getPaymentMethod, type AttemptRow } from '../db/payments.js'
+import type { PaymentsPort } from '../ports/payments.js'
+import { chargeInputFor, chargeInvoice, recordOutcome } from '../services/charge.js'
+import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
+
+/** Builds the processor adapter for a tenant (its own Stripe keys). */
+export type PaymentsFactory = (db: Knex, tenantId: string) => Promise<PaymentsPort>
+
+/** Past this age an unresolved attempt is only looked up, never re-sent: a charge hours late would surprise the client. */
+const RESEND_WINDOW_MS = 60 * 60_000
+
+function attemptIdOf (payload: Record<string, unknown>): string {
+  if (typeof payload.attemptId !== 'string') throw new PermanentJobError('payload needs attemptId')
+  return payload.attemptId
+}
+
+export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string, JobHandler> {
+  return {
+    /**
+     * Resolves an attempt whose outcome we do not know (crash, timeout, 5xx):
+     * within the hour, re-send the identical request with the same key (the
+     * processor answers with the first result, or makes the charge it never
+     * received); after that, only look it up.
+     */
+    'payments.resolve': async (job, { db }) => {
+      if (job.tenantId === null) throw new PermanentJobError('payments.resolve needs a tenant')
+      const attempt = await getAttempt(db, job.tenantId, attemptIdOf(job.payload))
+      if (attempt.status !== 'created' && attempt.status !== 'unknown') return
+      const payments = await paymentsFor(db, job.tenantId)
+      const method = await getPaymentMethod(db, job.tenantId, attempt.paymentMethodId)
+      const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: attempt.invoiceId }).first('number') as { number: string }
+      const input = chargeInputFor(attempt, method, invoice.number)
+      const outcome = Date.now() - attempt.createdAt.getTime() < RESEND_WINDOW_MS
+        ? await payments.charge(input)
+        : await payments.findCharge({ idempotencyKey: input.idempotencyKey, attemptId: attempt.id }) ??
+          { status: 'failed' as const, intentId: null, failure: { code: 'never_reached_processor', declineCode: null, adviceCode: null, message: 'The processor has no record of this attempt; nothing was charged.' }, raw: null }
+      const result = await recordOutcome(db, job.tenantId, attempt.id, outcome)
+      if (result.outcome === 'unknown') throw new RetryLaterError('the processor outcome is still unknown', 60_000)
+    },
+    /** The next scheduled try after a soft decline: same method, at most what is still open. */
+    'payments.retry': async (job, { db, log }) => {
+      if (job.tenantId === null) throw new PermanentJobError('payments.retry needs a tenant')
+      const failed = await getAttempt(db, job.tenantId, attemptIdOf(job.payload))
+      const firstAttemptId = typeof job.payload.firstAttemptId === 'string' ? job.payload.firstAttemptId : failed.id
+      const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: failed.invoiceId }).first() as { ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number }
+      const open = Number(invoice.ledger_billed) - Number(invoice.paid_via_settle) - Number(invoice.ledger_paid_elsewhere)
+      if (open <= 0) { log.info({ attempt: failed.id }, 'nothing left to retry: the invoice was paid another way'); return }
+      const result = await chargeInvoice(db, await paymentsFor(db, job.tenantId), {
+        tenantId: job.tenantId,
+        invoiceId: failed.invoiceId,
+        paymentMethodId: failed.paymentMethodId,
+        amount: Math.min(failed.amount.amount, open),
+        actor: 'retry',
+        trigger: 'retry',
+        retryOf: firstAttemptId,
+        retryNumber: failed.retryNumber + 1
+      })
+      log.info({ attempt: result.attempt.id, outcome: result.outcome }, 'payment retry ran')
+    }
+  }
+}
+
+/**
+ * Finds attempts stuck in `created` or `unknown` (a crash between the
+ * processor call and our write, a lost job) and queues their resolution.
+ * Runs from every process; the dedupe key makes it one job per attempt and
+ * sweep window.
+ */
+export async function sweepUnresolvedAttempts (db: Knex, olderThanMs = 5 * 60_000): Promise<number> {
+  const stuck = await db('payment_attempts').whereIn('status', ['created', 'unknown'])
+    .where('updated_at', '<', new Date(Date.now() - olderThanMs)).limit(500) as AttemptRow[]
+  const window = Math.floor(Date.now() / olderThanMs)
+  for (const attempt of stuck) {
+    await enqueue(db, attempt.tenant_id, [{ queue: 'payments.resolve', payload: { attemptId: attempt.id }, dedupeKey: `sweep:${attempt.id}:${window}`, maxAttempts: 5 }])
+  }
+  return stuck.length
+}
+
+export function startPaymentSweeps (db: Knex, log: FastifyBaseLogger, everyMs = 60_000): () => void {
+  const run = (): void => { sweepUnresolvedAttempts(db).catch((error: unknown) => { log.error({ err: error }, 'payment sweep failed') }) }
+  const timer = setInterval(run, everyMs)
+  timer.unref()
+  return () => { clearInterval(timer) }
+}
