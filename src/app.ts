@@ -16,11 +16,16 @@ import connectwiseWebhook from './routes/webhooks/connectwise.js'
 import sandboxRoutes from './routes/sandbox/index.js'
 import { createPsaFactory } from './services/psa-connections.js'
 import { syncJobHandlers, type PsaFactory } from './jobs/sync-jobs.js'
+import { paymentJobHandlers, type PaymentsFactory } from './jobs/payment-jobs.js'
+import { createPaymentsFactory } from './services/processor.js'
+import stripeWebhook from './routes/webhooks/stripe.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The adapter for a tenant's PSA connection. */
     psaFor: PsaFactory
+    /** The payments adapter on a tenant's Stripe key. */
+    paymentsFor: PaymentsFactory
   }
 }
 
@@ -55,7 +60,8 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(dbPlugin, { config, ...deps })
   await app.register(viewPlugin, { production })
   app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
-  app.decorate('jobHandlers', syncJobHandlers(app.psaFor))
+  app.decorate('paymentsFor', createPaymentsFactory({ keyring: app.keyring }))
+  app.decorate('jobHandlers', { ...syncJobHandlers(app.psaFor), ...paymentJobHandlers(app.paymentsFor) })
   await app.register(workerPlugin, { config })
   if (config.demo) {
     // The stand-ins answer in the real wire formats, so the demo runs the real adapters.
@@ -65,6 +71,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   }
   await app.register(healthRoutes)
   await app.register(homeRoutes, { config })
+  await app.register(stripeWebhook)
   await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
 }

@@ -40,6 +40,23 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       const result = await recordOutcome(db, job.tenantId, attempt.id, outcome)
       if (result.outcome === 'unknown') throw new RetryLaterError('the processor outcome is still unknown', 60_000)
     },
+    /**
+     * A Stripe event about a PaymentIntent: re-read the intent and apply its
+     * state to our attempt (ACH processing → succeeded or failed; a late
+     * answer to an attempt we marked unknown). Applying is idempotent, so
+     * duplicated and out-of-order events end in the same ledger.
+     */
+    'stripe.event': async (job, { db, log }) => {
+      if (job.tenantId === null) throw new PermanentJobError('stripe.event needs a tenant')
+      const { objectType, objectId, type } = job.payload
+      if (objectType !== 'payment_intent' || typeof objectId !== 'string') {
+        log.info({ type }, 'stripe event kept for the record; no handler for this object yet')
+        return
+      }
+      const { outcome, attemptId } = await (await paymentsFor(db, job.tenantId)).retrieveIntent({ intentId: objectId })
+      if (attemptId === null) { log.info({ objectId }, 'payment intent not made by Settle'); return }
+      await recordOutcome(db, job.tenantId, attemptId, outcome)
+    },
     /** The next scheduled try after a soft decline: same method, at most what is still open. */
     'payments.retry': async (job, { db, log }) => {
       if (job.tenantId === null) throw new PermanentJobError('payments.retry needs a tenant')

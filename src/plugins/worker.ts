@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { Worker, type JobHandler } from '../jobs/worker.js'
 import { startSyncScheduler } from '../jobs/sync-jobs.js'
+import { startPaymentSweeps } from '../jobs/payment-jobs.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -31,7 +32,9 @@ export default fp<{ config: Config }>(async (app, { config }) => {
     })
     app.worker = worker
     worker.start()
-    stopScheduler = startSyncScheduler(app.db, config.syncIntervalMinutes, app.log.child({ component: 'scheduler' }))
+    const stopSync = startSyncScheduler(app.db, config.syncIntervalMinutes, app.log.child({ component: 'scheduler' }))
+    const stopSweeps = startPaymentSweeps(app.db, app.log.child({ component: 'payment-sweep' }))
+    stopScheduler = () => { stopSync(); stopSweeps() }
   })
   app.addHook('preClose', async () => {
     stopScheduler?.()

@@ -33,6 +33,11 @@ export type ChargeOutcome =
 export interface PaymentsPort {
   readonly processor: 'stripe'
   charge: (input: ChargeInput) => Promise<ChargeOutcome>
+  /**
+   * The current state of a payment the processor told us about (a webhook),
+   * read fresh: events arrive late, twice and out of order, the object does not.
+   */
+  retrieveIntent: (input: { intentId: string }) => Promise<{ outcome: ChargeOutcome, attemptId: string | null }>
   /** Looks an attempt up by its idempotency key / metadata; null when the processor never saw it. */
   findCharge: (input: { idempotencyKey: string, attemptId: string }) => Promise<ChargeOutcome | null>
 }

@@ -31,6 +31,13 @@ export class FakePayments implements PaymentsPort {
     return outcome
   }
 
+  async retrieveIntent ({ intentId }: { intentId: string }): Promise<{ outcome: ChargeOutcome, attemptId: string | null }> {
+    for (const [key, outcome] of this.byKey) {
+      if ('intentId' in outcome && outcome.intentId === intentId) return { outcome, attemptId: key.replace('settle_attempt_', '') }
+    }
+    throw new Error(`no such intent ${intentId}`)
+  }
+
   async findCharge ({ idempotencyKey }: { idempotencyKey: string, attemptId: string }): Promise<ChargeOutcome | null> {
     return this.byKey.get(idempotencyKey) ?? null
   }

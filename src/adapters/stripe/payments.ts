@@ -83,6 +83,11 @@ export function createStripePayments (stripe: Stripe): PaymentsPort {
       }
     },
 
+    async retrieveIntent ({ intentId }: { intentId: string }): Promise<{ outcome: ChargeOutcome, attemptId: string | null }> {
+      const intent = await stripe.paymentIntents.retrieve(intentId, { expand: ['latest_charge.balance_transaction'] })
+      return { outcome: outcomeOf(intent), attemptId: intent.metadata?.settle_attempt_id ?? null }
+    },
+
     async findCharge ({ attemptId }: { idempotencyKey: string, attemptId: string }): Promise<ChargeOutcome | null> {
       const found = await stripe.paymentIntents.search({ query: `metadata['settle_attempt_id']:'${attemptId.replace(/'/g, '')}'`, limit: 1, expand: ['data.latest_charge.balance_transaction'] })
       const intent = found.data[0]

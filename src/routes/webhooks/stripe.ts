@@ -1,0 +1,39 @@
+import type { FastifyInstance } from 'fastify'
+import { verifyStripeEvent } from '../../adapters/stripe/webhook.js'
+import { enqueue } from '../../db/jobs.js'
+import { storeWebhookEvent } from '../../db/psa.js'
+import { getSecret } from '../../db/secrets.js'
+import { findTenantBySlug } from '../../db/tenants.js'
+import { AppError } from '../../errors.js'
+
+/**
+ * Stripe events for one tenant. The signature is checked on the raw bytes
+ * with the tenant's secret before anything is stored (a tenant without a
+ * secret accepts nothing); the event is stored by its id, so a redelivery is
+ * a no-op; the answer is immediate, and a job does the work.
+ */
+export default async function stripeWebhook (app: FastifyInstance): Promise<void> {
+  app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer', bodyLimit: 512 * 1024 }, (_request, body, done) => { done(null, body) })
+
+  app.post<{ Params: { tenant: string } }>('/webhooks/stripe/:tenant', async request => {
+    const raw = request.body
+    if (!Buffer.isBuffer(raw)) throw new AppError('VALIDATION_FAILED', 'Send the event body as JSON.')
+    const refuse = (): AppError => new AppError('WEBHOOK_SIGNATURE_INVALID', 'Unknown tenant or bad Stripe-Signature.')
+    const tenant = await findTenantBySlug(app.db, request.params.tenant)
+    if (tenant === null) throw refuse()
+    const secret = await getSecret(app.db, app.keyring, tenant.id, 'stripe.webhook_secret')
+    if (secret === null) throw refuse()
+    const signature = request.headers['stripe-signature']
+    let event
+    try { event = verifyStripeEvent(raw, typeof signature === 'string' ? signature : undefined, secret) } catch { throw refuse() }
+    const object = event.data.object as { id?: string, object?: string }
+    const fresh = await app.db.transaction(async trx => {
+      const stored = await storeWebhookEvent(trx, tenant.id, 'stripe', event.id, event.type, event)
+      if (stored) {
+        await enqueue(trx, tenant.id, [{ queue: 'stripe.event', payload: { eventId: event.id, type: event.type, objectType: object.object ?? null, objectId: object.id ?? null }, dedupeKey: `stripe:${event.id}` }])
+      }
+      return stored
+    })
+    return { received: true, duplicate: !fresh }
+  })
+}

@@ -1,0 +1,24 @@
+import type { Knex } from 'knex'
+import { createStripeClient } from '../adapters/stripe/client.js'
+import { createStripePayments } from '../adapters/stripe/payments.js'
+import { getSecret } from '../db/secrets.js'
+import { AppError } from '../errors.js'
+import type { PaymentsFactory } from '../jobs/payment-jobs.js'
+import type { PaymentsPort } from '../ports/payments.js'
+import type { Keyring } from '../security/keyring.js'
+
+export interface PaymentsFactoryOptions {
+  keyring: Keyring
+  /** On the embedded default: where the Stripe stand-in answers, and the demo key that routes there. */
+  sandbox?: { origin: () => string | null, apiKey: string }
+}
+
+/** The payments adapter for a tenant, on its own Stripe key (encrypted at rest). */
+export function createPaymentsFactory (options: PaymentsFactoryOptions): PaymentsFactory {
+  return async (db: Knex, tenantId: string): Promise<PaymentsPort> => {
+    const secretKey = await getSecret(db, options.keyring, tenantId, 'stripe.secret_key')
+    if (secretKey === null) throw new AppError('PROCESSOR_NOT_CONNECTED', 'This tenant has not connected Stripe yet; add its secret key in settings.')
+    const sandbox = options.sandbox !== undefined && secretKey === options.sandbox.apiKey ? options.sandbox.origin() : null
+    return createStripePayments(createStripeClient({ secretKey, ...(sandbox !== null ? { baseUrl: sandbox } : {}) }))
+  }
+}
