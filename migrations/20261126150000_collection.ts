@@ -63,9 +63,62 @@ export async function up (db: Knex): Promise<void> {
   // The double-click guard: one attempt in flight per invoice, enforced by the database.
   await db.raw("create unique index payment_attempts_one_in_flight on payment_attempts (tenant_id, invoice_id) where status in ('created','processing','unknown')")
   await db.raw("create index payment_attempts_unresolved on payment_attempts (updated_at) where status in ('created','unknown')")
+
+  // Auto-pay: the tenant's rule (customer_id null) and each client's enrolment and overrides.
+  await db.schema.createTable('autopay_rules', t => {
+    t.uuid('tenant_id').notNullable().references('tenants.id')
+    t.uuid('customer_id')
+    t.boolean('enrolled').notNullable().defaultTo(false)
+    t.jsonb('rule').notNullable().defaultTo('{}')
+    t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    t.foreign(['tenant_id', 'customer_id']).references(['tenant_id', 'id']).inTable('customers')
+  })
+  await db.raw('create unique index autopay_rules_one_per_customer on autopay_rules (tenant_id, customer_id) nulls not distinct')
+
+  // What a client agreed to, in the words they saw: the ACH mandate and the auto-pay authorisation.
+  await db.schema.createTable('payment_consents', t => {
+    t.uuid('id').primary().defaultTo(db.raw('gen_random_uuid()'))
+    t.uuid('tenant_id').notNullable().references('tenants.id')
+    t.uuid('customer_id').notNullable()
+    t.uuid('payment_method_id')
+    t.text('kind').notNullable()
+    t.text('text').notNullable()
+    t.text('text_version').notNullable()
+    t.text('accepted_by_name').notNullable()
+    t.text('accepted_by_email')
+    t.text('ip').notNullable()
+    t.text('user_agent').notNullable()
+    t.timestamp('accepted_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    t.timestamp('revoked_at', { useTz: true })
+    t.text('revoked_by')
+    t.foreign(['tenant_id', 'customer_id']).references(['tenant_id', 'id']).inTable('customers')
+    t.foreign(['tenant_id', 'payment_method_id']).references(['tenant_id', 'id']).inTable('payment_methods')
+    t.index(['tenant_id', 'customer_id'])
+  })
+  await db.raw("alter table payment_consents add constraint payment_consents_kind check (kind in ('ach_mandate','autopay'))")
+
+  // Auto-pay charges above the approval amount wait here for a person.
+  await db.schema.createTable('autopay_approvals', t => {
+    t.uuid('id').primary().defaultTo(db.raw('gen_random_uuid()'))
+    t.uuid('tenant_id').notNullable().references('tenants.id')
+    t.uuid('invoice_id').notNullable()
+    t.uuid('payment_method_id').notNullable()
+    t.bigInteger('amount').notNullable()
+    t.date('run_on').notNullable()
+    t.text('status').notNullable().defaultTo('pending')
+    t.text('decided_by')
+    t.timestamp('decided_at', { useTz: true })
+    t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    t.unique(['tenant_id', 'invoice_id', 'run_on'])
+    t.foreign(['tenant_id', 'invoice_id']).references(['tenant_id', 'id']).inTable('invoices')
+  })
+  await db.raw("alter table autopay_approvals add constraint autopay_approvals_status check (status in ('pending','approved','declined'))")
 }
 
 export async function down (db: Knex): Promise<void> {
+  await db.schema.dropTable('autopay_approvals')
+  await db.schema.dropTable('payment_consents')
+  await db.schema.dropTable('autopay_rules')
   await db.schema.dropTable('payment_attempts')
   await db.schema.dropTable('payment_methods')
 }

@@ -1,0 +1,207 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { FormError, parseForm } from './form.js'
+import { API_VERSION, StripeApiError, type RequestContext, type StripeStore } from './store.js'
+
+export { createStripeStore, cardFee, achFee, divRound, API_VERSION, DISPUTE_FEE, StripeApiError } from './store.js'
+export type { StripeStore, StripeStoreOptions, DeliveryConfig, DeliveryResult, PendingDelivery } from './store.js'
+export { TEST_PAYMENT_METHODS } from './testpms.js'
+
+/** Demo key the stand-in accepts by default; not a secret (it unlocks nothing real). */
+export const STRIPE_SANDBOX_API_KEY = 'sk_test_settle_sandbox'
+
+export interface StripeSandboxOptions {
+  store: StripeStore
+  /** Accepted secret keys; idempotency keys are scoped to each. */
+  apiKeys?: string[]
+  /** Where events are POSTed, signed with `secret` as Stripe does. */
+  webhook?: { url: string, secret: string } | undefined
+  /** delayMs unset: nothing moves until store.advance/settleAch/runAll/flushEvents (for tests). */
+  events?: { delayMs?: number, shuffle?: boolean, duplicates?: number }
+  prefix?: string
+}
+
+type Obj = Record<string, unknown>
+type Handler = (params: Obj, ctx: RequestContext, req: FastifyRequest<{ Params: { id: string } }>) => Obj
+
+const FORM = 'application/x-www-form-urlencoded'
+const MAX_EXPAND_DEPTH = 4
+
+function mask (key: string): string {
+  return key.length <= 12 ? key : `${key.slice(0, 8)}${'*'.repeat(key.length - 12)}${key.slice(-4)}`
+}
+
+/** The key from `Authorization: Bearer sk_…` or Basic auth with the key as the user name. */
+function apiKeyOf (header: string | undefined): string | null {
+  if (header === undefined) return null
+  const bearer = /^Bearer\s+(\S+)$/i.exec(header)
+  if (bearer !== null) return bearer[1] ?? null
+  const basic = /^Basic\s+(\S+)$/i.exec(header)
+  if (basic === null) return null
+  const user = Buffer.from(basic[1] ?? '', 'base64').toString('utf8').split(':')[0]
+  return user === undefined || user === '' ? null : user
+}
+
+export default async function stripeSandbox (app: FastifyInstance, opts: StripeSandboxOptions): Promise<void> {
+  const { store } = opts
+  const keys = new Set(opts.apiKeys ?? [STRIPE_SANDBOX_API_KEY])
+  store.configure({ webhook: opts.webhook, delayMs: opts.events?.delayMs, shuffle: opts.events?.shuffle, duplicates: opts.events?.duplicates })
+  app.addHook('onClose', async () => { store.close() })
+
+  // Stripe's bracket syntax needs our parser; removing an inherited one only affects this scope
+  if (app.hasContentTypeParser(FORM)) app.removeContentTypeParser(FORM)
+  app.addContentTypeParser(FORM, { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseForm(String(body)))
+    } catch (err) {
+      done(err as Error, undefined)
+    }
+  })
+
+  function send (reply: FastifyReply, status: number, body: string): FastifyReply {
+    return reply.code(status).header('content-type', 'application/json').send(body)
+  }
+
+  function errorBody (err: StripeApiError | { status: number, error: Obj }, requestId: string): string {
+    const e: Obj = { ...err.error }
+    const code = e.code
+    if (typeof code === 'string' && e.doc_url === undefined) e.doc_url = `https://stripe.com/docs/error-codes/${code.replace(/_/g, '-')}`
+    e.request_log_url = `https://dashboard.stripe.com/test/logs/${requestId}`
+    return JSON.stringify({ error: e }, null, 2)
+  }
+
+  app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
+    const requestId = String(reply.getHeader('request-id') ?? store.requestId())
+    reply.header('request-id', requestId)
+    const message = err instanceof FormError ? err.message : `Invalid request: ${err.message}`
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
+    const type = status === 500 ? 'api_error' : 'invalid_request_error'
+    req.log.warn({ err }, 'stripe sandbox request failed')
+    return send(reply, err instanceof FormError ? 400 : status, errorBody({ status, error: { type, message } }, requestId))
+  })
+
+  function expandInto (obj: Obj, segs: string[], full: string, depth: number): void {
+    const [head, ...rest] = segs
+    if (head === undefined) return
+    if (depth > MAX_EXPAND_DEPTH) throw new StripeApiError(400, { type: 'invalid_request_error', param: 'expand', message: `You cannot expand more than ${MAX_EXPAND_DEPTH} levels of a property. Property: ${full}` })
+    // lists expand per element with a `data.` prefix, as in Stripe
+    if (head === 'data' && Array.isArray(obj.data)) {
+      for (const el of obj.data) if (typeof el === 'object' && el !== null) expandInto(el as Obj, rest, full, depth + 1)
+      return
+    }
+    let v = obj[head]
+    if (v === null) return
+    if (typeof v === 'string') {
+      const r = store.render(v)
+      if (r === null) throw new StripeApiError(400, { type: 'invalid_request_error', param: 'expand', message: `This property cannot be expanded (${full}).` })
+      obj[head] = r
+      v = r
+    } else if (typeof v !== 'object' || v === undefined || rest.length === 0) {
+      throw new StripeApiError(400, { type: 'invalid_request_error', param: 'expand', message: `This property cannot be expanded (${full}).` })
+    }
+    if (rest.length > 0) expandInto(v as Obj, rest, full, depth + 1)
+  }
+
+  function route (method: 'GET' | 'POST', url: string, handler: Handler): void {
+    app.route<{ Params: { id: string } }>({
+      method,
+      url,
+      handler: async (req, reply) => {
+        const requestId = store.requestId()
+        reply.header('request-id', requestId).header('stripe-version', API_VERSION)
+        const fail = (err: StripeApiError): FastifyReply => send(reply, err.status, errorBody(err, requestId))
+
+        const header = req.headers.authorization
+        const key = apiKeyOf(header)
+        if (key === null) return fail(new StripeApiError(401, { type: 'invalid_request_error', message: "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')." }))
+        if (!keys.has(key)) return fail(new StripeApiError(401, { type: 'invalid_request_error', message: `Invalid API Key provided: ${mask(key)}` }))
+
+        let params: Obj
+        if (method === 'GET') {
+          const q = req.raw.url?.split('?')[1] ?? ''
+          try { params = parseForm(q) } catch (err) { return fail(new StripeApiError(400, { type: 'invalid_request_error', message: (err as Error).message })) }
+        } else if (req.body === undefined || req.body === null || req.body === '') {
+          params = {}
+        } else if (typeof req.body === 'object' && (req.headers['content-type'] ?? '').startsWith(FORM)) {
+          params = req.body as Obj
+        } else {
+          return fail(new StripeApiError(400, { type: 'invalid_request_error', message: `Invalid request: the Stripe API takes ${FORM} bodies.` }))
+        }
+
+        const expand = params.expand
+        if (expand !== undefined && !(Array.isArray(expand) && expand.every(e => typeof e === 'string'))) {
+          return fail(new StripeApiError(400, { type: 'invalid_request_error', param: 'expand', message: 'Invalid array: expand' }))
+        }
+
+        const rawKey = req.headers['idempotency-key']
+        const idemKey = method === 'POST' && typeof rawKey === 'string' && rawKey !== '' ? rawKey : null
+        const ctx: RequestContext = { requestId, idempotencyKey: idemKey }
+        const slot = idemKey === null ? null : `${key}\u0000${idemKey}`
+        const fingerprint = `${method} ${req.routeOptions.url ?? url} ${JSON.stringify(req.params)} ${JSON.stringify(params)}`
+        if (idemKey !== null && slot !== null) {
+          if (idemKey.length > 255) return fail(new StripeApiError(400, { type: 'invalid_request_error', message: 'Invalid Idempotency-Key: the key must be 255 characters or fewer.' }))
+          const saved = store.idempotency.get(slot)
+          if (saved !== undefined) {
+            if (saved.fingerprint !== fingerprint) {
+              return fail(new StripeApiError(400, { type: 'idempotency_error', message: `Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${idemKey}' if you meant to execute a different request.` }))
+            }
+            reply.header('idempotent-replayed', 'true').header('original-request', saved.requestId).header('idempotency-key', idemKey)
+            return send(reply, saved.status, saved.body)
+          }
+          reply.header('idempotency-key', idemKey)
+        }
+
+        let status = 200
+        let body: string
+        let keep = true
+        try {
+          const result = handler(params, ctx, req)
+          for (const path of (expand as string[] | undefined) ?? []) expandInto(result, path.split('.'), path, 1)
+          body = JSON.stringify(result, null, 2)
+        } catch (err) {
+          if (!(err instanceof StripeApiError)) throw err
+          status = err.status
+          body = errorBody(err, requestId)
+          // Stripe saves a result only once the endpoint started executing: not for a request that failed validation
+          keep = err.saved
+        }
+        if (slot !== null && keep) store.idempotency.set(slot, { fingerprint, status, body, requestId })
+        return send(reply, status, body)
+      }
+    })
+  }
+
+  const id = (req: FastifyRequest<{ Params: { id: string } }>): string => req.params.id
+  const noParams = (p: Obj): void => {
+    const extra = Object.keys(p).find(k => k !== 'expand')
+    if (extra !== undefined) throw new StripeApiError(400, { type: 'invalid_request_error', code: 'parameter_unknown', param: extra, message: `Received unknown parameter: ${extra}` })
+  }
+
+  route('POST', '/v1/customers', (p, ctx) => store.createCustomer(p, ctx))
+  route('GET', '/v1/customers/:id', (p, _c, req) => { noParams(p); return store.retrieveCustomer(id(req)) })
+  route('POST', '/v1/customers/:id', (p, _c, req) => store.updateCustomer(id(req), p))
+  route('GET', '/v1/customers/:id/payment_methods', (p, _c, req) => store.listCustomerPaymentMethods(id(req), p))
+  route('GET', '/v1/payment_methods/:id', (p, _c, req) => { noParams(p); return store.retrievePaymentMethod(id(req)) })
+  route('POST', '/v1/payment_methods/:id/attach', (p, _c, req) => store.attachPaymentMethod(id(req), p))
+  route('POST', '/v1/payment_methods/:id/detach', (p, _c, req) => { noParams(p); return store.detachPaymentMethod(id(req)) })
+  route('POST', '/v1/setup_intents', (p, ctx) => store.createSetupIntent(p, ctx))
+  route('GET', '/v1/setup_intents/:id', (p, _c, req) => { noParams(p); return store.retrieveSetupIntent(id(req)) })
+  route('POST', '/v1/setup_intents/:id/confirm', (p, ctx, req) => store.confirmSetupIntent(id(req), p, ctx))
+  route('POST', '/v1/payment_intents', (p, ctx) => store.createPaymentIntent(p, ctx))
+  route('GET', '/v1/payment_intents/search', p => store.searchPaymentIntents(p))
+  route('GET', '/v1/payment_intents/:id', (p, _c, req) => { noParams(p); return store.retrievePaymentIntent(id(req)) })
+  route('POST', '/v1/payment_intents/:id/confirm', (p, ctx, req) => store.confirmPaymentIntent(id(req), p, ctx))
+  route('POST', '/v1/payment_intents/:id/cancel', (p, ctx, req) => store.cancelPaymentIntent(id(req), p, ctx))
+  route('GET', '/v1/charges/:id', (p, _c, req) => { noParams(p); return store.retrieveCharge(id(req)) })
+  route('GET', '/v1/balance_transactions/:id', (p, _c, req) => { noParams(p); return store.retrieveBalanceTransaction(id(req)) })
+  route('POST', '/v1/refunds', (p, ctx) => store.createRefund(p, ctx))
+  route('GET', '/v1/refunds/:id', (p, _c, req) => { noParams(p); return store.retrieveRefund(id(req)) })
+  route('GET', '/v1/disputes/:id', (p, _c, req) => { noParams(p); return store.retrieveDispute(id(req)) })
+  route('GET', '/v1/mandates/:id', (p, _c, req) => { noParams(p); return store.retrieveMandate(id(req)) })
+  route('GET', '/v1/events/:id', (p, _c, req) => { noParams(p); return store.retrieveEvent(id(req)) })
+
+  const unknown: Handler = (_p, _c, req) => {
+    throw new StripeApiError(404, { type: 'invalid_request_error', message: `Unrecognized request URL (${req.method}: ${req.url.split('?')[0] ?? ''}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.` })
+  }
+  route('GET', '/v1/*', unknown)
+  route('POST', '/v1/*', unknown)
+}
