@@ -4,6 +4,7 @@ import { enqueue } from '../db/jobs.js'
 import { getAttempt, getPaymentMethod, type AttemptRow } from '../db/payments.js'
 import type { PaymentsPort } from '../ports/payments.js'
 import { chargeInputFor, chargeInvoice, recordOutcome } from '../services/charge.js'
+import { runAutopay } from '../services/autopay.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
 
 /** Builds the processor adapter for a tenant (its own Stripe keys). */
@@ -57,6 +58,25 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       if (attemptId === null) { log.info({ objectId }, 'payment intent not made by Settle'); return }
       await recordOutcome(db, job.tenantId, attemptId, outcome)
     },
+    /** The day's auto-pay decisions for one tenant. */
+    'autopay.run': async (job, { db, log }) => {
+      if (job.tenantId === null) throw new PermanentJobError('autopay.run needs a tenant')
+      const today = typeof job.payload.date === 'string' ? job.payload.date : new Date().toISOString().slice(0, 10)
+      log.info({ tenantId: job.tenantId, today, ...(await runAutopay(db, job.tenantId, today)) }, 'auto-pay run')
+    },
+    /** One auto-pay charge; by the time it runs the invoice may be paid or partly paid: charge at most what is open. */
+    'autopay.charge': async (job, { db, log }) => {
+      if (job.tenantId === null) throw new PermanentJobError('autopay.charge needs a tenant')
+      const { invoiceId, paymentMethodId, amount } = job.payload
+      if (typeof invoiceId !== 'string' || typeof paymentMethodId !== 'string' || typeof amount !== 'number') throw new PermanentJobError('autopay.charge payload is incomplete')
+      const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: invoiceId }).first() as { ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number } | undefined
+      const open = invoice === undefined ? 0 : Number(invoice.ledger_billed) - Number(invoice.paid_via_settle) - Number(invoice.ledger_paid_elsewhere)
+      if (open <= 0) { log.info({ invoiceId }, 'auto-pay: nothing open any more'); return }
+      const result = await chargeInvoice(db, await paymentsFor(db, job.tenantId), {
+        tenantId: job.tenantId, invoiceId, paymentMethodId, amount: Math.min(amount, open), actor: 'autopay', trigger: 'autopay'
+      })
+      log.info({ invoiceId, outcome: result.outcome }, 'auto-pay charge')
+    },
     /** The next scheduled try after a soft decline: same method, at most what is still open. */
     'payments.retry': async (job, { db, log }) => {
       if (job.tenantId === null) throw new PermanentJobError('payments.retry needs a tenant')
@@ -96,8 +116,20 @@ export async function sweepUnresolvedAttempts (db: Knex, olderThanMs = 5 * 60_00
   return stuck.length
 }
 
+/** Queues today's auto-pay run for every tenant with an enrolled client; once a day per tenant whichever process gets there first. */
+export async function scheduleAutopayRuns (db: Knex, today = new Date().toISOString().slice(0, 10)): Promise<number> {
+  const tenants = await db('autopay_rules').where({ enrolled: true }).distinct('tenant_id').pluck('tenant_id') as string[]
+  for (const tenantId of tenants) {
+    await enqueue(db, tenantId, [{ queue: 'autopay.run', payload: { date: today }, dedupeKey: `autopay-run:${today}`, maxAttempts: 3 }])
+  }
+  return tenants.length
+}
+
 export function startPaymentSweeps (db: Knex, log: FastifyBaseLogger, everyMs = 60_000): () => void {
-  const run = (): void => { sweepUnresolvedAttempts(db).catch((error: unknown) => { log.error({ err: error }, 'payment sweep failed') }) }
+  const run = (): void => {
+    sweepUnresolvedAttempts(db).catch((error: unknown) => { log.error({ err: error }, 'payment sweep failed') })
+    scheduleAutopayRuns(db).catch((error: unknown) => { log.error({ err: error }, 'could not schedule auto-pay') })
+  }
   const timer = setInterval(run, everyMs)
   timer.unref()
   return () => { clearInterval(timer) }
