@@ -19,6 +19,8 @@ import { syncJobHandlers, type PsaFactory } from './jobs/sync-jobs.js'
 import { paymentJobHandlers, type PaymentsFactory } from './jobs/payment-jobs.js'
 import { createPaymentsFactory } from './services/processor.js'
 import stripeWebhook from './routes/webhooks/stripe.js'
+import { demoCollectionSetup } from './demo/collection.js'
+import { STRIPE_SANDBOX_API_KEY } from './sandbox/stripe/index.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -60,8 +62,15 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(dbPlugin, { config, ...deps })
   await app.register(viewPlugin, { production })
   app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
-  app.decorate('paymentsFor', createPaymentsFactory({ keyring: app.keyring }))
-  app.decorate('jobHandlers', { ...syncJobHandlers(app.psaFor), ...paymentJobHandlers(app.paymentsFor) })
+  app.decorate('paymentsFor', createPaymentsFactory({
+    keyring: app.keyring,
+    ...(config.demo ? { sandbox: { origin: () => listeningOrigin(app), apiKey: STRIPE_SANDBOX_API_KEY } } : {})
+  }))
+  app.decorate('jobHandlers', {
+    ...syncJobHandlers(app.psaFor),
+    ...paymentJobHandlers(app.paymentsFor),
+    ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app)) } : {})
+  })
   await app.register(workerPlugin, { config })
   if (config.demo) {
     // The stand-ins answer in the real wire formats, so the demo runs the real adapters.

@@ -135,6 +135,8 @@ export class Worker {
         return null
       })
       if (state === 'dead') log.error({ err: error }, 'job dead-lettered')
+      // A job asking to come back later (waiting on something) is not a failure worth a stack trace.
+      else if (error instanceof RetryLaterError) log.info({ reason: error.message, retryAt }, 'job will run again later')
       else log.warn({ err: error, retryAt }, 'job failed; will retry')
     }
   }

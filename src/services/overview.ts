@@ -4,7 +4,8 @@ import { jobCounts, type JobState } from '../db/jobs.js'
 import { listEntries, trialBalance } from '../db/ledger.js'
 import { getSyncState, listPsaConnections, listSyncRuns, type SyncRun } from '../db/psa.js'
 import type { Tenant } from '../db/tenants.js'
-import type { Currency, Money } from '../domain/money.js'
+import { asCurrency, type Currency, type Money } from '../domain/money.js'
+import { classifyFailure } from '../domain/retry-policy.js'
 
 export interface AgingBucket { label: string, amount: Money, count: number, heightPct: number }
 
@@ -14,6 +15,28 @@ export interface SyncPanel {
   running: boolean
   lastRun: SyncRun | null
   lastError: string | null
+}
+
+export interface AttemptLine {
+  when: Date
+  client: string
+  invoice: string
+  method: string
+  amount: Money
+  status: 'succeeded' | 'processing' | 'failed' | 'unknown' | 'created' | 'refunded' | 'disputed'
+  label: string
+  detail: string | null
+  trigger: string
+}
+
+export interface CollectionPanel {
+  connected: boolean
+  collected: Money
+  enrolled: number
+  processing: number
+  retriesScheduled: number
+  approvalsWaiting: number
+  attempts: AttemptLine[]
 }
 
 export interface LedgerOverview {
@@ -30,6 +53,57 @@ export interface LedgerOverview {
   syncing: boolean
   syncs: SyncPanel[]
   jobs: Record<JobState, number>
+  collection: CollectionPanel
+}
+
+/** A PSA sync is queued and due, or running: the page refreshes itself until it lands. */
+async function syncDueNow (db: Knex, tenantId: string): Promise<boolean> {
+  const due = await db('jobs').where({ tenant_id: tenantId }).where('queue', 'like', 'psa.sync%').whereIn('state', ['pending', 'running'])
+    .where('run_at', '<=', new Date()).first('id')
+  return due !== undefined
+}
+
+const TRIGGERS: Record<string, string> = { charge_card: 'Charge card', autopay: 'Auto-pay', retry: 'Retry', checkout: 'Pay link' }
+
+/** Recent payment attempts and auto-pay state, in words a finance lead reads at a glance. */
+async function collectionPanel (db: Knex, tenant: Tenant): Promise<CollectionPanel> {
+  const currency = tenant.defaultCurrency
+  const rows = await db('payment_attempts as a')
+    .join('customers as c', function () { this.on('c.tenant_id', 'a.tenant_id').andOn('c.id', 'a.customer_id') })
+    .join('invoices as i', function () { this.on('i.tenant_id', 'a.tenant_id').andOn('i.id', 'a.invoice_id') })
+    .join('payment_methods as m', function () { this.on('m.tenant_id', 'a.tenant_id').andOn('m.id', 'a.payment_method_id') })
+    .where('a.tenant_id', tenant.id).orderBy('a.created_at', 'desc').limit(10)
+    .select('a.created_at', 'a.amount', 'a.currency', 'a.status', 'a.trigger', 'a.failure_code', 'a.decline_code', 'a.advice_code', 'a.failure_class', 'c.name', 'i.number', 'm.type', 'm.brand', 'm.last4') as Array<Record<string, string | number | Date | null>>
+  const attempts: AttemptLine[] = rows.map(r => {
+    const status = r.status as AttemptLine['status']
+    const verdict = status === 'failed' ? classifyFailure({ method: r.type === 'ach' ? 'ach' : 'card', code: r.failure_code as string | null, declineCode: r.decline_code as string | null, adviceCode: r.advice_code as string | null }) : null
+    const label = status === 'succeeded' ? 'Paid' : status === 'processing' ? 'Processing' : status === 'failed'
+      ? (verdict?.class === 'retry_later' ? 'Declined · will retry' : verdict?.class === 'needs_client' ? 'Needs the client' : 'Declined · do not retry')
+      : status === 'unknown' || status === 'created' ? 'Checking with Stripe' : status === 'refunded' ? 'Refunded' : 'Disputed'
+    const brand = typeof r.brand === 'string' ? r.brand.replace(/^\w/, c => c.toUpperCase()) : r.type === 'ach' ? 'Bank' : 'Card'
+    return {
+      when: r.created_at as Date,
+      client: String(r.name),
+      invoice: String(r.number),
+      method: `${brand} ····${String(r.last4)}`,
+      amount: { amount: Number(r.amount), currency: asCurrency(String(r.currency)) },
+      status,
+      label,
+      detail: verdict === null ? (status === 'processing' ? 'ACH debits take up to 4 business days to clear.' : null) : verdict.explanation,
+      trigger: TRIGGERS[String(r.trigger)] ?? String(r.trigger)
+    }
+  })
+  const count = async (query: Knex.QueryBuilder): Promise<number> => Number(((await query.count('* as n')) as Array<{ n: number | string }>)[0]?.n ?? 0)
+  const [collected] = await db('payment_attempts').where({ tenant_id: tenant.id, status: 'succeeded', currency }).sum({ total: 'amount' }) as Array<{ total: number | string | null }>
+  return {
+    connected: await db('tenant_secrets').where({ tenant_id: tenant.id, name: 'stripe.secret_key' }).first('name') !== undefined,
+    collected: { amount: Number(collected?.total ?? 0), currency },
+    enrolled: await count(db('autopay_rules').where({ tenant_id: tenant.id, enrolled: true }).whereNotNull('customer_id')),
+    processing: await count(db('payment_attempts').where({ tenant_id: tenant.id, status: 'processing' })),
+    retriesScheduled: await count(db('jobs').where({ tenant_id: tenant.id, queue: 'payments.retry', state: 'pending' })),
+    approvalsWaiting: await count(db('autopay_approvals').where({ tenant_id: tenant.id, status: 'pending' })),
+    attempts
+  }
 }
 
 const BUCKETS = [
@@ -102,13 +176,14 @@ export async function ledgerOverview (db: Knex, tenant: Tenant, today: Date): Pr
       date: e.effectiveAt,
       kind: e.kind,
       memo: e.memo,
-      // An event's size is what moved: the sum of its debits.
-      amount: { amount: e.postings.filter(p => p.amount.amount > 0 && p.amount.currency === currency).reduce((s, p) => s + p.amount.amount, 0), currency }
+      // An event's size is its largest debit (a payment's gross, not gross plus fee).
+      amount: { amount: Math.max(0, ...e.postings.filter(p => p.amount.currency === currency).map(p => p.amount.amount)), currency }
     })),
     balanced: trial.totals.every(t => t.amount === 0),
     // A first sync is queued but has not started yet, or one is running.
-    syncing: syncs.some(s => s.running || s.lastRun === null) || jobs.pending + jobs.running > 0,
+    syncing: syncs.some(s => s.running || s.lastRun === null) || await syncDueNow(db, tenant.id),
     syncs,
-    jobs
+    jobs,
+    collection: await collectionPanel(db, tenant)
   }
 }

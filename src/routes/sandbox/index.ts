@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import autotaskSandbox, { AUTOTASK_SANDBOX_CREDENTIALS, createAutotaskStore } from '../../sandbox/autotask/index.js'
+import stripeSandbox, { createStripeStore, STRIPE_SANDBOX_API_KEY } from '../../sandbox/stripe/index.js'
+import { DEMO_STRIPE_WEBHOOK_SECRET } from '../../demo/seed.js'
 import connectwiseSandbox, { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_PREFIX, createConnectWiseStore } from '../../sandbox/connectwise/index.js'
 
 const AUTOTASK_PREFIX = '/sandbox/autotask'
@@ -14,6 +16,15 @@ export default async function sandboxRoutes (app: FastifyInstance, { origin }: {
   const autotask = createAutotaskStore({ seed: 11 })
   await app.register(connectwiseSandbox, { prefix: CONNECTWISE_SANDBOX_PREFIX, store: connectwise, credentials: CONNECTWISE_SANDBOX_CREDENTIALS })
   await app.register(autotaskSandbox, { prefix: AUTOTASK_PREFIX, store: autotask, credentials: AUTOTASK_SANDBOX_CREDENTIALS })
+  // Stripe's SDK calls /v1/… at the root of its host. Events go to the demo tenant's
+  // webhook route a few seconds after each change, so ACH visibly goes from processing to paid.
+  const stripeStore = createStripeStore({ seed: 13 })
+  await app.register(stripeSandbox, { store: stripeStore, apiKeys: [STRIPE_SANDBOX_API_KEY], events: { delayMs: 4000 } })
+  // The webhook URL needs this server's address, known once it listens.
+  app.addHook('onListen', async () => {
+    const base = origin()
+    if (base !== null) stripeStore.configure({ webhook: { url: `${base}/webhooks/stripe/brightline`, secret: DEMO_STRIPE_WEBHOOK_SECRET }, delayMs: 4000 })
+  })
 
   app.get('/sandbox.json', async request => {
     const base = origin() ?? `${request.protocol}://${request.host}`
@@ -27,6 +38,15 @@ export default async function sandboxRoutes (app: FastifyInstance, { origin }: {
           apiBase: `${base}${CONNECTWISE_SANDBOX_PREFIX}/v4_6_release/apis/3.0`,
           credentials: CONNECTWISE_SANDBOX_CREDENTIALS,
           auth: 'Authorization: Basic base64("companyId+publicKey:privateKey"), clientId header',
+          tenant: 'brightline'
+        },
+        {
+          name: 'stripe',
+          title: 'Stripe',
+          baseUrl: base,
+          sdk: 'new Stripe(apiKey, { host, port, protocol: "http" }) with the host and port of baseUrl',
+          credentials: { apiKey: STRIPE_SANDBOX_API_KEY, webhookSecret: DEMO_STRIPE_WEBHOOK_SECRET },
+          testPaymentMethods: 'pm_card_visa, pm_card_chargeDeclinedInsufficientFunds, pm_card_authenticationRequired, pm_usBankAccount_success, pm_usBankAccount_insufficientFunds, …',
           tenant: 'brightline'
         },
         {
