@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { enqueue } from '../db/jobs.js'
 import { getAttempt, getPaymentMethod, type AttemptRow } from '../db/payments.js'
 import type { PaymentsPort } from '../ports/payments.js'
-import { chargeInputFor, chargeInvoice, recordOutcome } from '../services/charge.js'
+import { chargeInputFor, chargeInvoice, followUp, recordOutcome } from '../services/charge.js'
 import { runAutopay } from '../services/autopay.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
 
@@ -40,6 +40,7 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
           { status: 'failed' as const, intentId: null, failure: { code: 'never_reached_processor', declineCode: null, adviceCode: null, message: 'The processor has no record of this attempt; nothing was charged.' }, raw: null }
       const result = await recordOutcome(db, job.tenantId, attempt.id, outcome)
       if (result.outcome === 'unknown') throw new RetryLaterError('the processor outcome is still unknown', 60_000)
+      await followUp(db, result, method.type)
     },
     /**
      * A Stripe event about a PaymentIntent: re-read the intent and apply its
@@ -56,7 +57,13 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       }
       const { outcome, attemptId } = await (await paymentsFor(db, job.tenantId)).retrieveIntent({ intentId: objectId })
       if (attemptId === null) { log.info({ objectId }, 'payment intent not made by Settle'); return }
-      await recordOutcome(db, job.tenantId, attemptId, outcome)
+      const before = await getAttempt(db, job.tenantId, attemptId)
+      const result = await recordOutcome(db, job.tenantId, attemptId, outcome)
+      // Follow up only when this event changed the attempt: a duplicate must not schedule a second retry.
+      if (before.status !== result.attempt.status) {
+        const method = await getPaymentMethod(db, job.tenantId, result.attempt.paymentMethodId)
+        await followUp(db, result, method.type)
+      }
     },
     /** The day's auto-pay decisions for one tenant. */
     'autopay.run': async (job, { db, log }) => {

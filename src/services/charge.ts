@@ -97,10 +97,19 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
   const { attempt, method, invoice } = started
   const outcome = await payments.charge(chargeInputFor(attempt, method, invoice.number))
   const result = await recordOutcome(db, request.tenantId, attempt.id, outcome)
-  if (result.outcome === 'unknown') await scheduleResolution(db, result.attempt)
-  // Scheduled collections retry by policy; a person who clicked sees the decline and decides.
-  if (result.outcome === 'failed' && request.trigger !== 'charge_card') await scheduleRetry(db, result.attempt, method.type)
+  await followUp(db, result, method.type)
   return result
+}
+
+/**
+ * What happens after an outcome, however it arrived (our call, a webhook,
+ * the recovery sweep): an unknown outcome is looked up later; a failed
+ * scheduled collection retries by policy. A person who clicked Charge card
+ * sees the decline and decides, so their attempts are not retried.
+ */
+export async function followUp (db: Knex, result: ChargeResult, methodType: 'card' | 'ach'): Promise<void> {
+  if (result.outcome === 'unknown') await scheduleResolution(db, result.attempt)
+  if (result.outcome === 'failed' && result.attempt.trigger !== 'charge_card') await scheduleRetry(db, result.attempt, methodType)
 }
 
 /**

@@ -54,6 +54,7 @@ t.test('collecting through the Stripe stand-in', async t => {
   const visa = await save({ customer: cardCustomer.id, pm: (await stripe.paymentMethods.attach('pm_card_visa', { customer: cardCustomer.id })).id }, 'card')
   const declining = await save({ customer: cardCustomer.id, pm: (await stripe.paymentMethods.attach('pm_card_chargeDeclinedInsufficientFunds', { customer: cardCustomer.id })).id }, 'card')
   const bank = await save(await achCustomer(stripe, 'pm_usBankAccount_success'), 'ach')
+  const poorBank = await save(await achCustomer(stripe, 'pm_usBankAccount_insufficientFunds'), 'ach')
 
   await t.test('a card charge succeeds and books Stripe\'s own fee', async t => {
     const result = await chargeInvoice(db, payments, { tenantId: tenant.id, invoiceId: invoices.get('1')!.id, paymentMethodId: visa, actor: 'member:jsmith', trigger: 'charge_card' })
@@ -90,5 +91,22 @@ t.test('collecting through the Stripe stand-in', async t => {
     t.equal(await db('journal_entries').where({ tenant_id: tenant.id, kind: 'payment.succeeded' }).count('* as n').then(r => Number(r[0]?.n)), 2, 'one entry per successful payment')
     t.equal(await db('jobs').where({ tenant_id: tenant.id, state: 'dead' }).count('* as n').then(r => Number(r[0]?.n)), 0)
     t.same((await trialBalance(db, tenant.id)).totals.map(m => m.amount), [0])
+  })
+
+  await t.test('an ACH return (R01) after processing schedules exactly one retry, 3 business days out', async t => {
+    const result = await chargeInvoice(db, payments, { tenantId: tenant.id, invoiceId: invoices.get('4')!.id, paymentMethodId: poorBank, actor: 'autopay', trigger: 'autopay' })
+    t.equal(result.outcome, 'processing')
+    store.settleAch()
+    await store.flushEvents()
+    while (await worker.runOnce() > 0) { /* drain */ }
+    const [attempt] = await listAttempts(db, tenant.id, invoices.get('4')!.id)
+    t.equal(attempt?.status, 'failed')
+    t.equal(attempt?.failure.code, 'insufficient_funds')
+    t.equal(attempt?.failure.class, 'retry_later')
+    const retries = await db('jobs').where({ tenant_id: tenant.id, queue: 'payments.retry' })
+    t.equal(retries.length, 1, 'one retry, though the failure events arrived three times each')
+    const days = (new Date(retries[0].run_at).getTime() - attempt!.updatedAt.getTime()) / 86_400_000
+    t.ok(days >= 3 && days <= 5, `retry ${days.toFixed(1)} days later: 3 business days`)
+    t.equal((await invoicesByPsaIds(db, tenant.id, 'connectwise', ['4'])).get('4')?.status, 'open', 'the invoice stays open')
   })
 })
