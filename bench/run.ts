@@ -3,7 +3,8 @@ import { report, note } from './lib.js'
 /** `npm run bench` runs every benchmark; `npm run bench -- NAME` runs one. Each ends with one JSON line. */
 const BENCHES: Record<string, () => Promise<{ run: () => Promise<Record<string, unknown>> }>> = {
   ledger: async () => await import('./ledger.js'),
-  sync: async () => await import('./sync.js')
+  sync: async () => await import('./sync.js'),
+  webhooks: async () => await import('./webhooks.js')
 }
 
 const wanted = process.argv.slice(2)

@@ -167,11 +167,3 @@ export async function getSyncState (db: Db, tenantId: string, system: PsaSystem)
   const row = await db('sync_state').where({ tenant_id: requireTenantId(tenantId), system }).first()
   return row === undefined ? null : toState(row)
 }
-
-/** Stores a webhook event by its id; returns false when it was already stored (a duplicate delivery). */
-export async function storeWebhookEvent (db: Db, tenantId: string, source: string, eventId: string, kind: string, payload: unknown): Promise<boolean> {
-  const inserted = await db('webhook_events')
-    .insert({ tenant_id: requireTenantId(tenantId), source, event_id: eventId, kind, payload: JSON.stringify(payload) })
-    .onConflict(['tenant_id', 'source', 'event_id']).ignore().returning('event_id')
-  return inserted.length === 1
-}

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { createHash } from 'node:crypto'
 import { ConnectWiseCallbackError, createSigningKeyFetcher, parseCallback, verifyConnectWiseSignature, type SigningKeyFetcher } from '../../adapters/connectwise/webhook.js'
-import { enqueue } from '../../db/jobs.js'
-import { getPsaConnection, storeWebhookEvent } from '../../db/psa.js'
+import { getPsaConnection } from '../../db/psa.js'
+import { storeWebhookEvent } from '../../db/webhooks.js'
 import { findTenantBySlug } from '../../db/tenants.js'
 import { AppError } from '../../errors.js'
 
@@ -50,12 +50,8 @@ export default async function connectwiseWebhook (app: FastifyInstance, options:
       throw reject('The callback is for a different ConnectWise company.')
     }
     const eventId = createHash('sha256').update(raw).digest('hex')
-    const fresh = await app.db.transaction(async trx => {
-      const stored = await storeWebhookEvent(trx, tenant.id, 'connectwise', eventId, `invoice.${callback.action.toLowerCase()}`, JSON.parse(raw.toString('utf8')))
-      if (stored) {
-        await enqueue(trx, tenant.id, [{ queue: 'psa.sync-invoice', payload: { system: 'connectwise', invoiceId: String(callback.entityId) }, dedupeKey: `cw-callback:${eventId}` }])
-      }
-      return stored
+    const fresh = await storeWebhookEvent(app.db, tenant.id, { source: 'connectwise', eventId, kind: `invoice.${callback.action.toLowerCase()}`, raw: raw.toString('utf8') }, {
+      queue: 'psa.sync-invoice', payload: { system: 'connectwise', invoiceId: String(callback.entityId) }, dedupeKey: `cw-callback:${eventId}`
     })
     return { received: true, duplicate: !fresh }
   })

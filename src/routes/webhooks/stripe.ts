@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { verifyStripeEvent } from '../../adapters/stripe/webhook.js'
-import { enqueue } from '../../db/jobs.js'
-import { storeWebhookEvent } from '../../db/psa.js'
+import { storeWebhookEvent } from '../../db/webhooks.js'
+import { readThroughCache } from '../../cache.js'
 import { getSecret } from '../../db/secrets.js'
 import { findTenantBySlug } from '../../db/tenants.js'
 import { AppError } from '../../errors.js'
@@ -15,24 +15,27 @@ import { AppError } from '../../errors.js'
 export default async function stripeWebhook (app: FastifyInstance): Promise<void> {
   app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer', bodyLimit: 512 * 1024 }, (_request, body, done) => { done(null, body) })
 
+  // Tenant and endpoint secret, read through a short per-process cache: every
+  // event would otherwise cost two queries and a decryption before the real work.
+  const endpoints = readThroughCache(30_000, async (slug: string) => {
+    const tenant = await findTenantBySlug(app.db, slug)
+    const secret = tenant === null ? null : await getSecret(app.db, app.keyring, tenant.id, 'stripe.webhook_secret')
+    return tenant === null || secret === null ? null : { tenant, secret }
+  })
+
   app.post<{ Params: { tenant: string } }>('/webhooks/stripe/:tenant', async request => {
     const raw = request.body
     if (!Buffer.isBuffer(raw)) throw new AppError('VALIDATION_FAILED', 'Send the event body as JSON.')
     const refuse = (): AppError => new AppError('WEBHOOK_SIGNATURE_INVALID', 'Unknown tenant or bad Stripe-Signature.')
-    const tenant = await findTenantBySlug(app.db, request.params.tenant)
-    if (tenant === null) throw refuse()
-    const secret = await getSecret(app.db, app.keyring, tenant.id, 'stripe.webhook_secret')
-    if (secret === null) throw refuse()
+    const endpoint = await endpoints.get(request.params.tenant)
+    if (endpoint === null) throw refuse()
+    const { tenant, secret } = endpoint
     const signature = request.headers['stripe-signature']
     let event
     try { event = verifyStripeEvent(raw, typeof signature === 'string' ? signature : undefined, secret) } catch { throw refuse() }
     const object = event.data.object as { id?: string, object?: string }
-    const fresh = await app.db.transaction(async trx => {
-      const stored = await storeWebhookEvent(trx, tenant.id, 'stripe', event.id, event.type, event)
-      if (stored) {
-        await enqueue(trx, tenant.id, [{ queue: 'stripe.event', payload: { eventId: event.id, type: event.type, objectType: object.object ?? null, objectId: object.id ?? null }, dedupeKey: `stripe:${event.id}` }])
-      }
-      return stored
+    const fresh = await storeWebhookEvent(app.db, tenant.id, { source: 'stripe', eventId: event.id, kind: event.type, raw: raw.toString('utf8') }, {
+      queue: 'stripe.event', payload: { eventId: event.id, type: event.type, objectType: object.object ?? null, objectId: object.id ?? null }, dedupeKey: `stripe:${event.id}`
     })
     return { received: true, duplicate: !fresh }
   })
