@@ -133,6 +133,8 @@ export async function up (db: Knex): Promise<void> {
     t.text('psa_payment_id').notNullable()
     t.boolean('marked_paid').notNullable().defaultTo(false)
     t.timestamp('pushed_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    // Set when a return or lost dispute took the payment back out of the PSA.
+    t.timestamp('reversed_at', { useTz: true })
     t.primary(['tenant_id', 'psa_system', 'reference'])
   })
 

@@ -5,6 +5,7 @@ import { getAttempt, getPaymentMethod, type AttemptRow } from '../db/payments.js
 import type { PaymentsPort } from '../ports/payments.js'
 import { chargeInputFor, chargeInvoice, followUp, recordOutcome } from '../services/charge.js'
 import { runAutopay } from '../services/autopay.js'
+import { recordDispute } from '../services/disputes.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
 
 /** Builds the processor adapter for a tenant (its own Stripe keys). */
@@ -51,6 +52,11 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
     'stripe.event': async (job, { db, log }) => {
       if (job.tenantId === null) throw new PermanentJobError('stripe.event needs a tenant')
       const { objectType, objectId, type } = job.payload
+      if (objectType === 'dispute' && typeof objectId === 'string') {
+        const dispute = await (await paymentsFor(db, job.tenantId)).retrieveDispute({ disputeId: objectId })
+        log.info({ dispute: dispute.id, status: dispute.status, result: await recordDispute(db, job.tenantId, dispute) }, 'dispute applied')
+        return
+      }
       if (objectType !== 'payment_intent' || typeof objectId !== 'string') {
         log.info({ type }, 'stripe event kept for the record; no handler for this object yet')
         return

@@ -12,6 +12,7 @@ import { PermanentJobError, type JobHandler } from './worker.js'
 export type PsaFactory = (db: Knex, tenantId: string, system: PsaSystem) => Promise<PsaPort>
 
 const OPEN_RECHECK_MS = 60 * 60_000
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export interface PushPayment extends PsaPaymentInput {
   /** The payment leaves nothing open: also mark the invoice paid. */
@@ -71,6 +72,12 @@ export function syncJobHandlers (psaFor: PsaFactory): Record<string, JobHandler>
       const system = systemOf(job.payload)
       const key = { tenant_id: job.tenantId, psa_system: system, reference: push.reference }
       if (await db('psa_payment_pushes').where(key).first('reference') !== undefined) return
+      // A payment taken back (returned, disputed) before this job ran must not be posted.
+      // (References are attempt ids for money Settle collected; other pushes carry their own.)
+      const attempt = UUID.test(push.reference)
+        ? await db('payment_attempts').where({ tenant_id: job.tenantId, id: push.reference }).first('status') as { status: string } | undefined
+        : undefined
+      if (attempt !== undefined && attempt.status !== 'succeeded') return
       const psa = await psaFor(db, job.tenantId, system)
       const recorded = await psa.recordPayment(push)
       if (push.settlesInvoice) await psa.markPaid({ invoiceExternalId: push.invoiceExternalId, paidOn: push.paidOn, reference: push.reference })
@@ -83,6 +90,19 @@ export function syncJobHandlers (psaFor: PsaFactory): Record<string, JobHandler>
         psa_payment_id: recorded.externalId,
         marked_paid: push.settlesInvoice
       }).onConflict(['tenant_id', 'psa_system', 'reference']).ignore()
+    },
+    /** Undoes a push when the money went back (ACH return, lost dispute), so the PSA shows the invoice open again. */
+    'psa.reverse-payment': async (job, { db }) => {
+      if (job.tenantId === null) throw new PermanentJobError('psa.reverse-payment needs a tenant')
+      const system = systemOf(job.payload)
+      if (typeof job.payload.reference !== 'string') throw new PermanentJobError('psa.reverse-payment needs the payment reference')
+      const key = { tenant_id: job.tenantId, psa_system: system, reference: job.payload.reference }
+      const pushed = await db('psa_payment_pushes').where(key).first() as { psa_invoice_id: string, psa_payment_id: string, marked_paid: boolean, reversed_at: Date | null } | undefined
+      // Never pushed (the push job will now stand down), or already undone.
+      if (pushed === undefined || pushed.reversed_at !== null) return
+      const psa = await psaFor(db, job.tenantId, system)
+      await psa.reversePayment({ invoiceExternalId: pushed.psa_invoice_id, paymentExternalId: pushed.psa_payment_id, markedPaid: pushed.marked_paid })
+      await db('psa_payment_pushes').where(key).update({ reversed_at: db.fn.now() })
     },
     /** A PSA callback said one invoice changed: re-read just that one. */
     'psa.sync-invoice': async (job, { db }) => {

@@ -30,6 +30,21 @@ export type ChargeOutcome =
   | { status: 'failed', intentId: string | null, failure: ChargeFailure, raw: unknown }
   | { status: 'unknown', error: string }
 
+/** A dispute, or an ACH return after success, as the processor now sees it. */
+export interface DisputeState {
+  id: string
+  /** Stripe: warning_needs_response, needs_response, under_review, won, lost, … */
+  status: string
+  amount: Money
+  intentId: string
+  /** The processor's dispute fee, when it charged one. */
+  fee: Money | null
+  reason: string
+  /** When the funds were withdrawn, and (won) reinstated: the entries' effective dates, so replays are identical. */
+  createdAt: Date
+  reinstatedAt: Date | null
+}
+
 export interface PaymentsPort {
   readonly processor: 'stripe'
   charge: (input: ChargeInput) => Promise<ChargeOutcome>
@@ -38,6 +53,7 @@ export interface PaymentsPort {
    * read fresh: events arrive late, twice and out of order, the object does not.
    */
   retrieveIntent: (input: { intentId: string }) => Promise<{ outcome: ChargeOutcome, attemptId: string | null }>
+  retrieveDispute: (input: { disputeId: string }) => Promise<DisputeState>
   /** Looks an attempt up by its idempotency key / metadata; null when the processor never saw it. */
   findCharge: (input: { idempotencyKey: string, attemptId: string }) => Promise<ChargeOutcome | null>
 }

@@ -94,6 +94,11 @@ export interface PsaPort {
   recordPayment: (input: PsaPaymentInput) => Promise<PsaPaymentResult>
   /** Marks the invoice fully paid on `paidOn`; idempotent. */
   markPaid: (input: { invoiceExternalId: string, paidOn: string, reference: string }) => Promise<{ raw: unknown }>
+  /**
+   * Takes back a payment Settle pushed (an ACH return, a lost dispute): the
+   * invoice is open again in the PSA. Idempotent: a payment already gone is fine.
+   */
+  reversePayment: (input: { invoiceExternalId: string, paymentExternalId: string, markedPaid: boolean }) => Promise<{ raw: unknown }>
   /** Calls made through this instance so far (sync reports and benchmarks). */
   callsMade: () => number
 }

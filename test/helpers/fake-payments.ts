@@ -38,6 +38,8 @@ export class FakePayments implements PaymentsPort {
     throw new Error(`no such intent ${intentId}`)
   }
 
+  async retrieveDispute (): Promise<never> { throw new Error('disputes are tested against the Stripe stand-in') }
+
   async findCharge ({ idempotencyKey }: { idempotencyKey: string, attemptId: string }): Promise<ChargeOutcome | null> {
     return this.byKey.get(idempotencyKey) ?? null
   }

@@ -88,6 +88,7 @@ export class FakePsa implements PsaPort {
   }
 
   async getInvoicePdf (): Promise<null> { return null }
+  async reversePayment (): Promise<{ raw: null }> { return { raw: null } }
   async recordPayment (): Promise<never> { throw new Error('not used by the sync tests') }
   async markPaid (): Promise<never> { throw new Error('not used by the sync tests') }
 }

@@ -84,6 +84,13 @@ export function createAutotaskPsa (options: AutotaskPsaOptions): AutotaskPsa {
       return toInvoice(await fetchInvoice(externalId))
     },
 
+    /** Autotask has no payment to delete: clear the paidDate Settle set. A partial-payment note stays as history. */
+    async reversePayment ({ invoiceExternalId, markedPaid }) {
+      if (!markedPaid) return { raw: null }
+      const raw = await client.update('Invoices', { id: numericId(invoiceExternalId), paidDate: null, webServiceDate: null })
+      return { raw }
+    },
+
     /** Autotask's REST API offers no invoice PDF (it is printed from the web UI) [check]. */
     async getInvoicePdf () {
       return null

@@ -87,6 +87,16 @@ export function createConnectWisePsa (options: ConnectWisePsaOptions): ConnectWi
     return toPsaInvoice(data, settled ? await payments(externalId) : undefined)
   }
 
+  async function reversePayment ({ invoiceExternalId, paymentExternalId }: { invoiceExternalId: string, paymentExternalId: string }): Promise<{ raw: unknown }> {
+    try {
+      await client.delete(`/finance/invoices/${recordId(invoiceExternalId)}/payments/${recordId(paymentExternalId)}`)
+    } catch (error) {
+      // Already deleted (a retried job): the outcome we want.
+      if (!(error instanceof UpstreamError && error.status === 404)) throw error
+    }
+    return { raw: { deleted: paymentExternalId } }
+  }
+
   async function getInvoicePdf ({ externalId }: { externalId: string }): Promise<{ contentType: string, body: Buffer }> {
     const response = await client.get<Buffer>(`/finance/invoices/${recordId(externalId)}/pdf`, {}, { responseType: 'arraybuffer', headers: { Accept: 'application/pdf' } })
     return { contentType: String(response.headers['content-type'] ?? 'application/pdf'), body: response.data }
@@ -164,6 +174,7 @@ export function createConnectWisePsa (options: ConnectWisePsaOptions): ConnectWi
     listInvoicesChangedSince,
     getInvoice,
     getInvoicePdf,
+    reversePayment,
     getInvoiceLines,
     recordPayment,
     markPaid,

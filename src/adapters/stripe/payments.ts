@@ -1,6 +1,6 @@
 import type Stripe from 'stripe'
 import { asCurrency, type Money } from '../../domain/money.js'
-import type { ChargeFailure, ChargeInput, ChargeOutcome, PaymentsPort } from '../../ports/payments.js'
+import type { ChargeFailure, ChargeInput, ChargeOutcome, DisputeState, PaymentsPort } from '../../ports/payments.js'
 
 /** Stripe's error classes, by the `type` the SDK sets, that mean "we cannot know what happened". */
 const INDETERMINATE = new Set(['StripeConnectionError', 'StripeAPIError', 'StripeRateLimitError', 'StripeUnknownError'])
@@ -86,6 +86,25 @@ export function createStripePayments (stripe: Stripe): PaymentsPort {
     async retrieveIntent ({ intentId }: { intentId: string }): Promise<{ outcome: ChargeOutcome, attemptId: string | null }> {
       const intent = await stripe.paymentIntents.retrieve(intentId, { expand: ['latest_charge.balance_transaction'] })
       return { outcome: outcomeOf(intent), attemptId: intent.metadata?.settle_attempt_id ?? null }
+    },
+
+    async retrieveDispute ({ disputeId }: { disputeId: string }): Promise<DisputeState> {
+      const dispute = await stripe.disputes.retrieve(disputeId)
+      const currency = asCurrency(dispute.currency.toUpperCase())
+      const fee = dispute.balance_transactions.filter(b => b.amount < 0).reduce((sum, b) => sum + b.fee, 0)
+      return {
+        id: dispute.id,
+        status: dispute.status,
+        amount: { amount: dispute.amount, currency },
+        intentId: typeof dispute.payment_intent === 'string' ? dispute.payment_intent : dispute.payment_intent?.id ?? '',
+        fee: fee > 0 ? { amount: fee, currency } : null,
+        reason: dispute.reason,
+        createdAt: new Date(dispute.created * 1000),
+        reinstatedAt: ((): Date | null => {
+          const back = dispute.balance_transactions.find(b => b.amount > 0)
+          return back === undefined ? null : new Date(back.created * 1000)
+        })()
+      }
     },
 
     async findCharge ({ attemptId }: { idempotencyKey: string, attemptId: string }): Promise<ChargeOutcome | null> {

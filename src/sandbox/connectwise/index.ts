@@ -427,6 +427,14 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
       return list(request, reply, store.paymentsOf(inv.id), (p, f) => getPath(paymentWire(store, p), f), p => paymentWire(store, p), p => p.id, 'id asc')
     })
 
+    api.delete('/finance/invoices/:id/payments/:paymentId', async (request, reply) => {
+      const { id, paymentId } = request.params as { id: string, paymentId: string }
+      const inv = lookup(reply, id)
+      if (inv === null) return reply
+      if (!store.removePayment(inv.id, Number(paymentId))) return await reply.status(404).send({ code: 'NotFound', message: `Payment ${paymentId} was not found.`, errors: null })
+      return await reply.status(204).send()
+    })
+
     api.post('/finance/invoices/:id/payments', async (request, reply) => {
       const inv = lookup(reply, (request.params as { id: string }).id)
       if (inv === null) return reply

@@ -134,6 +134,8 @@ export interface ConnectWiseStore {
   /** Records a change: lastUpdated moves past every other stamp (or to `at`). */
   touchInvoice: (id: number, changes?: { statusId?: StatusId, dueDate?: Date, customerPO?: string, at?: Date }) => SandboxInvoice
   addPayment: (invoiceId: number, payment: { amountCents: number, paymentDate: Date, type?: string, source?: string }) => SandboxPayment
+  /** Deletes a payment (the invoice reopens); false when there was none. */
+  removePayment: (invoiceId: number, paymentId: number) => boolean
   addCallback: (entry: Omit<SandboxCallback, 'id' | 'lastUpdatedMs'>) => SandboxCallback
   /** What the fault switch says for the next API request. */
   nextFault: () => { latencyMs: number, status: 429 | 500 | null }
@@ -320,6 +322,17 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
       inv.lastUpdatedMs = changes.at !== undefined ? changes.at.getTime() : maxStamp() + 1000
       sorted = null
       return inv
+    },
+    removePayment (invoiceId, id) {
+      const inv = index.get(invoiceId)
+      const list = payments.get(invoiceId) ?? []
+      const at = list.findIndex(p => p.id === id)
+      if (inv === undefined || at < 0) return false
+      list.splice(at, 1)
+      if (inv.statusId === 3) inv.statusId = 2
+      inv.lastUpdatedMs = maxStamp() + 1000
+      sorted = null
+      return true
     },
     addPayment (invoiceId, payment) {
       const inv = index.get(invoiceId)

@@ -1,0 +1,68 @@
+import type { Knex } from 'knex'
+import { postEntry } from '../db/ledger.js'
+import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
+import { Accounts, type PostingInput } from '../domain/ledger.js'
+import type { DisputeState } from '../ports/payments.js'
+
+/**
+ * A card dispute or an ACH return after success, applied from the
+ * processor's current view of it, so events in any order, or twice, end the
+ * same. Funds withdrawn: the money moves from the processor to `disputes`
+ * and the invoice shows "disputed". Won: it comes back, the invoice is paid
+ * again. Lost: the client owes it again, the invoice reopens, and the PSA is
+ * told (the outbox un-pays it there), or the next sync would book the PSA's
+ * stale payment as money received.
+ */
+export async function recordDispute (db: Knex, tenantId: string, dispute: DisputeState): Promise<'not_ours' | 'recorded'> {
+  return await db.transaction(async trx => {
+    const attempt = await trx('payment_attempts').where({ tenant_id: tenantId, processor_intent_ref: dispute.intentId }).forUpdate().first() as
+      { id: string, invoice_id: string, status: string } | undefined
+    if (attempt === undefined) return 'not_ours'
+    const invoice = await trx('invoices').where({ tenant_id: tenantId, id: attempt.invoice_id }).forUpdate().first() as {
+      id: string, customer_id: string, number: string, psa_system: string, psa_invoice_id: string, voided: boolean,
+      status: InvoiceStatus, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
+    }
+    const amount = dispute.amount
+    const minus = { amount: -amount.amount, currency: amount.currency }
+    const source = { processor: 'stripe', dispute: dispute.id, attempt: attempt.id }
+    const withdrawn: PostingInput[] = [
+      { account: Accounts.disputes(), amount },
+      { account: Accounts.processorPending('stripe'), amount: minus }
+    ]
+    if (dispute.fee !== null) {
+      withdrawn.push({ account: Accounts.processorFees(), amount: dispute.fee }, { account: Accounts.processorPending('stripe'), amount: { amount: -dispute.fee.amount, currency: dispute.fee.currency } })
+    }
+    const first = await postEntry(trx, tenantId, { idempotencyKey: `dispute:${dispute.id}:withdrawn`, kind: 'dispute.funds_withdrawn', effectiveAt: dispute.createdAt, memo: `Invoice ${invoice.number}: ${dispute.reason.replaceAll('_', ' ')} dispute, funds withdrawn`, postings: withdrawn, source })
+    if (first.created) {
+      await trx('payment_attempts').where({ tenant_id: tenantId, id: attempt.id }).update({ status: 'disputed', updated_at: trx.fn.now() })
+      await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({ status: 'disputed', updated_at: trx.fn.now() })
+    }
+    const open = (paidViaSettle: number): number => Number(invoice.ledger_billed) - paidViaSettle - Number(invoice.ledger_paid_elsewhere)
+    if (dispute.status === 'won') {
+      const won = await postEntry(trx, tenantId, {
+        idempotencyKey: `dispute:${dispute.id}:won`, kind: 'dispute.won', effectiveAt: dispute.reinstatedAt ?? dispute.createdAt, memo: `Invoice ${invoice.number}: dispute won, funds reinstated`, source,
+        postings: [{ account: Accounts.processorPending('stripe'), amount }, { account: Accounts.disputes(), amount: minus }]
+      })
+      if (won.created) {
+        await trx('payment_attempts').where({ tenant_id: tenantId, id: attempt.id }).update({ status: 'succeeded', updated_at: trx.fn.now() })
+        await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({ status: invoiceStatus(open(Number(invoice.paid_via_settle)), Number(invoice.ledger_billed), invoice.voided, null), updated_at: trx.fn.now() })
+      }
+    } else if (dispute.status === 'lost') {
+      const lost = await postEntry(trx, tenantId, {
+        idempotencyKey: `dispute:${dispute.id}:lost`, kind: 'dispute.lost', effectiveAt: dispute.createdAt, memo: `Invoice ${invoice.number}: dispute lost, the client owes it again`, source,
+        postings: [{ account: Accounts.receivable(invoice.customer_id), amount }, { account: Accounts.disputes(), amount: minus }]
+      }, {
+        effects: [{ queue: 'psa.reverse-payment', dedupeKey: `reverse:${attempt.id}`, payload: { system: invoice.psa_system, invoiceExternalId: invoice.psa_invoice_id, reference: attempt.id } }]
+      })
+      if (lost.created) {
+        const paidViaSettle = Number(invoice.paid_via_settle) - amount.amount
+        await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({
+          paid_via_settle: paidViaSettle,
+          status: invoiceStatus(open(paidViaSettle), Number(invoice.ledger_billed), invoice.voided, null),
+          updated_at: trx.fn.now()
+        })
+      }
+    }
+    return 'recorded'
+  })
+}
