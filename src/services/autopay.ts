@@ -1,4 +1,6 @@
 import type { Knex } from 'knex'
+import { requireTenantId } from '../db/tenants.js'
+import { AppError } from '../errors.js'
 import { activeConsents, enrolledCustomers, getTenantRule } from '../db/autopay.js'
 import { enqueue } from '../db/jobs.js'
 import { listPaymentMethods } from '../db/payments.js'
@@ -54,8 +56,13 @@ export async function runAutopay (db: Knex, tenantId: string, today: string): Pr
         }])
         if (job !== undefined) summary.queued++
       } else if (decision.action === 'needs_approval') {
-        await db('autopay_approvals').insert({ tenant_id: tenantId, invoice_id: invoice.id, payment_method_id: decision.method.id, amount: decision.amount, run_on: today })
-          .onConflict(['tenant_id', 'invoice_id', 'run_on']).ignore()
+        // One request per invoice until a person decides; a decline stands (collect it another way).
+        const earlier = await db('autopay_approvals').where({ tenant_id: tenantId, invoice_id: invoice.id }).whereIn('status', ['pending', 'declined']).first('status') as { status: string } | undefined
+        if (earlier?.status === 'declined') { summary.skipped.push({ invoiceId: invoice.id, reason: 'A person declined auto-pay for this invoice.' }); continue }
+        if (earlier === undefined) {
+          await db('autopay_approvals').insert({ tenant_id: tenantId, invoice_id: invoice.id, payment_method_id: decision.method.id, amount: decision.amount, run_on: today })
+            .onConflict(['tenant_id', 'invoice_id', 'run_on']).ignore()
+        }
         summary.awaitingApproval++
       } else if (decision.action === 'wait') {
         summary.waiting++
@@ -65,4 +72,24 @@ export async function runAutopay (db: Knex, tenantId: string, today: string): Pr
     }
   }
   return summary
+}
+
+/**
+ * A person approves or declines an auto-pay charge held for approval. An
+ * approved charge is queued like any auto-pay charge (one per invoice and
+ * day); deciding twice is refused.
+ */
+export async function decideApproval (db: Knex, tenantId: string, approvalId: string, decision: 'approved' | 'declined', actor: string): Promise<void> {
+  requireTenantId(tenantId)
+  const [row] = await db('autopay_approvals').where({ tenant_id: tenantId, id: approvalId, status: 'pending' })
+    .update({ status: decision, decided_by: actor, decided_at: db.fn.now() }).returning('*') as Array<{ invoice_id: string, payment_method_id: string, amount: number, run_on: string | Date }>
+  if (row === undefined) throw new AppError('VALIDATION_FAILED', 'That approval is unknown or already decided.')
+  if (decision === 'declined') return
+  const runOn = typeof row.run_on === 'string' ? row.run_on.slice(0, 10) : row.run_on.toISOString().slice(0, 10)
+  await enqueue(db, tenantId, [{
+    queue: 'autopay.charge',
+    payload: { invoiceId: row.invoice_id, paymentMethodId: row.payment_method_id, amount: Number(row.amount), runOn, approvedBy: actor },
+    dedupeKey: `autopay:${row.invoice_id}:${runOn}`,
+    maxAttempts: 3
+  }])
 }

@@ -5,7 +5,7 @@ import { makeTenant } from '../helpers/fixtures.js'
 import { FakePsa } from '../helpers/fake-psa.js'
 import { FakePayments } from '../helpers/fake-payments.js'
 import { syncInvoices } from '../../src/services/sync.js'
-import { runAutopay } from '../../src/services/autopay.js'
+import { decideApproval, runAutopay } from '../../src/services/autopay.js'
 import { enrolAutopay, recordConsent, revokeAutopay, setTenantRule } from '../../src/db/autopay.js'
 import { savePaymentMethod } from '../../src/db/payments.js'
 import { invoicesByPsaIds } from '../../src/db/invoices.js'
@@ -71,6 +71,29 @@ t.test('auto-pay', async t => {
     t.equal(payments.charged.at(-1)?.methodRef, 'pm_bank', 'ACH first')
     t.notOk(payments.charged.some(c => c.amount.amount === 2_500_000), 'the large invoice was not charged without approval')
     t.equal(card.type, 'card')
+  })
+
+  await t.test('a person approves or declines a held charge; no new request every day', async t => {
+    t.match(await runAutopay(db, tenant.id, '2026-11-02'), { awaitingApproval: 1 })
+    t.equal(await db('autopay_approvals').where({ tenant_id: tenant.id }).count('* as n').then(r => Number(r[0]?.n)), 1, 'still one request the next day')
+    const approval = await db('autopay_approvals').where({ tenant_id: tenant.id, status: 'pending' }).first()
+    await decideApproval(db, tenant.id, approval.id, 'approved', 'member:finance.lead')
+    await t.rejects(decideApproval(db, tenant.id, approval.id, 'declined', 'member:other'), { code: 'VALIDATION_FAILED' }, 'decided once')
+    const charges = payments.charged.length
+    while (await worker.runOnce() > 0) { /* drain */ }
+    t.equal(payments.charged.length, charges + 1)
+    t.equal(payments.charged.at(-1)?.amount.amount, 2_500_000, 'the approved amount was charged')
+    t.match(await db('autopay_approvals').where({ id: approval.id }).first(), { status: 'approved', decided_by: 'member:finance.lead' })
+
+    psa.put('7', { company: '1', total: 3_000_000 })
+    await syncInvoices({ db, tenantId: tenant.id, psa, trigger: 'test' })
+    t.match(await runAutopay(db, tenant.id, '2026-11-03'), { awaitingApproval: 1 })
+    const big = await db('autopay_approvals').where({ tenant_id: tenant.id, status: 'pending' }).first()
+    await decideApproval(db, tenant.id, big.id, 'declined', 'member:finance.lead')
+    const next = await runAutopay(db, tenant.id, '2026-11-04')
+    t.same(next.skipped.map(s => s.reason), ['A person declined auto-pay for this invoice.'], 'a decline stands')
+    t.equal(next.awaitingApproval, 0, 'and is not asked again')
+    t.equal(await db('jobs').where({ queue: 'autopay.charge', state: 'pending' }).count('* as n').then(r => Number(r[0]?.n)), 0, 'nothing queued for it')
   })
 
   await t.test('revoking stops auto-pay and keeps the record', async t => {
