@@ -40,5 +40,8 @@ t.test('the home page in a real browser', { skip: existsSync(CHROMIUM) ? false :
   // Keyboard users can skip the navigation.
   await page.keyboard.press('Tab')
   t.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content')
+  // A half-screen laptop window: nothing may push the page sideways.
+  await page.setViewportSize({ width: 760, height: 900 })
+  t.equal(await page.evaluate(() => document.documentElement.scrollWidth), 760, 'no horizontal scrolling at 760 px')
   t.same(problems, [], 'no console errors or CSP violations')
 })
