@@ -113,9 +113,26 @@ export async function up (db: Knex): Promise<void> {
     t.foreign(['tenant_id', 'invoice_id']).references(['tenant_id', 'id']).inTable('invoices')
   })
   await db.raw("alter table autopay_approvals add constraint autopay_approvals_status check (status in ('pending','approved','declined'))")
+
+  // Collections that ran out of road: a person should look (the exceptions list).
+  await db.schema.createTable('collection_exceptions', t => {
+    t.uuid('id').primary().defaultTo(db.raw('gen_random_uuid()'))
+    t.uuid('tenant_id').notNullable().references('tenants.id')
+    t.uuid('invoice_id').notNullable()
+    t.uuid('attempt_id').notNullable()
+    t.text('reason').notNullable()
+    t.text('explanation').notNullable()
+    t.text('next_step').notNullable()
+    t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    t.timestamp('resolved_at', { useTz: true })
+    t.text('resolved_by')
+    t.unique(['tenant_id', 'attempt_id'])
+    t.foreign(['tenant_id', 'invoice_id']).references(['tenant_id', 'id']).inTable('invoices')
+  })
 }
 
 export async function down (db: Knex): Promise<void> {
+  await db.schema.dropTable('collection_exceptions')
   await db.schema.dropTable('autopay_approvals')
   await db.schema.dropTable('payment_consents')
   await db.schema.dropTable('autopay_rules')

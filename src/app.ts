@@ -19,6 +19,10 @@ import { syncJobHandlers, type PsaFactory } from './jobs/sync-jobs.js'
 import { paymentJobHandlers, type PaymentsFactory } from './jobs/payment-jobs.js'
 import { createPaymentsFactory } from './services/processor.js'
 import stripeWebhook from './routes/webhooks/stripe.js'
+import payRoutes from './routes/pay/index.js'
+import { noticeJobHandlers } from './jobs/notice-jobs.js'
+import { createLogMailer } from './adapters/mail/log-mailer.js'
+import type { Mailer } from './ports/mailer.js'
 import { demoCollectionSetup } from './demo/collection.js'
 import { STRIPE_SANDBOX_API_KEY } from './sandbox/stripe/index.js'
 
@@ -43,6 +47,9 @@ export interface AppDependencies {
   /** A database the caller owns (tests, benchmarks). */
   db?: Knex
   keyring?: Keyring
+  /** Stand-ins for the processor and the mailer (tests). */
+  paymentsFor?: PaymentsFactory
+  mailer?: Mailer
 }
 
 /** Builds the whole server from its plugins; `server.ts` only starts and stops it. */
@@ -54,7 +61,8 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     trustProxy: config.trustProxy,
     return503OnClosing: true,
     requestTimeout: 30_000,
-    routerOptions: { ignoreTrailingSlash: true }
+    // Signed pay-link tokens are ~200 characters; the default limit is 100.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 }
   })
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
@@ -62,13 +70,14 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(dbPlugin, { config, ...deps })
   await app.register(viewPlugin, { production })
   app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
-  app.decorate('paymentsFor', createPaymentsFactory({
+  app.decorate('paymentsFor', deps.paymentsFor ?? createPaymentsFactory({
     keyring: app.keyring,
     ...(config.demo ? { sandbox: { origin: () => listeningOrigin(app), apiKey: STRIPE_SANDBOX_API_KEY } } : {})
   }))
   app.decorate('jobHandlers', {
     ...syncJobHandlers(app.psaFor),
     ...paymentJobHandlers(app.paymentsFor),
+    ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
     ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app)) } : {})
   })
   await app.register(workerPlugin, { config })
@@ -81,6 +90,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(healthRoutes)
   await app.register(homeRoutes, { config })
   await app.register(stripeWebhook)
+  await app.register(payRoutes, { publicUrl: config.publicUrl })
   await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
 }

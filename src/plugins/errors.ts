@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { AppError, errorBody, toAppError } from '../errors.js'
+import { MAIN_LAYOUT } from './view.js'
 
 /** Maps Fastify's own errors (validation, body parsing, limits) into the catalogue. */
 function classify (error: FastifyError): AppError {
@@ -20,7 +21,7 @@ const wantsHtml = (request: FastifyRequest): boolean =>
 async function send (request: FastifyRequest, reply: FastifyReply, error: AppError): Promise<FastifyReply> {
   reply.status(error.status)
   if (wantsHtml(request) && typeof (reply as { view?: unknown }).view === 'function') {
-    return await reply.view('error', { title: error.status === 404 ? 'Not found' : 'Something went wrong', status: error.status, error: errorBody(error).error })
+    return await reply.view('error', { title: error.status === 404 ? 'Not found' : 'Something went wrong', status: error.status, error: errorBody(error).error }, MAIN_LAYOUT)
   }
   return await reply.send(errorBody(error))
 }

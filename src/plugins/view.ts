@@ -10,7 +10,12 @@ const VIEWS = fileURLToPath(new URL('../../views/', import.meta.url))
 const isMoney = (value: unknown): value is Money =>
   typeof value === 'object' && value !== null && 'amount' in value && 'currency' in value
 
-/** Handlebars pages with a shared layout, and the stylesheet under /assets. */
+/**
+ * Handlebars pages and the stylesheet under /assets. Each render names its
+ * layout (Settle's own pages, or the white-label pay page).
+ */
+export const MAIN_LAYOUT = { layout: 'layouts/main.hbs' } as const
+
 export default fp<{ production: boolean }>(async (app, { production }) => {
   const hbs = handlebars.create()
   hbs.registerHelper('money', (value: unknown) => (isMoney(value) ? formatMoney(value) : '—'))
@@ -23,7 +28,6 @@ export default fp<{ production: boolean }>(async (app, { production }) => {
   await app.register(view, {
     engine: { handlebars: hbs },
     root: VIEWS,
-    layout: 'layouts/main.hbs',
     viewExt: 'hbs',
     options: { partials: { nav: 'partials/nav.hbs' } },
     // Without this every request re-reads and recompiles the templates.

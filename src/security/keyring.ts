@@ -53,6 +53,15 @@ export class Keyring {
     }
   }
 
+  hasKey (id: string): boolean {
+    return this.#keys.has(id)
+  }
+
+  /** Raw key bytes, only to derive purpose-bound keys (HKDF); never stored or logged. */
+  keyMaterial (id: string): Buffer {
+    return this.#key(id)
+  }
+
   #key (id: string): Buffer {
     const key = this.#keys.get(id)
     if (key === undefined) {

@@ -109,7 +109,13 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
  */
 export async function followUp (db: Knex, result: ChargeResult, methodType: 'card' | 'ach'): Promise<void> {
   if (result.outcome === 'unknown') await scheduleResolution(db, result.attempt)
-  if (result.outcome === 'failed' && result.attempt.trigger !== 'charge_card') await scheduleRetry(db, result.attempt, methodType)
+  if (result.outcome === 'failed' && result.attempt.trigger !== 'charge_card') {
+    const decision = await scheduleRetry(db, result.attempt, methodType)
+    // Out of retries, or a decline retrying cannot fix: a person looks, and the client hears from us.
+    if (!decision.retry) {
+      await enqueue(db, result.attempt.tenantId, [{ queue: 'collection.give-up', payload: { attemptId: result.attempt.id, why: decision.why }, dedupeKey: `give-up:${result.attempt.id}` }])
+    }
+  }
 }
 
 /**

@@ -4,6 +4,7 @@ import { DEMO_TENANTS } from '../../demo/seed.js'
 import { findTenantBySlug } from '../../db/tenants.js'
 import { ledgerOverview } from '../../services/overview.js'
 import { isPglite } from '../../db/knex.js'
+import { MAIN_LAYOUT } from '../../plugins/view.js'
 
 export default async function homeRoutes (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   app.get<{ Querystring: { tenant?: string } }>('/', {
@@ -22,6 +23,6 @@ export default async function homeRoutes (app: FastifyInstance, { config }: { co
       refresh: overview?.syncing === true,
       database: isPglite(app.db) ? 'embedded PGlite' : 'PostgreSQL',
       demo: config.demo
-    })
+    }, MAIN_LAYOUT)
   })
 }

@@ -1,0 +1,62 @@
+import { formatMoney } from '../domain/money.js'
+import { classifyFailure } from '../domain/retry-policy.js'
+import { getAttempt, getPaymentMethod } from '../db/payments.js'
+import { getTenant } from '../db/tenants.js'
+import type { Mailer } from '../ports/mailer.js'
+import type { Keyring } from '../security/keyring.js'
+import { signPayLink } from '../security/pay-links.js'
+import { PermanentJobError, type JobHandler } from './worker.js'
+
+/** How long a pay link sent after a failed collection stays valid. */
+export const PAY_LINK_DAYS = 14
+
+export interface NoticeDeps { keyring: Keyring, publicUrl: string, mailer: Mailer }
+
+export function payLinkUrl (deps: Pick<NoticeDeps, 'keyring' | 'publicUrl'>, tenantId: string, invoiceId: string, now = new Date()): { url: string, expiresAt: Date } {
+  const expiresAt = new Date(now.getTime() + PAY_LINK_DAYS * 86_400_000)
+  return { url: `${deps.publicUrl}/pay/${signPayLink(deps.keyring, { tenantId, invoiceId, expiresAt })}`, expiresAt }
+}
+
+export function noticeJobHandlers (deps: NoticeDeps): Record<string, JobHandler> {
+  return {
+    /**
+     * A scheduled collection has run out of road (hard decline, the client must
+     * act, retries spent): the invoice goes on the exceptions list with the
+     * reason, and the client is told, with a link to pay.
+     */
+    'collection.give-up': async (job, { db }) => {
+      if (job.tenantId === null || typeof job.payload.attemptId !== 'string') throw new PermanentJobError('collection.give-up needs a tenant and an attempt')
+      const attempt = await getAttempt(db, job.tenantId, job.payload.attemptId)
+      const method = await getPaymentMethod(db, job.tenantId, attempt.paymentMethodId).catch(() => null)
+      const verdict = classifyFailure({ method: method?.type ?? 'card', code: attempt.failure.code, declineCode: attempt.failure.declineCode, adviceCode: attempt.failure.adviceCode })
+      const why = String(job.payload.why ?? verdict.class)
+      const nextStep = why === 'schedule_exhausted' || why === 'attempt_cap' ? 'Retries are spent; reach the client, or wait for them to pay by the link we sent.' : verdict.nextStep
+      const inserted = await db('collection_exceptions').insert({
+        tenant_id: job.tenantId, invoice_id: attempt.invoiceId, attempt_id: attempt.id, reason: `${why}: ${verdict.reason}`, explanation: verdict.explanation, next_step: nextStep
+      }).onConflict(['tenant_id', 'attempt_id']).ignore().returning('id')
+      if (inserted.length === 0) return // already raised and told
+      const tenant = await getTenant(db, job.tenantId)
+      const invoice = await db('invoices as i').join('customers as c', function () { this.on('c.tenant_id', 'i.tenant_id').andOn('c.id', 'i.customer_id') })
+        .where({ 'i.tenant_id': job.tenantId, 'i.id': attempt.invoiceId }).first('i.number', 'c.name') as { number: string, name: string }
+      const link = payLinkUrl(deps, job.tenantId, attempt.invoiceId)
+      const methodName = method === null ? 'saved payment method' : `${method.type === 'ach' ? 'bank account' : 'card'} ending ${method.last4}`
+      await deps.mailer.send({
+        kind: 'collection.failed',
+        to: null,
+        toName: invoice.name,
+        subject: `Payment for invoice ${invoice.number} did not go through`,
+        text: [
+          `Hello ${invoice.name},`,
+          '',
+          `We tried to collect ${formatMoney(attempt.amount)} for invoice ${invoice.number} from your ${methodName}, but it did not go through. ${verdict.explanation}`,
+          '',
+          `You can pay securely here: ${link.url}`,
+          `(This link works until ${link.expiresAt.toISOString().slice(0, 10)}.)`,
+          '',
+          `Thank you,`,
+          tenant.name
+        ].join('\n')
+      })
+    }
+  }
+}
