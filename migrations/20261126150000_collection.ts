@@ -114,6 +114,24 @@ export async function up (db: Knex): Promise<void> {
   })
   await db.raw("alter table autopay_approvals add constraint autopay_approvals_status check (status in ('pending','approved','declined'))")
 
+  // Money given back to a client, written before the processor is called (its id is the refund's idempotency key).
+  await db.schema.createTable('payment_refunds', t => {
+    t.uuid('id').primary().defaultTo(db.raw('gen_random_uuid()'))
+    t.uuid('tenant_id').notNullable().references('tenants.id')
+    t.uuid('attempt_id').notNullable()
+    t.bigInteger('amount').notNullable()
+    t.specificType('currency', 'char(3)').notNullable()
+    t.text('status').notNullable().defaultTo('created')
+    t.text('reason').notNullable()
+    t.text('actor').notNullable()
+    t.text('processor_refund_ref')
+    t.text('failure_message')
+    t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(db.fn.now())
+    t.foreign(['tenant_id', 'attempt_id']).references(['tenant_id', 'id']).inTable('payment_attempts')
+  })
+  await db.raw("alter table payment_refunds add constraint payment_refunds_status check (status in ('created','succeeded','failed','unknown'))")
+  await db.raw('alter table payment_refunds add constraint payment_refunds_amount check (amount > 0)')
+
   // Collections that ran out of road: a person should look (the exceptions list).
   await db.schema.createTable('collection_exceptions', t => {
     t.uuid('id').primary().defaultTo(db.raw('gen_random_uuid()'))
@@ -133,6 +151,7 @@ export async function up (db: Knex): Promise<void> {
 
 export async function down (db: Knex): Promise<void> {
   await db.schema.dropTable('collection_exceptions')
+  await db.schema.dropTable('payment_refunds')
   await db.schema.dropTable('autopay_approvals')
   await db.schema.dropTable('payment_consents')
   await db.schema.dropTable('autopay_rules')

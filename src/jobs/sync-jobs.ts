@@ -39,6 +39,23 @@ function systemOf (payload: Record<string, unknown>): PsaSystem {
   throw new PermanentJobError(`job payload names no PSA system: ${JSON.stringify(payload.system)}`)
 }
 
+/** Records one payment in the PSA and remembers it by our reference, so it is never posted twice. */
+async function pushPayment (db: Knex, psa: PsaPort, tenantId: string, system: PsaSystem, push: PushPayment): Promise<void> {
+  const key = { tenant_id: tenantId, psa_system: system, reference: push.reference }
+  if (await db('psa_payment_pushes').where(key).first('reference') !== undefined) return
+  const recorded = await psa.recordPayment(push)
+  if (push.settlesInvoice) await psa.markPaid({ invoiceExternalId: push.invoiceExternalId, paidOn: push.paidOn, reference: push.reference })
+  await db('psa_payment_pushes').insert({
+    ...key,
+    psa_invoice_id: push.invoiceExternalId,
+    amount: push.amount.amount,
+    currency: push.amount.currency,
+    paid_on: push.paidOn,
+    psa_payment_id: recorded.externalId,
+    marked_paid: push.settlesInvoice
+  }).onConflict(['tenant_id', 'psa_system', 'reference']).ignore()
+}
+
 export function syncJobHandlers (psaFor: PsaFactory): Record<string, JobHandler> {
   return {
     /** Incremental sync of one tenant's PSA; Autotask also re-reads open invoices hourly (it has no invoice webhooks). */
@@ -78,31 +95,32 @@ export function syncJobHandlers (psaFor: PsaFactory): Record<string, JobHandler>
         ? await db('payment_attempts').where({ tenant_id: job.tenantId, id: push.reference }).first('status') as { status: string } | undefined
         : undefined
       if (attempt !== undefined && attempt.status !== 'succeeded') return
-      const psa = await psaFor(db, job.tenantId, system)
-      const recorded = await psa.recordPayment(push)
-      if (push.settlesInvoice) await psa.markPaid({ invoiceExternalId: push.invoiceExternalId, paidOn: push.paidOn, reference: push.reference })
-      await db('psa_payment_pushes').insert({
-        ...key,
-        psa_invoice_id: push.invoiceExternalId,
-        amount: push.amount.amount,
-        currency: push.amount.currency,
-        paid_on: push.paidOn,
-        psa_payment_id: recorded.externalId,
-        marked_paid: push.settlesInvoice
-      }).onConflict(['tenant_id', 'psa_system', 'reference']).ignore()
+      await pushPayment(db, await psaFor(db, job.tenantId, system), job.tenantId, system, push)
     },
-    /** Undoes a push when the money went back (ACH return, lost dispute), so the PSA shows the invoice open again. */
-    'psa.reverse-payment': async (job, { db }) => {
-      if (job.tenantId === null) throw new PermanentJobError('psa.reverse-payment needs a tenant')
+    /**
+     * Re-states in the PSA what Settle collected on an invoice after money
+     * went back (refund, ACH return, lost dispute): every push for the
+     * attempt is taken out, then what remains, if anything, is pushed again.
+     * One job, so the two steps can never run out of order; each is
+     * idempotent, so a crash between them is safe to re-run.
+     */
+    'psa.restate-payment': async (job, { db }) => {
+      if (job.tenantId === null) throw new PermanentJobError('psa.restate-payment needs a tenant')
       const system = systemOf(job.payload)
-      if (typeof job.payload.reference !== 'string') throw new PermanentJobError('psa.reverse-payment needs the payment reference')
-      const key = { tenant_id: job.tenantId, psa_system: system, reference: job.payload.reference }
-      const pushed = await db('psa_payment_pushes').where(key).first() as { psa_invoice_id: string, psa_payment_id: string, marked_paid: boolean, reversed_at: Date | null } | undefined
-      // Never pushed (the push job will now stand down), or already undone.
-      if (pushed === undefined || pushed.reversed_at !== null) return
+      const { attemptId, remainder } = job.payload
+      if (typeof attemptId !== 'string' || typeof remainder !== 'number') throw new PermanentJobError('psa.restate-payment needs attemptId and remainder')
+      const current = await db('psa_payment_pushes').where({ tenant_id: job.tenantId, psa_system: system }).whereNull('reversed_at')
+        .where(q => { void q.where('reference', attemptId).orWhere('reference', 'like', `${attemptId}:%`) }) as Array<{ reference: string, psa_invoice_id: string, psa_payment_id: string, marked_paid: boolean }>
+      const restatedRef = typeof job.payload.restatedReference === 'string' ? job.payload.restatedReference : null
+      if (current.length === 0 && (remainder === 0 || restatedRef === null)) return
       const psa = await psaFor(db, job.tenantId, system)
-      await psa.reversePayment({ invoiceExternalId: pushed.psa_invoice_id, paymentExternalId: pushed.psa_payment_id, markedPaid: pushed.marked_paid })
-      await db('psa_payment_pushes').where(key).update({ reversed_at: db.fn.now() })
+      for (const pushed of current.filter(p => p.reference !== restatedRef)) {
+        await psa.reversePayment({ invoiceExternalId: pushed.psa_invoice_id, paymentExternalId: pushed.psa_payment_id, markedPaid: pushed.marked_paid })
+        await db('psa_payment_pushes').where({ tenant_id: job.tenantId, psa_system: system, reference: pushed.reference }).update({ reversed_at: db.fn.now() })
+      }
+      if (remainder > 0 && restatedRef !== null) {
+        await pushPayment(db, psa, job.tenantId, system, parsePushPayment({ ...job.payload, amount: remainder, reference: restatedRef }))
+      }
     },
     /** A PSA callback said one invoice changed: re-read just that one. */
     'psa.sync-invoice': async (job, { db }) => {

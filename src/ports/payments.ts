@@ -30,6 +30,11 @@ export type ChargeOutcome =
   | { status: 'failed', intentId: string | null, failure: ChargeFailure, raw: unknown }
   | { status: 'unknown', error: string }
 
+export type RefundOutcome =
+  | { status: 'succeeded' | 'pending', refundId: string, raw: unknown }
+  | { status: 'failed', refundId: string | null, message: string, raw: unknown }
+  | { status: 'unknown', error: string }
+
 /** A dispute, or an ACH return after success, as the processor now sees it. */
 export interface DisputeState {
   id: string
@@ -54,6 +59,8 @@ export interface PaymentsPort {
    */
   retrieveIntent: (input: { intentId: string }) => Promise<{ outcome: ChargeOutcome, attemptId: string | null }>
   retrieveDispute: (input: { disputeId: string }) => Promise<DisputeState>
+  /** Gives money back on a payment; the same key never refunds twice. */
+  refund: (input: { intentId: string, amount: Money, idempotencyKey: string, metadata: Record<string, string> }) => Promise<RefundOutcome>
   /** Looks an attempt up by its idempotency key / metadata; null when the processor never saw it. */
   findCharge: (input: { idempotencyKey: string, attemptId: string }) => Promise<ChargeOutcome | null>
 }

@@ -52,7 +52,7 @@ export async function recordDispute (db: Knex, tenantId: string, dispute: Disput
         idempotencyKey: `dispute:${dispute.id}:lost`, kind: 'dispute.lost', effectiveAt: dispute.createdAt, memo: `Invoice ${invoice.number}: dispute lost, the client owes it again`, source,
         postings: [{ account: Accounts.receivable(invoice.customer_id), amount }, { account: Accounts.disputes(), amount: minus }]
       }, {
-        effects: [{ queue: 'psa.reverse-payment', dedupeKey: `reverse:${attempt.id}`, payload: { system: invoice.psa_system, invoiceExternalId: invoice.psa_invoice_id, reference: attempt.id } }]
+        effects: [{ queue: 'psa.restate-payment', dedupeKey: `restate:${attempt.id}:dispute:${dispute.id}`, payload: { system: invoice.psa_system, invoiceExternalId: invoice.psa_invoice_id, attemptId: attempt.id, remainder: 0 } }]
       })
       if (lost.created) {
         const paidViaSettle = Number(invoice.paid_via_settle) - amount.amount

@@ -38,6 +38,8 @@ export class FakePayments implements PaymentsPort {
     throw new Error(`no such intent ${intentId}`)
   }
 
+  async refund (): Promise<never> { throw new Error('refunds are tested against the Stripe stand-in') }
+
   async retrieveDispute (): Promise<never> { throw new Error('disputes are tested against the Stripe stand-in') }
 
   async findCharge ({ idempotencyKey }: { idempotencyKey: string, attemptId: string }): Promise<ChargeOutcome | null> {

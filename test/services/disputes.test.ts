@@ -16,6 +16,7 @@ import { customerBalance, accountBalance } from '../../src/db/ledger.js'
 import { psaOpenBalances } from '../../src/db/invoices.js'
 import { syncInvoices } from '../../src/services/sync.js'
 import { chargeInvoice } from '../../src/services/charge.js'
+import { refundPayment } from '../../src/services/refunds.js'
 import { Worker } from '../../src/jobs/worker.js'
 import { paymentJobHandlers } from '../../src/jobs/payment-jobs.js'
 
@@ -54,6 +55,12 @@ t.test('returns and disputes after success', async t => {
     await db('invoices').where({ tenant_id: tenant.id, status: 'open', voided: false }).where('total', '>', 0).whereNotIn('id', db('payment_attempts').select('invoice_id')).orderBy('number').first()
   const save = async (customerId: string, ref: { customer: string, pm: string }, type: 'card' | 'ach'): Promise<string> =>
     (await savePaymentMethod(db, tenant.id, { customerId, processorCustomerRef: ref.customer, processorMethodRef: ref.pm, type, brand: null, last4: '1234', expMonth: null, expYear: null, funding: null, isDefault: true })).id
+  /** One of Stripe's test cards, attached at the stand-in and stored for the client. */
+  const cardOnFile = async (customerId: string, testCard: string): Promise<string> => {
+    const customer = await stripe.customers.create({ email: 'ap@example.com' })
+    const pm = await stripe.paymentMethods.attach(testCard, { customer: customer.id })
+    return await save(customerId, { customer: customer.id, pm: pm.id }, 'card')
+  }
 
   await t.test('an ACH return after success reopens the invoice in Settle and in ConnectWise', async t => {
     const invoice = await pick()
@@ -82,9 +89,7 @@ t.test('returns and disputes after success', async t => {
 
   await t.test('a card dispute: disputed while open, paid again when won', async t => {
     const invoice = await pick()
-    const customer = await stripe.customers.create({ email: 'ap@example.com' })
-    const pm = await stripe.paymentMethods.attach('pm_card_createDispute', { customer: customer.id })
-    const method = await save(invoice.customer_id, { customer: customer.id, pm: pm.id }, 'card')
+    const method = await cardOnFile(invoice.customer_id, 'pm_card_createDispute')
     t.equal((await chargeInvoice(db, payments, { tenantId: tenant.id, invoiceId: invoice.id, paymentMethodId: method, actor: 'member:jsmith', trigger: 'charge_card' })).outcome, 'succeeded')
     await drain()
     store.advance(0)
@@ -103,9 +108,7 @@ t.test('returns and disputes after success', async t => {
 
   await t.test('a card dispute lost: the client owes it again and ConnectWise shows it open', async t => {
     const invoice = await pick()
-    const customer = await stripe.customers.create({ email: 'ap@example.com' })
-    const pm = await stripe.paymentMethods.attach('pm_card_createDispute', { customer: customer.id })
-    const method = await save(invoice.customer_id, { customer: customer.id, pm: pm.id }, 'card')
+    const method = await cardOnFile(invoice.customer_id, 'pm_card_createDispute')
     const charge = await chargeInvoice(db, payments, { tenantId: tenant.id, invoiceId: invoice.id, paymentMethodId: method, actor: 'member:jsmith', trigger: 'charge_card' })
     t.equal(charge.outcome, 'succeeded')
     await drain()
@@ -123,5 +126,40 @@ t.test('returns and disputes after success', async t => {
     await syncInvoices({ db, tenantId: tenant.id, psa, trigger: 'test' })
     t.equal(await tiesOut(), 0, 'receivables still tie out')
     t.same(await accountBalance(db, tenant.id, 'disputes', 'USD'), { amount: 0, currency: 'USD' })
+  })
+
+  await t.test('refunds: partial, then the rest; never more than was collected', async t => {
+    const invoice = await pick()
+    const method = await cardOnFile(invoice.customer_id, 'pm_card_visa')
+    const charge = await chargeInvoice(db, payments, { tenantId: tenant.id, invoiceId: invoice.id, paymentMethodId: method, actor: 'member:jsmith', trigger: 'charge_card' })
+    await drain()
+    const total = charge.attempt.amount.amount
+    const part = Math.floor(total * 0.4)
+    const refunds = async (): Promise<number> => await db('payment_refunds').where({ tenant_id: tenant.id }).count('* as n').then(r => Number(r[0]?.n))
+
+    t.match(await refundPayment(db, payments, { tenantId: tenant.id, attemptId: charge.attempt.id, amount: part, reason: 'Billed twice for the same license', actor: 'member:finance.lead' }), { outcome: 'succeeded' })
+    await drain()
+    const partial = await db('invoices').where({ id: invoice.id }).first()
+    t.equal(partial.status, 'partially_paid')
+    t.equal(Number(partial.paid_via_settle), total - part)
+    t.equal((await psa.getInvoice({ externalId: invoice.psa_invoice_id })).balance?.amount, part, 'ConnectWise re-stated: the remainder is paid, the refund is open')
+    const before = await refunds()
+    await t.rejects(refundPayment(db, payments, { tenantId: tenant.id, attemptId: charge.attempt.id, amount: total, reason: 'Too much', actor: 'member:finance.lead' }), { code: 'REFUND_NOT_ALLOWED' })
+    t.equal(await refunds(), before, 'a refund above what is left writes nothing')
+    await t.rejects(refundPayment(db, payments, { tenantId: tenant.id, attemptId: charge.attempt.id, reason: ' ', actor: 'member:finance.lead' }), { code: 'VALIDATION_FAILED' })
+
+    t.match(await refundPayment(db, payments, { tenantId: tenant.id, attemptId: charge.attempt.id, reason: 'Contract cancelled', actor: 'member:finance.lead' }), { outcome: 'succeeded' })
+    await drain()
+    const [attempt] = await listAttempts(db, tenant.id, invoice.id)
+    t.equal(attempt?.status, 'refunded')
+    t.equal((await db('invoices').where({ id: invoice.id }).first()).status, 'open')
+    const cwInvoice = await psa.getInvoice({ externalId: invoice.psa_invoice_id })
+    t.equal(cwInvoice.balance?.amount, cwInvoice.total.amount, 'nothing left paid in ConnectWise')
+    const refunded = [...store.refunds.values()].filter(r => (r as { paymentIntent?: string }).paymentIntent === charge.attempt.processorIntentRef)
+    t.equal(refunded.reduce((s, r) => s + (r as { amount: number }).amount, 0), total, 'Stripe refunded exactly what was collected')
+    await t.rejects(refundPayment(db, payments, { tenantId: tenant.id, attemptId: charge.attempt.id, reason: 'Again', actor: 'member:finance.lead' }), { code: 'REFUND_NOT_ALLOWED' })
+    await syncInvoices({ db, tenantId: tenant.id, psa, trigger: 'test' })
+    t.equal(await tiesOut(), 0, 'receivables tie out to ConnectWise')
+    t.equal(await db('jobs').where({ tenant_id: tenant.id }).whereNot({ state: 'done' }).count('* as n').then(r => Number(r[0]?.n)), 0, 'every job done')
   })
 })

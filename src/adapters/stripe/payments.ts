@@ -1,6 +1,6 @@
 import type Stripe from 'stripe'
 import { asCurrency, type Money } from '../../domain/money.js'
-import type { ChargeFailure, ChargeInput, ChargeOutcome, DisputeState, PaymentsPort } from '../../ports/payments.js'
+import type { ChargeFailure, ChargeInput, ChargeOutcome, DisputeState, PaymentsPort, RefundOutcome } from '../../ports/payments.js'
 
 /** Stripe's error classes, by the `type` the SDK sets, that mean "we cannot know what happened". */
 const INDETERMINATE = new Set(['StripeConnectionError', 'StripeAPIError', 'StripeRateLimitError', 'StripeUnknownError'])
@@ -86,6 +86,17 @@ export function createStripePayments (stripe: Stripe): PaymentsPort {
     async retrieveIntent ({ intentId }: { intentId: string }): Promise<{ outcome: ChargeOutcome, attemptId: string | null }> {
       const intent = await stripe.paymentIntents.retrieve(intentId, { expand: ['latest_charge.balance_transaction'] })
       return { outcome: outcomeOf(intent), attemptId: intent.metadata?.settle_attempt_id ?? null }
+    },
+
+    async refund ({ intentId, amount, idempotencyKey, metadata }): Promise<RefundOutcome> {
+      try {
+        const refund = await stripe.refunds.create({ payment_intent: intentId, amount: amount.amount, metadata }, { idempotencyKey })
+        if (refund.status === 'failed' || refund.status === 'canceled') return { status: 'failed', refundId: refund.id, message: refund.failure_reason ?? `Refund ${refund.status}.`, raw: refund }
+        return { status: refund.status === 'succeeded' ? 'succeeded' : 'pending', refundId: refund.id, raw: refund }
+      } catch (error) {
+        if (!isStripeError(error) || INDETERMINATE.has(error.type ?? '')) return { status: 'unknown', error: error instanceof Error ? error.message : String(error) }
+        return { status: 'failed', refundId: null, message: error.message ?? 'Stripe refused the refund.', raw: error }
+      }
     },
 
     async retrieveDispute ({ disputeId }: { disputeId: string }): Promise<DisputeState> {

@@ -1,0 +1,102 @@
+import type { Knex } from 'knex'
+import { postEntry } from '../db/ledger.js'
+import { requireTenantId } from '../db/tenants.js'
+import { AppError } from '../errors.js'
+import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
+import { Accounts } from '../domain/ledger.js'
+import { asCurrency, toDecimalString } from '../domain/money.js'
+import type { PaymentsPort, RefundOutcome } from '../ports/payments.js'
+
+export interface RefundRequest {
+  tenantId: string
+  attemptId: string
+  /** Cents; defaults to everything not yet refunded. */
+  amount?: number
+  reason: string
+  /** The member who gave the money back. */
+  actor: string
+}
+
+/**
+ * Gives money back on a payment Settle collected. The refund is written
+ * before Stripe is called and its id is the idempotency key; refunds can
+ * never add up to more than was collected (the payment row is locked while
+ * checking). Once Stripe accepts it, the money leaves the processor account
+ * and the client owes it again on the invoice, which reopens; the PSA is
+ * re-stated in the same transaction's outbox (the pushed payment taken out,
+ * what remains pushed again).
+ */
+export async function refundPayment (db: Knex, payments: PaymentsPort, request: RefundRequest): Promise<{ outcome: RefundOutcome['status'], refundId: string }> {
+  requireTenantId(request.tenantId)
+  if (request.reason.trim() === '') throw new AppError('VALIDATION_FAILED', 'Say why the money is going back; it is kept with the refund.')
+  const started = await db.transaction(async trx => {
+    const attempt = await trx('payment_attempts').where({ tenant_id: request.tenantId, id: request.attemptId }).forUpdate().first() as
+      { id: string, status: string, amount: number, currency: string, processor_intent_ref: string | null } | undefined
+    if (attempt === undefined) throw new AppError('ATTEMPT_NOT_FOUND', `No payment ${request.attemptId} for this tenant.`)
+    if (attempt.status !== 'succeeded' || attempt.processor_intent_ref === null) throw new AppError('REFUND_NOT_ALLOWED', `Only a completed payment can be refunded; this one is ${attempt.status}.`)
+    const [given] = await trx('payment_refunds').where({ tenant_id: request.tenantId, attempt_id: attempt.id }).whereNot({ status: 'failed' }).sum({ total: 'amount' }) as Array<{ total: number | string | null }>
+    const remaining = Number(attempt.amount) - Number(given?.total ?? 0)
+    const amount = request.amount ?? remaining
+    if (!Number.isSafeInteger(amount) || amount <= 0) throw new AppError('INVALID_AMOUNT', 'The refund must be a positive number of cents.')
+    if (amount > remaining) {
+      throw new AppError('REFUND_NOT_ALLOWED', `${toDecimalString({ amount, currency: asCurrency(attempt.currency) })} is more than the ${toDecimalString({ amount: remaining, currency: asCurrency(attempt.currency) })} left to refund on this payment.`)
+    }
+    const [row] = await trx('payment_refunds').insert({ tenant_id: request.tenantId, attempt_id: attempt.id, amount, currency: attempt.currency, reason: request.reason, actor: request.actor }).returning('id') as Array<{ id: string }>
+    return { refundId: (row as { id: string }).id, intentId: attempt.processor_intent_ref, amount, currency: asCurrency(attempt.currency), remainingAfter: remaining - amount }
+  })
+  const outcome = await payments.refund({
+    intentId: started.intentId,
+    amount: { amount: started.amount, currency: started.currency },
+    idempotencyKey: `settle_refund_${started.refundId}`,
+    metadata: { settle_refund_id: started.refundId, settle_attempt_id: request.attemptId }
+  })
+  await db.transaction(async trx => {
+    if (outcome.status === 'failed' || outcome.status === 'unknown') {
+      // Unknown: kept as such for a person (re-sending with the same key is safe); nothing is booked.
+      await trx('payment_refunds').where({ tenant_id: request.tenantId, id: started.refundId })
+        .update({ status: outcome.status, failure_message: outcome.status === 'failed' ? outcome.message : outcome.error, processor_refund_ref: outcome.status === 'failed' ? outcome.refundId : null })
+      return
+    }
+    await trx('payment_refunds').where({ tenant_id: request.tenantId, id: started.refundId }).update({ status: 'succeeded', processor_refund_ref: outcome.refundId })
+    const attempt = await trx('payment_attempts').where({ tenant_id: request.tenantId, id: request.attemptId }).forUpdate().first() as { invoice_id: string, customer_id: string, payment_method_id: string }
+    const invoice = await trx('invoices').where({ tenant_id: request.tenantId, id: attempt.invoice_id }).forUpdate().first() as {
+      id: string, number: string, psa_system: string, psa_invoice_id: string, voided: boolean, status: InvoiceStatus, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
+    }
+    const money = { amount: started.amount, currency: started.currency }
+    const paidViaSettle = Number(invoice.paid_via_settle) - started.amount
+    const open = Number(invoice.ledger_billed) - paidViaSettle - Number(invoice.ledger_paid_elsewhere)
+    const method = await trx('payment_methods').where({ tenant_id: request.tenantId, id: attempt.payment_method_id }).first('type') as { type: string }
+    await trx('invoices').where({ tenant_id: request.tenantId, id: invoice.id }).update({
+      paid_via_settle: paidViaSettle, status: invoiceStatus(open, Number(invoice.ledger_billed), invoice.voided, null), updated_at: trx.fn.now()
+    })
+    if (started.remainingAfter === 0) await trx('payment_attempts').where({ tenant_id: request.tenantId, id: request.attemptId }).update({ status: 'refunded', updated_at: trx.fn.now() })
+    await postEntry(trx, request.tenantId, {
+      idempotencyKey: `refund:${started.refundId}`,
+      kind: 'payment.refunded',
+      effectiveAt: new Date(),
+      memo: `Refund on invoice ${invoice.number}: ${request.reason}`,
+      postings: [
+        { account: Accounts.receivable(attempt.customer_id), amount: money },
+        { account: Accounts.processorPending('stripe'), amount: { amount: -money.amount, currency: money.currency } }
+      ],
+      source: { processor: 'stripe', refund: outcome.refundId, attempt: request.attemptId, actor: request.actor }
+    }, {
+      effects: [{
+        queue: 'psa.restate-payment',
+        dedupeKey: `restate:${request.attemptId}:refund:${started.refundId}`,
+        payload: {
+          system: invoice.psa_system,
+          invoiceExternalId: invoice.psa_invoice_id,
+          attemptId: request.attemptId,
+          remainder: started.remainingAfter,
+          restatedReference: `${request.attemptId}:after-refund:${started.refundId}`,
+          currency: started.currency,
+          paidOn: new Date().toISOString().slice(0, 10),
+          method: method.type === 'ach' ? 'ach' : 'card',
+          settlesInvoice: open <= 0
+        }
+      }]
+    })
+  })
+  return { outcome: outcome.status, refundId: started.refundId }
+}
