@@ -4,7 +4,7 @@ import { upsertCustomer } from '../src/db/customers.js'
 import { postEntry } from '../src/db/ledger.js'
 import { Accounts, type PostingInput } from '../src/domain/ledger.js'
 import { money } from '../src/domain/money.js'
-import { BENCH_SERVER, median, note, report, throughput, withScratchDatabase } from './lib.js'
+import { BENCH_SERVER, median, note, throughput, withScratchDatabase } from './lib.js'
 
 /**
  * Settling N payments: each its own transaction with one balanced entry of

@@ -1,5 +1,5 @@
 import type { Db } from './knex.js'
-import { requireTenantId } from './tenants.js'
+import { isUuid, requireTenantId } from './tenants.js'
 import { AppError } from '../errors.js'
 import { asCurrency, type Currency } from '../domain/money.js'
 
@@ -47,7 +47,7 @@ export async function getCustomer (db: Db, tenantId: string, customerId: string)
 
 export async function findCustomer (db: Db, tenantId: string, customerId: string): Promise<Customer | null> {
   requireTenantId(tenantId)
-  if (!/^[0-9a-f-]{36}$/i.test(customerId)) return null
+  if (!isUuid(customerId)) return null
   const row = await db<CustomerRow>('customers').where({ tenant_id: tenantId, id: customerId }).first()
   return row === undefined ? null : toCustomer(row)
 }

@@ -1,6 +1,5 @@
 import type { Db } from './knex.js'
 import { requireTenantId } from './tenants.js'
-import { AppError } from '../errors.js'
 import type { InvoiceStatus } from '../domain/invoice-sync.js'
 import { asCurrency, type Currency, type Money } from '../domain/money.js'
 import type { PsaInvoiceKind, PsaInvoiceLine, PsaLineKind } from '../ports/psa.js'
@@ -39,8 +38,13 @@ export interface InvoiceRow {
 }
 
 // `date` columns come back as Date from pg and as strings from PGlite; keep them as YYYY-MM-DD.
-const isoDate = (value: string | Date | null): string | null =>
+export const isoDate = (value: string | Date | null): string | null =>
   value === null ? null : value instanceof Date ? `${value.getFullYear()}-${String(value.getMonth() + 1).padStart(2, '0')}-${String(value.getDate()).padStart(2, '0')}` : value.slice(0, 10)
+
+/** What Settle can still collect on an invoice: billed, less what Settle collected, less what was paid elsewhere. */
+export function openBalance (row: { ledger_billed: number | string, paid_via_settle: number | string, ledger_paid_elsewhere: number | string }): number {
+  return Number(row.ledger_billed) - Number(row.paid_via_settle) - Number(row.ledger_paid_elsewhere)
+}
 
 export function toInvoice (r: InvoiceRow): Invoice {
   const currency = asCurrency(r.currency)
@@ -145,20 +149,7 @@ export async function replaceInvoiceLines (db: Db, tenantId: string, linesByInvo
   return rows.length
 }
 
-export async function getInvoice (db: Db, tenantId: string, invoiceId: string): Promise<Invoice> {
-  requireTenantId(tenantId)
-  const row = /^[0-9a-f-]{36}$/i.test(invoiceId) ? await db<InvoiceRow>('invoices').where({ tenant_id: tenantId, id: invoiceId }).first() : undefined
-  if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', `No invoice ${invoiceId} for this tenant.`)
-  return toInvoice(row)
-}
 
-export async function listInvoices (db: Db, tenantId: string, filter: { customerId?: string, status?: InvoiceStatus, limit?: number } = {}): Promise<Invoice[]> {
-  const query = db<InvoiceRow>('invoices').where({ tenant_id: requireTenantId(tenantId) })
-  if (filter.customerId !== undefined) query.andWhere({ customer_id: filter.customerId })
-  if (filter.status !== undefined) query.andWhere({ status: filter.status })
-  const rows = await query.orderBy([{ column: 'issued_on', order: 'desc' }, { column: 'number', order: 'desc' }]).limit(Math.min(filter.limit ?? 100, 1000))
-  return rows.map(toInvoice)
-}
 
 export async function invoiceLines (db: Db, tenantId: string, invoiceId: string): Promise<Array<{ lineNo: number, kind: PsaLineKind, description: string, quantity: string, unitPrice: number | null, amount: number }>> {
   const rows = await db('invoice_lines').where({ tenant_id: requireTenantId(tenantId), invoice_id: invoiceId }).orderBy('line_no')

@@ -1,5 +1,5 @@
 import type { Db } from './knex.js'
-import { requireTenantId } from './tenants.js'
+import { isUuid, requireTenantId } from './tenants.js'
 import { AppError } from '../errors.js'
 import { asCurrency, type Money } from '../domain/money.js'
 import type { FailureClass, PaymentMethodType } from '../domain/retry-policy.js'
@@ -61,7 +61,7 @@ export async function savePaymentMethod (db: Db, tenantId: string, input: Omit<P
 
 export async function getPaymentMethod (db: Db, tenantId: string, id: string): Promise<PaymentMethod> {
   requireTenantId(tenantId)
-  const row = /^[0-9a-f-]{36}$/i.test(id) ? await db('payment_methods').where({ tenant_id: tenantId, id }).first() as MethodRow | undefined : undefined
+  const row = isUuid(id) ? await db('payment_methods').where({ tenant_id: tenantId, id }).first() as MethodRow | undefined : undefined
   if (row === undefined || row.status !== 'active') throw new AppError('PAYMENT_METHOD_NOT_FOUND', 'That payment method is not on file for this client.')
   return toMethod(row)
 }
@@ -118,7 +118,7 @@ export const toAttempt = (r: AttemptRow): PaymentAttempt => ({
 })
 
 export async function getAttempt (db: Db, tenantId: string, id: string): Promise<PaymentAttempt> {
-  const row = /^[0-9a-f-]{36}$/i.test(id) ? await db<AttemptRow>('payment_attempts').where({ tenant_id: requireTenantId(tenantId), id }).first() : undefined
+  const row = isUuid(id) ? await db<AttemptRow>('payment_attempts').where({ tenant_id: requireTenantId(tenantId), id }).first() : undefined
   if (row === undefined) throw new AppError('ATTEMPT_NOT_FOUND', `No payment attempt ${id} for this tenant.`)
   return toAttempt(row)
 }

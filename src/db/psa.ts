@@ -82,9 +82,6 @@ export async function releaseSync (db: Db, tenantId: string, system: PsaSystem, 
   })
 }
 
-export async function resetSyncCursor (db: Db, tenantId: string, system: PsaSystem): Promise<void> {
-  await db('sync_state').where({ tenant_id: requireTenantId(tenantId), system }).update({ cursor_at: null, cursor_id: null })
-}
 
 function toState (row: { cursor_at: Date | null, cursor_id: string | null, last_started_at: Date | null, last_finished_at: Date | null, last_status: string | null, last_error: string | null, last_open_recheck_at: Date | null }): SyncState {
   return {

@@ -23,9 +23,12 @@ const toTenant = (row: TenantRow): Tenant => ({
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
+/** Ids are UUIDs; anything else is not-found before it reaches the database. */
+export const isUuid = (value: unknown): value is string => typeof value === 'string' && UUID.test(value)
+
 /** Every repository calls this first: no tenant, no query. */
 export function requireTenantId (tenantId: unknown): string {
-  if (typeof tenantId !== 'string' || !UUID.test(tenantId)) {
+  if (!isUuid(tenantId)) {
     throw new AppError('TENANT_REQUIRED', 'This operation needs a tenant; none (or a malformed one) was given.')
   }
   return tenantId

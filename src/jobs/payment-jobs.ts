@@ -1,6 +1,7 @@
 import type { Knex } from 'knex'
 import type { FastifyBaseLogger } from 'fastify'
 import { enqueue } from '../db/jobs.js'
+import { openBalance } from '../db/invoices.js'
 import { getAttempt, getPaymentMethod, type AttemptRow } from '../db/payments.js'
 import type { PaymentsPort } from '../ports/payments.js'
 import { chargeInputFor, chargeInvoice, followUp, recordOutcome } from '../services/charge.js'
@@ -83,7 +84,7 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       const { invoiceId, paymentMethodId, amount } = job.payload
       if (typeof invoiceId !== 'string' || typeof paymentMethodId !== 'string' || typeof amount !== 'number') throw new PermanentJobError('autopay.charge payload is incomplete')
       const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: invoiceId }).first() as { ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number } | undefined
-      const open = invoice === undefined ? 0 : Number(invoice.ledger_billed) - Number(invoice.paid_via_settle) - Number(invoice.ledger_paid_elsewhere)
+      const open = invoice === undefined ? 0 : openBalance(invoice)
       if (open <= 0) { log.info({ invoiceId }, 'auto-pay: nothing open any more'); return }
       const result = await chargeInvoice(db, await paymentsFor(db, job.tenantId), {
         tenantId: job.tenantId, invoiceId, paymentMethodId, amount: Math.min(amount, open), actor: 'autopay', trigger: 'autopay'
@@ -96,7 +97,7 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       const failed = await getAttempt(db, job.tenantId, attemptIdOf(job.payload))
       const firstAttemptId = typeof job.payload.firstAttemptId === 'string' ? job.payload.firstAttemptId : failed.id
       const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: failed.invoiceId }).first() as { ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number }
-      const open = Number(invoice.ledger_billed) - Number(invoice.paid_via_settle) - Number(invoice.ledger_paid_elsewhere)
+      const open = openBalance(invoice)
       if (open <= 0) { log.info({ attempt: failed.id }, 'nothing left to retry: the invoice was paid another way'); return }
       const result = await chargeInvoice(db, await paymentsFor(db, job.tenantId), {
         tenantId: job.tenantId,

@@ -2,6 +2,7 @@ import type { Knex } from 'knex'
 import type { FastifyBaseLogger } from 'fastify'
 import { enqueue } from '../db/jobs.js'
 import { getSyncState, listPsaConnections } from '../db/psa.js'
+import { isUuid } from '../db/tenants.js'
 import { AppError } from '../errors.js'
 import type { PsaPaymentInput, PsaPort, PsaSystem } from '../ports/psa.js'
 import { money, type Money } from '../domain/money.js'
@@ -12,7 +13,6 @@ import { PermanentJobError, type JobHandler } from './worker.js'
 export type PsaFactory = (db: Knex, tenantId: string, system: PsaSystem) => Promise<PsaPort>
 
 const OPEN_RECHECK_MS = 60 * 60_000
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export interface PushPayment extends PsaPaymentInput {
   /** The payment leaves nothing open: also mark the invoice paid. */
@@ -91,7 +91,7 @@ export function syncJobHandlers (psaFor: PsaFactory): Record<string, JobHandler>
       if (await db('psa_payment_pushes').where(key).first('reference') !== undefined) return
       // A payment taken back (returned, disputed) before this job ran must not be posted.
       // (References are attempt ids for money Settle collected; other pushes carry their own.)
-      const attempt = UUID.test(push.reference)
+      const attempt = isUuid(push.reference)
         ? await db('payment_attempts').where({ tenant_id: job.tenantId, id: push.reference }).first('status') as { status: string } | undefined
         : undefined
       if (attempt !== undefined && attempt.status !== 'succeeded') return

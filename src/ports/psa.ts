@@ -111,5 +111,3 @@ export interface PsaPort {
 export interface CallBudget {
   take: (calls?: number) => Promise<void>
 }
-
-export interface Clock { now: () => Date }

@@ -4,6 +4,7 @@ import { AppError } from '../errors.js'
 import { activeConsents, enrolledCustomers, getTenantRule } from '../db/autopay.js'
 import { enqueue } from '../db/jobs.js'
 import { listPaymentMethods } from '../db/payments.js'
+import { isoDate, openBalance } from '../db/invoices.js'
 import { decideAutopay, effectiveRule, type AutopayDecision, type StoredMethod } from '../domain/autopay.js'
 
 export interface AutopayRunSummary {
@@ -39,13 +40,12 @@ export async function runAutopay (db: Knex, tenantId: string, today: string): Pr
       id: string, kind: string, agreement_name: string | null, issued_on: string | Date, due_on: string | Date | null, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
     }>
     for (const invoice of invoices) {
-      const day = (d: string | Date | null): string | null => d === null ? null : typeof d === 'string' ? d.slice(0, 10) : `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`
       const decision: AutopayDecision = decideAutopay(rule, {
         kind: invoice.kind,
         agreementName: invoice.agreement_name,
-        open: Number(invoice.ledger_billed) - Number(invoice.paid_via_settle) - Number(invoice.ledger_paid_elsewhere),
-        issuedOn: day(invoice.issued_on) ?? today,
-        dueOn: day(invoice.due_on)
+        open: openBalance(invoice),
+        issuedOn: isoDate(invoice.issued_on) ?? today,
+        dueOn: isoDate(invoice.due_on)
       }, methods, today)
       if (decision.action === 'charge') {
         const [job] = await enqueue(db, tenantId, [{

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex'
 import { enqueue } from '../db/jobs.js'
 import { postEntry } from '../db/ledger.js'
+import { openBalance } from '../db/invoices.js'
 import { getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { pgError } from '../db/knex.js'
 import { requireTenantId } from '../db/tenants.js'
@@ -44,8 +45,6 @@ interface InvoiceForCharge {
   total: number, voided: boolean, status: InvoiceStatus, ledger_billed: number, ledger_paid_elsewhere: number, paid_via_settle: number
 }
 
-/** What Settle can still collect on an invoice: billed less everything already paid, in Settle or elsewhere. */
-const openOf = (i: InvoiceForCharge): number => Number(i.ledger_billed) - Number(i.paid_via_settle) - Number(i.ledger_paid_elsewhere)
 
 export const idempotencyKeyFor = (attemptId: string): string => `settle_attempt_${attemptId}`
 
@@ -62,7 +61,7 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
       .whereIn('status', ['created', 'processing', 'unknown']).first() as AttemptRow | undefined
     if (inFlight !== undefined) return { alreadyProcessing: toAttempt(inFlight) }
     if (invoice.voided) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} is voided.`)
-    const open = openOf(invoice)
+    const open = openBalance(invoice)
     if (open <= 0) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} has nothing open to charge.`)
     const amount = request.amount ?? open
     if (!Number.isSafeInteger(amount) || amount <= 0) throw new AppError('INVALID_AMOUNT', 'The amount must be a positive number of cents.')
@@ -159,7 +158,7 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
     const attempt = await update({ status: 'succeeded', processor_intent_ref: outcome.intentId, settled_at: trx.fn.now() })
     const invoice = await trx('invoices').where({ tenant_id: tenantId, id: current.invoiceId }).forUpdate().first() as InvoiceForCharge
     const paidViaSettle = Number(invoice.paid_via_settle) + attempt.amount.amount
-    const open = Number(invoice.ledger_billed) - paidViaSettle - Number(invoice.ledger_paid_elsewhere)
+    const open = openBalance({ ...invoice, paid_via_settle: paidViaSettle })
     await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({
       paid_via_settle: paidViaSettle,
       status: invoiceStatus(open, Number(invoice.ledger_billed), invoice.voided, invoice.status),

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex'
+import { openBalance } from '../db/invoices.js'
 import { postEntry } from '../db/ledger.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
@@ -37,7 +38,7 @@ export async function recordDispute (db: Knex, tenantId: string, dispute: Disput
       await trx('payment_attempts').where({ tenant_id: tenantId, id: attempt.id }).update({ status: 'disputed', updated_at: trx.fn.now() })
       await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({ status: 'disputed', updated_at: trx.fn.now() })
     }
-    const open = (paidViaSettle: number): number => Number(invoice.ledger_billed) - paidViaSettle - Number(invoice.ledger_paid_elsewhere)
+    const open = (paidViaSettle: number): number => openBalance({ ...invoice, paid_via_settle: paidViaSettle })
     if (dispute.status === 'won') {
       const won = await postEntry(trx, tenantId, {
         idempotencyKey: `dispute:${dispute.id}:won`, kind: 'dispute.won', effectiveAt: dispute.reinstatedAt ?? dispute.createdAt, memo: `Invoice ${invoice.number}: dispute won, funds reinstated`, source,

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex'
+import { openBalance } from '../db/invoices.js'
 import { postEntry } from '../db/ledger.js'
 import { requireTenantId } from '../db/tenants.js'
 import { AppError } from '../errors.js'
@@ -64,7 +65,7 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
     }
     const money = { amount: started.amount, currency: started.currency }
     const paidViaSettle = Number(invoice.paid_via_settle) - started.amount
-    const open = Number(invoice.ledger_billed) - paidViaSettle - Number(invoice.ledger_paid_elsewhere)
+    const open = openBalance({ ...invoice, paid_via_settle: paidViaSettle })
     const method = await trx('payment_methods').where({ tenant_id: request.tenantId, id: attempt.payment_method_id }).first('type') as { type: string }
     await trx('invoices').where({ tenant_id: request.tenantId, id: invoice.id }).update({
       paid_via_settle: paidViaSettle, status: invoiceStatus(open, Number(invoice.ledger_billed), invoice.voided, null), updated_at: trx.fn.now()

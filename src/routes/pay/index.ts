@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { getPaymentMethod, listPaymentMethods, listAttempts } from '../../db/payments.js'
 import { getTenant } from '../../db/tenants.js'
+import { openBalance } from '../../db/invoices.js'
 import { AppError, toAppError } from '../../errors.js'
 import { formatMoney } from '../../domain/money.js'
 import { classifyFailure } from '../../domain/retry-policy.js'
@@ -24,7 +25,7 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
       .where({ 'i.tenant_id': link.tenantId, 'i.id': link.invoiceId }).first('i.*', 'c.name') as InvoiceRow | undefined
     if (invoice === undefined) throw new AppError('PAY_LINK_INVALID', 'This payment link is not valid. Ask your IT provider for a new one.')
     const tenant = await getTenant(app.db, link.tenantId)
-    return { tenantName: tenant.name, tenantId: tenant.id, invoice, open: Number(invoice.ledger_billed) - Number(invoice.paid_via_settle) - Number(invoice.ledger_paid_elsewhere) }
+    return { tenantName: tenant.name, tenantId: tenant.id, invoice, open: openBalance(invoice) }
   }
 
   const render = async (reply: FastifyReply, token: string, notice: { kind: 'ok' | 'wait' | 'bad', text: string } | null): Promise<FastifyReply> => {
