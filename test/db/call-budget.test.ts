@@ -25,9 +25,11 @@ t.test('the shared PSA call budget', async t => {
 
   await t.test('a caller waits for the refill when it may', async t => {
     const slept: number[] = []
-    const budget = dbCallBudget(db, { tenantId: tenant.id, system: 'connectwise', perHour: 3_600_000, maxWaitMs: 10_000, sleep: async ms => { slept.push(ms); await new Promise(resolve => setTimeout(resolve, ms)) } })
-    await budget.take(3_600_000) // drain: refills at 1 call per ms
+    // 10 calls a second: after draining, 5 more need about 500 ms, far more than
+    // can pass between two statements, so the wait is certain even on a busy machine.
+    const budget = dbCallBudget(db, { tenantId: tenant.id, system: 'connectwise', perHour: 36_000, maxWaitMs: 10_000, sleep: async ms => { slept.push(ms); await new Promise(resolve => setTimeout(resolve, ms)) } })
+    await budget.take(36_000) // drain
     await budget.take(5)
-    t.ok(slept.length >= 1 && slept.every(ms => ms > 0 && ms <= 10), `waited briefly for the refill (${slept.join(', ')} ms)`)
+    t.ok(slept.length >= 1 && slept.every(ms => ms > 0 && ms <= 500), `waited briefly for the refill (${slept.join(', ')} ms)`)
   })
 })
