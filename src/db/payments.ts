@@ -88,6 +88,9 @@ export interface PaymentAttempt {
   failure: { code: string | null, declineCode: string | null, adviceCode: string | null, class: FailureClass | null, message: string | null }
   retryOf: string | null
   retryNumber: number
+  /** Charged on top of `amount` (card surcharge); never applied to the invoice. */
+  surcharge: Money
+  installmentPartId: string | null
   createdAt: Date
   updatedAt: Date
 }
@@ -96,7 +99,7 @@ export interface AttemptRow {
   id: string, tenant_id: string, invoice_id: string, customer_id: string, payment_method_id: string, amount: number, currency: string,
   status: AttemptStatus, trigger: string, actor: string, processor_intent_ref: string | null, failure_code: string | null, decline_code: string | null,
   advice_code: string | null, failure_class: FailureClass | null, failure_message: string | null, retry_of: string | null, retry_number: number,
-  created_at: Date, updated_at: Date
+  surcharge_amount: number | string, installment_part_id: string | null, created_at: Date, updated_at: Date
 }
 
 export const toAttempt = (r: AttemptRow): PaymentAttempt => ({
@@ -113,6 +116,8 @@ export const toAttempt = (r: AttemptRow): PaymentAttempt => ({
   failure: { code: r.failure_code, declineCode: r.decline_code, adviceCode: r.advice_code, class: r.failure_class, message: r.failure_message },
   retryOf: r.retry_of,
   retryNumber: r.retry_number,
+  surcharge: { amount: Number(r.surcharge_amount ?? 0), currency: asCurrency(r.currency) },
+  installmentPartId: r.installment_part_id ?? null,
   createdAt: r.created_at,
   updatedAt: r.updated_at
 })

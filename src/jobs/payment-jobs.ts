@@ -107,7 +107,8 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
         actor: 'retry',
         trigger: 'retry',
         retryOf: firstAttemptId,
-        retryNumber: failed.retryNumber + 1
+        retryNumber: failed.retryNumber + 1,
+        ...(failed.installmentPartId === null ? {} : { installmentPartId: failed.installmentPartId })
       })
       log.info({ attempt: result.attempt.id, outcome: result.outcome }, 'payment retry ran')
     }

@@ -20,7 +20,7 @@ import type { ChargeInput, ChargeOutcome, PaymentsPort } from '../ports/payments
  * schedulers cannot charge twice. An outcome we cannot know is recorded as
  * `unknown` and resolved later by asking the processor, never assumed.
  */
-export type ChargeTrigger = 'charge_card' | 'autopay' | 'retry' | 'checkout'
+export type ChargeTrigger = 'charge_card' | 'autopay' | 'retry' | 'checkout' | 'installment'
 
 export interface ChargeRequest {
   tenantId: string
@@ -33,6 +33,8 @@ export interface ChargeRequest {
   trigger: ChargeTrigger
   retryOf?: string
   retryNumber?: number
+  /** The installment part this charge collects; carried over to its retries. */
+  installmentPartId?: string
 }
 
 export type ChargeResult =
@@ -81,7 +83,8 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
         trigger: request.trigger,
         actor: request.actor,
         retry_of: request.retryOf ?? null,
-        retry_number: request.retryNumber ?? 0
+        retry_number: request.retryNumber ?? 0,
+        installment_part_id: request.installmentPartId ?? null
       }).returning('*') as AttemptRow[]
       return { attempt: toAttempt(row as AttemptRow), method, invoice }
     } catch (error) {
