@@ -9,6 +9,8 @@ import { runTenantCommand } from './cli/commands.js'
 const USAGE = `Usage: settle <command> [options]
 
   tenants:create --slug SLUG --name NAME [--currency USD]
+  tenants:surcharge --tenant SLUG [--rate PERCENT] [--block CT,MA]
+                     (credit card surcharge, at most 3; --rate 0 turns it off; --block '' clears the states)
   connect connectwise --tenant SLUG --site URL --company-id ID --public-key KEY --client-id GUID
                      (private key from SETTLE_CW_PRIVATE_KEY; registers the invoice callback at PUBLIC_URL)
   connect autotask --tenant SLUG --api-user USER --integration-code CODE
@@ -34,16 +36,17 @@ async function main (argv: string[]): Promise<number> {
     process.stdout.write(Keyring.generateEntry() + '\n')
     return 0
   }
-  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal', 'tenants:create', 'connect', 'sync', 'sync:status'].includes(command)) {
+  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal', 'tenants:create', 'tenants:surcharge', 'connect', 'sync', 'sync:status'].includes(command)) {
     process.stderr.write(USAGE)
     return command === undefined || command === '--help' ? 0 : 64
   }
   loadDotEnv()
   const config = loadConfig()
-  const target = databaseTarget(config)
+  // The CLI manages real data: never the demo server's in-memory database.
+  const target = databaseTarget({ ...config, demo: false })
   const db = createDb(target)
   try {
-    if (['tenants:create', 'connect', 'sync', 'sync:status'].includes(command)) {
+    if (['tenants:create', 'tenants:surcharge', 'connect', 'sync', 'sync:status'].includes(command)) {
       const keyring = config.encryptionKeys !== null ? new Keyring(config.encryptionKeys) : Keyring.loadOrCreateLocal(config.dataDir)
       return await runTenantCommand(command, argv.slice(1), { db, keyring, publicUrl: config.publicUrl })
     }

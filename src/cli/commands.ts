@@ -1,10 +1,11 @@
 import type { Knex } from 'knex'
 import { parseArgs } from 'node:util'
 import { createConnectWisePsa } from '../adapters/connectwise/psa.js'
-import { createTenant, findTenantBySlug, type Tenant } from '../db/tenants.js'
+import { createTenant, findTenantBySlug, getTenantSurcharge, setTenantSurcharge, type Tenant } from '../db/tenants.js'
 import { getSyncState, listPsaConnections, listSyncRuns } from '../db/psa.js'
 import { AppError } from '../errors.js'
 import { asCurrency } from '../domain/money.js'
+import { formatRate, parseRatePercent } from '../domain/surcharge.js'
 import type { PsaSystem } from '../ports/psa.js'
 import type { Keyring } from '../security/keyring.js'
 import { connectAutotask, connectConnectWise, createPsaFactory } from '../services/psa-connections.js'
@@ -44,7 +45,8 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       tenant: { type: 'string' }, slug: { type: 'string' }, name: { type: 'string' }, currency: { type: 'string' },
       system: { type: 'string' }, full: { type: 'boolean' }, 'recheck-open': { type: 'boolean' },
       site: { type: 'string' }, 'company-id': { type: 'string' }, 'public-key': { type: 'string' }, 'client-id': { type: 'string' },
-      'api-user': { type: 'string' }, 'integration-code': { type: 'string' }
+      'api-user': { type: 'string' }, 'integration-code': { type: 'string' },
+      rate: { type: 'string' }, block: { type: 'string' }
     },
     strict: true
   })
@@ -56,6 +58,22 @@ export async function runTenantCommand (command: string, args: string[], deps: D
   }
 
   const tenant = await tenantOf(db, values)
+  if (command === 'tenants:surcharge') {
+    // Either option left out keeps what is set; neither just shows it.
+    const current = await getTenantSurcharge(db, tenant.id)
+    let rateBp = current.rateBp
+    if (typeof values.rate === 'string') {
+      const parsed = parseRatePercent(values.rate)
+      if (parsed === null) throw new AppError('VALIDATION_FAILED', `--rate takes a percentage such as 2.5 (at most 3), or 0 to turn the surcharge off; got "${values.rate}".`)
+      rateBp = parsed
+    }
+    const blockedStates = typeof values.block === 'string' ? values.block.split(',').map(s => s.trim()).filter(s => s !== '') : current.blockedStates
+    const settings = values.rate === undefined && values.block === undefined ? current : await setTenantSurcharge(db, tenant.id, { rateBp, blockedStates })
+    out(settings.rateBp === 0
+      ? `Card surcharge for ${tenant.slug}: off.`
+      : `Card surcharge for ${tenant.slug}: ${formatRate(settings.rateBp)}% on credit cards${settings.blockedStates.length > 0 ? `; none for clients billed in ${settings.blockedStates.join(', ')} or whose state is unknown` : ''}.`)
+    return 0
+  }
   if (command === 'connect') {
     if (sub === 'connectwise') {
       const creds = {

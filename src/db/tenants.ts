@@ -2,6 +2,7 @@ import type { Db } from './knex.js'
 import { pgError } from './knex.js'
 import { AppError } from '../errors.js'
 import { asCurrency, type Currency } from '../domain/money.js'
+import { checkSurchargeSettings, type SurchargeSettings } from '../domain/surcharge.js'
 
 export interface Tenant {
   id: string
@@ -69,4 +70,23 @@ export async function getTenant (db: Db, tenantId: string): Promise<Tenant> {
 export async function findTenantBySlug (db: Db, slug: string): Promise<Tenant | null> {
   const row = await db<TenantRow>('tenants').where({ slug }).first()
   return row === undefined ? null : toTenant(row)
+}
+
+/** The tenant's card surcharge settings (a rate of 0 is off). */
+export async function getTenantSurcharge (db: Db, tenantId: string): Promise<SurchargeSettings> {
+  const row = await db('tenants').where({ id: requireTenantId(tenantId) }).first('surcharge_rate_bp', 'surcharge_blocked_states') as
+    { surcharge_rate_bp: number, surcharge_blocked_states: string[] | null } | undefined
+  if (row === undefined) throw new AppError('TENANT_NOT_FOUND', `No tenant ${tenantId}.`)
+  return { rateBp: Number(row.surcharge_rate_bp), blockedStates: row.surcharge_blocked_states ?? [] }
+}
+
+/** Sets the card surcharge; bad input is refused whole, before anything is written. */
+export async function setTenantSurcharge (db: Db, tenantId: string, input: { rateBp: number, blockedStates: readonly string[] }): Promise<SurchargeSettings> {
+  requireTenantId(tenantId)
+  const checked = checkSurchargeSettings(input)
+  if (!checked.ok) throw new AppError('VALIDATION_FAILED', checked.problem)
+  const updated = await db('tenants').where({ id: tenantId })
+    .update({ surcharge_rate_bp: checked.settings.rateBp, surcharge_blocked_states: [...checked.settings.blockedStates] })
+  if (updated === 0) throw new AppError('TENANT_NOT_FOUND', `No tenant ${tenantId}.`)
+  return checked.settings
 }

@@ -143,9 +143,10 @@ export function isZero (m: Money): boolean {
 
 /**
  * Multiplies by a rate given in basis points (1% = 100), rounding half away
- * from zero: processor fees, surcharges, late fees.
+ * from zero (processor fees, late fees) or toward zero where the rate is a
+ * legal ceiling that a rounded-up cent would break (card surcharges).
  */
-export function percentOf (m: Money, basisPoints: number): Money {
+export function percentOf (m: Money, basisPoints: number, rounding: 'half-away-from-zero' | 'toward-zero' = 'half-away-from-zero'): Money {
   if (!Number.isSafeInteger(basisPoints)) {
     throw new DomainError('INVALID_AMOUNT', `Rate must be whole basis points; got ${String(basisPoints)}.`)
   }
@@ -153,7 +154,7 @@ export function percentOf (m: Money, basisPoints: number): Money {
   const quotient = product / 10000n
   const remainder = product % 10000n
   const abs = remainder < 0n ? -remainder : remainder
-  const rounded = abs * 2n >= 10000n ? quotient + (product < 0n ? -1n : 1n) : quotient
+  const rounded = rounding === 'half-away-from-zero' && abs * 2n >= 10000n ? quotient + (product < 0n ? -1n : 1n) : quotient
   return money(Number(rounded), m.currency)
 }
 

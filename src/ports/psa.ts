@@ -12,6 +12,8 @@ export interface PsaCompany {
   name: string
   /** ConnectWise's short identifier ("AcmeDental"); null where the PSA has none. */
   identifier: string | null
+  /** The billing address's state or province as the PSA wrote it (free text); null or absent when it has none. */
+  state?: string | null
   raw: unknown
 }
 
@@ -22,6 +24,11 @@ export interface PsaInvoice {
   number: string
   companyExternalId: string
   companyName: string | null
+  /**
+   * The bill-to state as the PSA wrote it, when the invoice (ConnectWise's
+   * billing site) or data the adapter already holds says; absent otherwise.
+   */
+  billingState?: string | null
   kind: PsaInvoiceKind
   currency: Currency
   /** YYYY-MM-DD */

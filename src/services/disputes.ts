@@ -3,6 +3,8 @@ import { openBalance } from '../db/invoices.js'
 import { postEntry } from '../db/ledger.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
+import { zero } from '../domain/money.js'
+import { splitReturned } from '../domain/surcharge.js'
 import type { DisputeState } from '../ports/payments.js'
 
 /**
@@ -12,12 +14,14 @@ import type { DisputeState } from '../ports/payments.js'
  * and the invoice shows "disputed". Won: it comes back, the invoice is paid
  * again. Lost: the client owes it again, the invoice reopens, and the PSA is
  * told (the outbox un-pays it there), or the next sync would book the PSA's
- * stale payment as money received.
+ * stale payment as money received. A card surcharge in the disputed money
+ * is income given back, not owed on the invoice: lost money is split pro
+ * rata and only the invoice's share reopens it.
  */
 export async function recordDispute (db: Knex, tenantId: string, dispute: DisputeState): Promise<'not_ours' | 'recorded'> {
   return await db.transaction(async trx => {
     const attempt = await trx('payment_attempts').where({ tenant_id: tenantId, processor_intent_ref: dispute.intentId }).forUpdate().first() as
-      { id: string, invoice_id: string, status: string } | undefined
+      { id: string, invoice_id: string, status: string, amount: number | string, surcharge_amount: number | string } | undefined
     if (attempt === undefined) return 'not_ours'
     const invoice = await trx('invoices').where({ tenant_id: tenantId, id: attempt.invoice_id }).forUpdate().first() as {
       id: string, customer_id: string, number: string, psa_system: string, psa_invoice_id: string, voided: boolean,
@@ -49,14 +53,21 @@ export async function recordDispute (db: Knex, tenantId: string, dispute: Disput
         await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({ status: invoiceStatus(open(Number(invoice.paid_via_settle)), Number(invoice.ledger_billed), invoice.voided, null), updated_at: trx.fn.now() })
       }
     } else if (dispute.status === 'lost') {
+      const charged = { amount: { amount: Number(attempt.amount), currency: amount.currency }, surcharge: { amount: Number(attempt.surcharge_amount), currency: amount.currency } }
+      const share = splitReturned(charged, zero(amount.currency), amount)
+      const lostPostings: PostingInput[] = [
+        { account: Accounts.receivable(invoice.customer_id), amount: share.invoice },
+        { account: Accounts.surchargeIncome(), amount: share.surcharge },
+        { account: Accounts.disputes(), amount: minus }
+      ]
       const lost = await postEntry(trx, tenantId, {
         idempotencyKey: `dispute:${dispute.id}:lost`, kind: 'dispute.lost', effectiveAt: dispute.createdAt, memo: `Invoice ${invoice.number}: dispute lost, the client owes it again`, source,
-        postings: [{ account: Accounts.receivable(invoice.customer_id), amount }, { account: Accounts.disputes(), amount: minus }]
+        postings: lostPostings.filter(p => p.amount.amount !== 0)
       }, {
         effects: [{ queue: 'psa.restate-payment', dedupeKey: `restate:${attempt.id}:dispute:${dispute.id}`, payload: { system: invoice.psa_system, invoiceExternalId: invoice.psa_invoice_id, attemptId: attempt.id, remainder: 0 } }]
       })
       if (lost.created) {
-        const paidViaSettle = Number(invoice.paid_via_settle) - amount.amount
+        const paidViaSettle = Number(invoice.paid_via_settle) - share.invoice.amount
         await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({
           paid_via_settle: paidViaSettle,
           status: invoiceStatus(open(paidViaSettle), Number(invoice.ledger_billed), invoice.voided, null),

@@ -4,8 +4,9 @@ import { postEntry } from '../db/ledger.js'
 import { requireTenantId } from '../db/tenants.js'
 import { AppError } from '../errors.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
-import { Accounts } from '../domain/ledger.js'
-import { asCurrency, toDecimalString } from '../domain/money.js'
+import { Accounts, type PostingInput } from '../domain/ledger.js'
+import { add, asCurrency, toDecimalString, zero } from '../domain/money.js'
+import { splitReturned } from '../domain/surcharge.js'
 import type { PaymentsPort, RefundOutcome } from '../ports/payments.js'
 
 export interface RefundRequest {
@@ -25,18 +26,20 @@ export interface RefundRequest {
  * checking). Once Stripe accepts it, the money leaves the processor account
  * and the client owes it again on the invoice, which reopens; the PSA is
  * re-stated in the same transaction's outbox (the pushed payment taken out,
- * what remains pushed again).
+ * what remains pushed again). A card surcharge is refundable with the rest:
+ * each refund is split between the invoice and the surcharge pro rata, and
+ * only the invoice's share reopens the invoice.
  */
 export async function refundPayment (db: Knex, payments: PaymentsPort, request: RefundRequest): Promise<{ outcome: RefundOutcome['status'], refundId: string }> {
   requireTenantId(request.tenantId)
   if (request.reason.trim() === '') throw new AppError('VALIDATION_FAILED', 'Say why the money is going back; it is kept with the refund.')
   const started = await db.transaction(async trx => {
     const attempt = await trx('payment_attempts').where({ tenant_id: request.tenantId, id: request.attemptId }).forUpdate().first() as
-      { id: string, status: string, amount: number, currency: string, processor_intent_ref: string | null } | undefined
+      { id: string, status: string, amount: number, surcharge_amount: number | string, currency: string, processor_intent_ref: string | null } | undefined
     if (attempt === undefined) throw new AppError('ATTEMPT_NOT_FOUND', `No payment ${request.attemptId} for this tenant.`)
     if (attempt.status !== 'succeeded' || attempt.processor_intent_ref === null) throw new AppError('REFUND_NOT_ALLOWED', `Only a completed payment can be refunded; this one is ${attempt.status}.`)
     const [given] = await trx('payment_refunds').where({ tenant_id: request.tenantId, attempt_id: attempt.id }).whereNot({ status: 'failed' }).sum({ total: 'amount' }) as Array<{ total: number | string | null }>
-    const remaining = Number(attempt.amount) - Number(given?.total ?? 0)
+    const remaining = Number(attempt.amount) + Number(attempt.surcharge_amount) - Number(given?.total ?? 0)
     const amount = request.amount ?? remaining
     if (!Number.isSafeInteger(amount) || amount <= 0) throw new AppError('INVALID_AMOUNT', 'The refund must be a positive number of cents.')
     if (amount > remaining) {
@@ -59,12 +62,25 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
       return
     }
     await trx('payment_refunds').where({ tenant_id: request.tenantId, id: started.refundId }).update({ status: 'succeeded', processor_refund_ref: outcome.refundId })
-    const attempt = await trx('payment_attempts').where({ tenant_id: request.tenantId, id: request.attemptId }).forUpdate().first() as { invoice_id: string, customer_id: string, payment_method_id: string }
+    const attempt = await trx('payment_attempts').where({ tenant_id: request.tenantId, id: request.attemptId }).forUpdate().first() as
+      { invoice_id: string, customer_id: string, payment_method_id: string, amount: number | string, surcharge_amount: number | string }
     const invoice = await trx('invoices').where({ tenant_id: request.tenantId, id: attempt.invoice_id }).forUpdate().first() as {
       id: string, number: string, psa_system: string, psa_invoice_id: string, voided: boolean, status: InvoiceStatus, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
     }
     const money = { amount: started.amount, currency: started.currency }
-    const paidViaSettle = Number(invoice.paid_via_settle) - started.amount
+    // Split on the running total of refunds booked so far, so the parts end exactly at the amount and the surcharge.
+    const [booked] = await trx('payment_refunds').where({ tenant_id: request.tenantId, attempt_id: request.attemptId, status: 'succeeded' })
+      .whereNot({ id: started.refundId }).sum({ total: 'amount' }) as Array<{ total: number | string | null }>
+    const before = { amount: Number(booked?.total ?? 0), currency: started.currency }
+    const charged = { amount: { amount: Number(attempt.amount), currency: started.currency }, surcharge: { amount: Number(attempt.surcharge_amount), currency: started.currency } }
+    const share = splitReturned(charged, before, money)
+    const stillPushed = charged.amount.amount - splitReturned(charged, zero(started.currency), add(before, money)).invoice.amount
+    const paidViaSettle = Number(invoice.paid_via_settle) - share.invoice.amount
+    const postings: PostingInput[] = [
+      { account: Accounts.receivable(attempt.customer_id), amount: share.invoice },
+      { account: Accounts.surchargeIncome(), amount: share.surcharge },
+      { account: Accounts.processorPending('stripe'), amount: { amount: -money.amount, currency: money.currency } }
+    ]
     const open = openBalance({ ...invoice, paid_via_settle: paidViaSettle })
     const method = await trx('payment_methods').where({ tenant_id: request.tenantId, id: attempt.payment_method_id }).first('type') as { type: string }
     await trx('invoices').where({ tenant_id: request.tenantId, id: invoice.id }).update({
@@ -76,10 +92,7 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
       kind: 'payment.refunded',
       effectiveAt: new Date(),
       memo: `Refund on invoice ${invoice.number}: ${request.reason}`,
-      postings: [
-        { account: Accounts.receivable(attempt.customer_id), amount: money },
-        { account: Accounts.processorPending('stripe'), amount: { amount: -money.amount, currency: money.currency } }
-      ],
+      postings: postings.filter(p => p.amount.amount !== 0),
       source: { processor: 'stripe', refund: outcome.refundId, attempt: request.attemptId, actor: request.actor }
     }, {
       effects: [{
@@ -89,7 +102,7 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
           system: invoice.psa_system,
           invoiceExternalId: invoice.psa_invoice_id,
           attemptId: request.attemptId,
-          remainder: started.remainingAfter,
+          remainder: stillPushed,
           restatedReference: `${request.attemptId}:after-refund:${started.refundId}`,
           currency: started.currency,
           paidOn: new Date().toISOString().slice(0, 10),

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex'
 import { randomUUID } from 'node:crypto'
-import { upsertCustomer } from '../db/customers.js'
+import { updateBillingStates, upsertCustomer } from '../db/customers.js'
 import { invoicesByPsaIds, replaceInvoiceLines, upsertInvoices, type Invoice, type InvoiceUpsert } from '../db/invoices.js'
 import { postEntries } from '../db/ledger.js'
 import {
@@ -8,6 +8,7 @@ import {
 } from '../db/psa.js'
 import { AppError } from '../errors.js'
 import { planInvoiceSync } from '../domain/invoice-sync.js'
+import { usStateCode } from '../domain/surcharge.js'
 import type { PsaInvoice, PsaPort } from '../ports/psa.js'
 
 export interface SyncProgress extends SyncRunCounts {
@@ -125,24 +126,45 @@ async function knownCustomers (db: Knex, tenantId: string, system: string): Prom
   return new Map(rows.map(r => [r.psa_company_id, r.id]))
 }
 
-/** Creates customers for companies seen for the first time; names come from the invoice or, failing that, the company list. */
+/**
+ * Creates customers for companies seen for the first time; names come from
+ * the invoice or, failing that, the company list. Billing states (the card
+ * surcharge needs them) come from the same data, the invoice's bill-to or a
+ * company list read anyway, never from an extra call.
+ */
 async function ensureCustomers (db: Knex, tenantId: string, psa: PsaPort, page: readonly PsaInvoice[], customers: Map<string, string>): Promise<void> {
+  // Pages run oldest change first, so a company's latest invoice in the page has the last word.
+  const states = new Map<string, string>()
+  for (const invoice of page) if (typeof invoice.billingState === 'string') states.set(invoice.companyExternalId, invoice.billingState)
   const missing = page.filter(i => !customers.has(i.companyExternalId))
-  if (missing.length === 0) return
   const names = new Map(missing.filter(i => i.companyName !== null).map(i => [i.companyExternalId, i.companyName as string]))
   if (missing.some(i => !names.has(i.companyExternalId))) {
-    for await (const companies of psa.listCompanies()) for (const c of companies) names.set(c.externalId, c.name)
+    for await (const companies of psa.listCompanies()) {
+      for (const c of companies) {
+        names.set(c.externalId, c.name)
+        if (typeof c.state === 'string' && !states.has(c.externalId)) states.set(c.externalId, c.state)
+      }
+    }
   }
   for (const invoice of missing) {
     if (customers.has(invoice.companyExternalId)) continue
+    const state = states.get(invoice.companyExternalId)
     const customer = await upsertCustomer(db, tenantId, {
       name: names.get(invoice.companyExternalId) ?? `${psa.system} company ${invoice.companyExternalId}`,
       currency: invoice.currency,
       psaSystem: psa.system,
-      psaCompanyId: invoice.companyExternalId
+      psaCompanyId: invoice.companyExternalId,
+      ...(state === undefined ? {} : { billingState: usStateCode(state) })
     })
     customers.set(invoice.companyExternalId, customer.id)
   }
+  // Known clients move too; only what changed is written.
+  const known = new Map<string, string | null>()
+  for (const [companyId, state] of states) {
+    const customerId = customers.get(companyId)
+    if (customerId !== undefined) known.set(customerId, usStateCode(state))
+  }
+  await updateBillingStates(db, tenantId, known)
 }
 
 const dateOnly = (day: string): Date => new Date(`${day}T12:00:00Z`)

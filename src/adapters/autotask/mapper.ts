@@ -69,15 +69,20 @@ export const BILLING_ITEM_TYPES: Readonly<Record<number, PsaLineKind>> = {
   8: 'time' // Labour adjustment
 }
 
+const nonBlank = (value: unknown): string | null => typeof value === 'string' && value.trim() !== '' ? value.trim() : null
+
+/** State: the bill-to address's (`billToState`, read-only, follows the company's bill-to choice), else the company's own. */
 export function mapCompany (raw: AtCompany): PsaCompany {
   const number = typeof raw.companyNumber === 'string' && raw.companyNumber.trim() !== '' ? raw.companyNumber : null
-  return { externalId: String(raw.id), name: raw.companyName, identifier: number, raw }
+  return { externalId: String(raw.id), name: raw.companyName, identifier: number, state: nonBlank(raw.billToState) ?? nonBlank(raw.state), raw }
 }
 
 export interface InvoiceContext {
   /** Autotask invoices carry no currency: the tenant's billing currency. */
   currency: Currency
   companyName?: string | null
+  /** Autotask invoices carry no address: the company's state, when the adapter has already read the companies. */
+  billingState?: string | null
 }
 
 /**
@@ -97,6 +102,7 @@ export function mapInvoice (raw: AtInvoice, context: InvoiceContext): PsaInvoice
     number: raw.invoiceNumber !== null && raw.invoiceNumber !== undefined && raw.invoiceNumber !== '' ? raw.invoiceNumber : String(raw.id),
     companyExternalId: raw.companyID === null || raw.companyID === undefined ? '' : String(raw.companyID),
     companyName: context.companyName ?? null,
+    billingState: context.billingState ?? null,
     kind: total.amount < 0 ? 'credit_memo' : 'standard',
     currency: context.currency,
     issuedOn: dateOnly(raw.invoiceDateTime, 'invoiceDateTime'),

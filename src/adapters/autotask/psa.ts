@@ -35,11 +35,16 @@ export function createAutotaskPsa (options: AutotaskPsaOptions): AutotaskPsa {
   const client = options.client ?? createAutotaskClient(options)
   const currency: Currency = options.currency ?? 'USD'
   const now = options.now ?? (() => new Date())
-  // Filled by listCompanies so invoice pages can show names without a call per company.
+  // Filled by listCompanies so invoice pages can show names (and billing states) without a call per company.
   const companyNames = new Map<number, string>()
+  const companyStates = new Map<number, string | null>()
 
   const toInvoice = (raw: AtInvoice): PsaInvoice =>
-    mapInvoice(raw, { currency, companyName: raw.companyID === null ? null : companyNames.get(raw.companyID) ?? null })
+    mapInvoice(raw, {
+      currency,
+      companyName: raw.companyID === null ? null : companyNames.get(raw.companyID) ?? null,
+      billingState: raw.companyID === null ? null : companyStates.get(raw.companyID) ?? null
+    })
 
   async function * invoicePages (filter: AutotaskFilter): AsyncGenerator<PsaInvoice[]> {
     for await (const page of client.query<AtInvoice>('Invoices', { filter, maxRecords: MAX_RECORDS })) {
@@ -60,8 +65,10 @@ export function createAutotaskPsa (options: AutotaskPsaOptions): AutotaskPsa {
 
     async * listCompanies (): AsyncGenerator<PsaCompany[]> {
       for await (const page of client.query<AtCompany>('Companies', { filter: f.all() })) {
+        const companies = page.map(mapCompany)
         for (const c of page) companyNames.set(c.id, c.companyName)
-        yield page.map(mapCompany)
+        for (const c of companies) companyStates.set(Number(c.externalId), c.state ?? null)
+        yield companies
       }
     },
 

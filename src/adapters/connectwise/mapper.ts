@@ -4,13 +4,14 @@ import { UpstreamError } from '../http.js'
 
 /* Wire shapes: only the fields Settle reads (the contract has many more; `raw` keeps them all). */
 interface Ref { id?: number | null, identifier?: string, name?: string }
-export interface CwCompany { id: number, identifier?: string, name?: string, _info?: Record<string, string> }
+export interface CwCompany { id: number, identifier?: string, name?: string, state?: string, _info?: Record<string, string> }
 export interface CwInvoice {
   id: number
   invoiceNumber?: string
   type?: string | null
   status?: Ref & { isClosed?: boolean | null }
   company?: Ref
+  billingSiteState?: string
   date?: string
   dueDate?: string
   currency?: { currencyCode?: string }
@@ -80,12 +81,15 @@ function currencyOf (invoice: CwInvoice): Currency {
   return code
 }
 
+const nonBlank = (text: string | undefined): string | null => typeof text === 'string' && text.trim() !== '' ? text.trim() : null
+
 export function toPsaCompany (wire: CwCompany): PsaCompany {
   if (typeof wire?.id !== 'number') throw malformed('company without an id', wire)
   return {
     externalId: String(wire.id),
     name: wire.name ?? wire.identifier ?? String(wire.id),
     identifier: wire.identifier ?? null,
+    state: nonBlank(wire.state),
     raw: wire
   }
 }
@@ -136,6 +140,7 @@ export function toPsaInvoice (wire: CwInvoice, payments?: readonly CwInvoicePaym
     number: wire.invoiceNumber ?? String(wire.id),
     companyExternalId: String(companyId),
     companyName: wire.company?.name ?? null,
+    billingState: nonBlank(wire.billingSiteState),
     kind,
     currency,
     issuedOn: dateOnly(wire.date, 'date', wire),

@@ -276,6 +276,11 @@ export function createAutotaskStore (options: AutotaskStoreOptions = {}): Autota
     city: c.city,
     state: c.state,
     postalCode: String(10_000 + (c.id % 89_999)),
+    // Read-only bill-to address; the stand-in bills every company at its own address.
+    billingAddress1: `${100 + (c.id % 900)} Main St`,
+    billToCity: c.city,
+    billToState: c.state,
+    billToZipCode: String(10_000 + (c.id % 89_999)),
     countryID: 237,
     currencyID: null,
     ownerResourceID: 29682885,
