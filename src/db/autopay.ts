@@ -19,7 +19,7 @@ export async function setTenantRule (db: Db, tenantId: string, rule: AutopayRule
 export interface ConsentInput {
   customerId: string
   paymentMethodId: string | null
-  kind: 'ach_mandate' | 'autopay'
+  kind: 'ach_mandate' | 'autopay' | 'installments'
   /** The exact words the client saw, and their version. */
   text: string
   textVersion: string
@@ -61,11 +61,18 @@ export async function enrolAutopay (db: Db, tenantId: string, customerId: string
     .onConflict(db.raw('(tenant_id, customer_id)') as unknown as string).merge({ enrolled: true, rule: JSON.stringify(overrides), updated_at: db.fn.now() } as never)
 }
 
-/** The client (or someone for them) withdraws: auto-pay stops and every authorisation is marked revoked, kept for the record. */
-export async function revokeAutopay (db: Db, tenantId: string, customerId: string, revokedBy: string): Promise<void> {
+/**
+ * The client (or someone for them) withdraws: auto-pay stops and the
+ * authorisations are marked revoked, kept for the record. By default every
+ * authorisation; `kinds` narrows it (turning auto-pay off keeps the bank
+ * mandate for payments the client makes themselves).
+ */
+export async function revokeAutopay (db: Db, tenantId: string, customerId: string, revokedBy: string, { kinds }: { kinds?: ReadonlyArray<'ach_mandate' | 'autopay' | 'installments'> } = {}): Promise<void> {
   requireTenantId(tenantId)
   await db('autopay_rules').where({ tenant_id: tenantId, customer_id: customerId }).update({ enrolled: false, updated_at: db.fn.now() })
-  await db('payment_consents').where({ tenant_id: tenantId, customer_id: customerId }).whereNull('revoked_at').update({ revoked_at: db.fn.now(), revoked_by: revokedBy })
+  const consents = db('payment_consents').where({ tenant_id: tenantId, customer_id: customerId }).whereNull('revoked_at')
+  if (kinds !== undefined) void consents.whereIn('kind', kinds)
+  await consents.update({ revoked_at: db.fn.now(), revoked_by: revokedBy })
 }
 
 export async function enrolledCustomers (db: Db, tenantId: string): Promise<Array<{ customerId: string, overrides: Partial<AutopayRule> }>> {
@@ -73,8 +80,8 @@ export async function enrolledCustomers (db: Db, tenantId: string): Promise<Arra
   return rows.map(r => ({ customerId: r.customer_id, overrides: r.rule }))
 }
 
-export async function activeConsents (db: Db, tenantId: string, customerId: string): Promise<Array<{ id: string, kind: 'ach_mandate' | 'autopay', paymentMethodId: string | null, acceptedAt: Date }>> {
+export async function activeConsents (db: Db, tenantId: string, customerId: string): Promise<Array<{ id: string, kind: 'ach_mandate' | 'autopay' | 'installments', paymentMethodId: string | null, acceptedAt: Date }>> {
   const rows = await db('payment_consents').where({ tenant_id: requireTenantId(tenantId), customer_id: customerId }).whereNull('revoked_at')
-    .select('id', 'kind', 'payment_method_id', 'accepted_at') as Array<{ id: string, kind: 'ach_mandate' | 'autopay', payment_method_id: string | null, accepted_at: Date }>
+    .select('id', 'kind', 'payment_method_id', 'accepted_at') as Array<{ id: string, kind: 'ach_mandate' | 'autopay' | 'installments', payment_method_id: string | null, accepted_at: Date }>
   return rows.map(r => ({ id: r.id, kind: r.kind, paymentMethodId: r.payment_method_id, acceptedAt: r.accepted_at }))
 }

@@ -11,6 +11,7 @@ export type DomainErrorCode =
   | 'UNBALANCED_ENTRY'
   | 'INVALID_ENTRY'
   | 'INVALID_ACCOUNT'
+  | 'INVALID_DATE'
 
 export class DomainError extends Error {
   readonly code: string

@@ -39,7 +39,10 @@ export async function runAutopay (db: Knex, tenantId: string, today: string): Pr
       .whereIn('status', ['open', 'partially_paid']).orderBy([{ column: 'due_on', order: 'asc' }, { column: 'number', order: 'asc' }]) as Array<{
       id: string, kind: string, agreement_name: string | null, issued_on: string | Date, due_on: string | Date | null, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
     }>
+    // An invoice the client is paying in installments is collected by its plan, never by auto-pay as well.
+    const onPlans = new Set(await db('installment_plans').where({ tenant_id: tenantId, customer_id: customerId, status: 'active' }).pluck('invoice_id') as string[])
     for (const invoice of invoices) {
+      if (onPlans.has(invoice.id)) { summary.skipped.push({ invoiceId: invoice.id, reason: 'The client is paying this invoice in installments.' }); continue }
       const decision: AutopayDecision = decideAutopay(rule, {
         kind: invoice.kind,
         agreementName: invoice.agreement_name,

@@ -2,14 +2,16 @@ import type { Knex } from 'knex'
 import { enqueue } from '../db/jobs.js'
 import { postEntry } from '../db/ledger.js'
 import { openBalance } from '../db/invoices.js'
+import { applyPaymentToPlan, failPart } from '../db/installments.js'
 import { getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { pgError } from '../db/knex.js'
-import { requireTenantId } from '../db/tenants.js'
+import { getTenantSurcharge, isUuid, requireTenantId } from '../db/tenants.js'
 import { AppError } from '../errors.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
-import { asCurrency, type Money } from '../domain/money.js'
+import { add, asCurrency, formatMoney, negate, toDecimalString, type Money } from '../domain/money.js'
 import { classifyFailure, decideRetry, DEFAULT_RETRY_POLICY, type FailureVerdict, type RetryDecision, type RetryPolicy } from '../domain/retry-policy.js'
+import { surchargeFor, type SurchargeQuote } from '../domain/surcharge.js'
 import type { ChargeInput, ChargeOutcome, PaymentsPort } from '../ports/payments.js'
 
 /**
@@ -35,6 +37,12 @@ export interface ChargeRequest {
   retryNumber?: number
   /** The installment part this charge collects; carried over to its retries. */
   installmentPartId?: string
+  /**
+   * Cents of card surcharge the person was shown (`quoteCharge`); when the
+   * rule now says otherwise the charge is refused and nothing is written.
+   * Auto-pay and retries leave it out and pay what the rule says.
+   */
+  expectedSurcharge?: number
 }
 
 export type ChargeResult =
@@ -53,8 +61,57 @@ export const idempotencyKeyFor = (attemptId: string): string => `settle_attempt_
 /** The processor's ledger account name; Stripe is the only one Settle speaks to. */
 const PROCESSOR = 'stripe'
 
+/** What a charge comes to, shown before anyone confirms it. */
+export interface ChargeQuote {
+  /** Applied to the invoice. */
+  amount: Money
+  /** Charged on top; zero when the tenant, the method or the client's state rules it out. */
+  surcharge: Money
+  /** What the processor will take: amount + surcharge. */
+  total: Money
+  surchargeReason: string
+}
+
+/**
+ * The amount and surcharge of a charge on this invoice and method, checked
+ * the way a charge checks them. The quote screens show and the charge
+ * itself both come from here, so they cannot disagree.
+ */
+async function priceCharge (db: Knex, tenantId: string, invoice: InvoiceForCharge, input: { paymentMethodId: string, amount?: number }): Promise<{ amount: Money, method: PaymentMethod, quote: SurchargeQuote }> {
+  if (invoice.voided) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} is voided.`)
+  const open = openBalance(invoice)
+  if (open <= 0) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} has nothing open to charge.`)
+  const amount = input.amount ?? open
+  if (!Number.isSafeInteger(amount) || amount <= 0) throw new AppError('INVALID_AMOUNT', 'The amount must be a positive number of cents.')
+  if (amount > open) {
+    throw new AppError('AMOUNT_EXCEEDS_BALANCE', `${(amount / 100).toFixed(2)} is more than the ${(open / 100).toFixed(2)} open on invoice ${invoice.number}; charge at most the balance.`)
+  }
+  const method = await getPaymentMethod(db, tenantId, input.paymentMethodId)
+  if (method.customerId !== invoice.customer_id) throw new AppError('PAYMENT_METHOD_NOT_FOUND', 'That payment method belongs to another client.')
+  const settings = await getTenantSurcharge(db, tenantId)
+  const customer = await db('customers').where({ tenant_id: tenantId, id: invoice.customer_id }).first('billing_state') as { billing_state: string | null } | undefined
+  const charged: Money = { amount, currency: asCurrency(invoice.currency) }
+  const quote = surchargeFor({ ...settings, billingState: customer?.billing_state ?? null, method: { type: method.type, funding: method.funding }, amount: charged })
+  return { amount: charged, method, quote }
+}
+
+/**
+ * What Charge would take, for the screen where a person confirms it (the
+ * pay page, the technician's Charge card). Pass `surcharge.amount` back as
+ * `expectedSurcharge` so nobody is charged a surcharge they were not shown.
+ */
+export async function quoteCharge (db: Knex, tenantId: string, input: { invoiceId: string, paymentMethodId: string, amount?: number }): Promise<ChargeQuote> {
+  requireTenantId(tenantId)
+  const invoice = isUuid(input.invoiceId) ? await db('invoices').where({ tenant_id: tenantId, id: input.invoiceId }).first() as InvoiceForCharge | undefined : undefined
+  if (invoice === undefined) throw new AppError('INVOICE_NOT_FOUND', 'That invoice is not in Settle; sync the PSA and try again.')
+  const { amount, quote } = await priceCharge(db, tenantId, invoice, input)
+  return { amount, surcharge: quote.surcharge, total: add(amount, quote.surcharge), surchargeReason: quote.reason }
+}
+
 export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: ChargeRequest): Promise<ChargeResult> {
   requireTenantId(request.tenantId)
+  const expected = request.expectedSurcharge
+  if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < 0)) throw new AppError('INVALID_AMOUNT', 'The expected surcharge must be a whole number of cents, zero or more.')
   const started = await db.transaction(async trx => {
     // The invoice row lock serialises concurrent clicks; the unique in-flight index is the backstop.
     const invoice = await trx('invoices').where({ tenant_id: request.tenantId, id: request.invoiceId }).forUpdate().first() as InvoiceForCharge | undefined
@@ -62,23 +119,19 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
     const inFlight = await trx('payment_attempts').where({ tenant_id: request.tenantId, invoice_id: invoice.id })
       .whereIn('status', ['created', 'processing', 'unknown']).first() as AttemptRow | undefined
     if (inFlight !== undefined) return { alreadyProcessing: toAttempt(inFlight) }
-    if (invoice.voided) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} is voided.`)
-    const open = openBalance(invoice)
-    if (open <= 0) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} has nothing open to charge.`)
-    const amount = request.amount ?? open
-    if (!Number.isSafeInteger(amount) || amount <= 0) throw new AppError('INVALID_AMOUNT', 'The amount must be a positive number of cents.')
-    if (amount > open) {
-      throw new AppError('AMOUNT_EXCEEDS_BALANCE', `${(amount / 100).toFixed(2)} is more than the ${(open / 100).toFixed(2)} open on invoice ${invoice.number}; charge at most the balance.`)
+    const { amount, method, quote } = await priceCharge(trx, request.tenantId, invoice, request)
+    // The settings changed between the quote and the click: the person confirms the new total first.
+    if (expected !== undefined && expected !== quote.surcharge.amount) {
+      throw new AppError('QUOTE_CHANGED', `The card surcharge is now ${formatMoney(quote.surcharge)}, not the ${formatMoney({ amount: expected, currency: quote.surcharge.currency })} shown. ${quote.reason} Nothing was charged; show the new total and confirm again.`)
     }
-    const method = await getPaymentMethod(trx, request.tenantId, request.paymentMethodId)
-    if (method.customerId !== invoice.customer_id) throw new AppError('PAYMENT_METHOD_NOT_FOUND', 'That payment method belongs to another client.')
     try {
       const [row] = await trx('payment_attempts').insert({
         tenant_id: request.tenantId,
         invoice_id: invoice.id,
         customer_id: invoice.customer_id,
         payment_method_id: method.id,
-        amount,
+        amount: amount.amount,
+        surcharge_amount: quote.surcharge.amount,
         currency: invoice.currency,
         trigger: request.trigger,
         actor: request.actor,
@@ -116,6 +169,8 @@ export async function followUp (db: Knex, result: ChargeResult, methodType: 'car
     // Out of retries, or a decline retrying cannot fix: a person looks, and the client hears from us.
     if (!decision.retry) {
       await enqueue(db, result.attempt.tenantId, [{ queue: 'collection.give-up', payload: { attemptId: result.attempt.id, why: decision.why }, dedupeKey: `give-up:${result.attempt.id}` }])
+      // An installment that cannot be collected defaults its plan; the invoice stays open for that person.
+      if (result.attempt.installmentPartId !== null) await failPart(db, result.attempt.tenantId, result.attempt.installmentPartId, result.attempt.id)
     }
   }
 }
@@ -167,11 +222,14 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
       status: invoiceStatus(open, Number(invoice.ledger_billed), invoice.voided, invoice.status),
       updated_at: trx.fn.now()
     })
-    const gross: Money = attempt.amount
+    await applyPaymentToPlan(trx, tenantId, { invoiceId: invoice.id, partId: attempt.installmentPartId, attemptId: attempt.id, openAfter: open })
+    // The surcharge is collected with the payment but is income of its own, never applied to the invoice.
+    const gross: Money = add(attempt.amount, attempt.surcharge)
     const postings: PostingInput[] = [
       { account: Accounts.processorPending(PROCESSOR), amount: gross },
-      { account: Accounts.receivable(invoice.customer_id), amount: { amount: -gross.amount, currency: gross.currency } }
+      { account: Accounts.receivable(invoice.customer_id), amount: negate(attempt.amount) }
     ]
+    if (attempt.surcharge.amount > 0) postings.push({ account: Accounts.surchargeIncome(), amount: negate(attempt.surcharge) })
     const fee = outcome.fee
     if (fee !== null && fee.amount > 0) {
       postings.push(
@@ -193,8 +251,8 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
         payload: {
           system: invoice.psa_system,
           invoiceExternalId: invoice.psa_invoice_id,
-          amount: gross.amount,
-          currency: gross.currency,
+          amount: attempt.amount.amount,
+          currency: attempt.amount.currency,
           paidOn: new Date().toISOString().slice(0, 10),
           reference: attempt.id,
           method: method.type,
@@ -212,13 +270,23 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
  * parameters.
  */
 export function chargeInputFor (attempt: PaymentAttempt, method: Pick<PaymentMethod, 'processorCustomerRef' | 'processorMethodRef'>, invoiceNumber: string): ChargeInput {
+  // Surcharge wording only when there is one: an unsurcharged request stays exactly what it was before surcharges existed.
+  const surcharged = attempt.surcharge.amount > 0
   return {
     customerRef: method.processorCustomerRef,
     methodRef: method.processorMethodRef,
-    amount: attempt.amount,
+    amount: add(attempt.amount, attempt.surcharge),
     idempotencyKey: idempotencyKeyFor(attempt.id),
-    description: `Invoice ${invoiceNumber}`,
-    metadata: { settle_attempt_id: attempt.id, settle_invoice_id: attempt.invoiceId, settle_tenant_id: attempt.tenantId, invoice_number: invoiceNumber }
+    description: surcharged
+      ? `Invoice ${invoiceNumber}: ${formatMoney(attempt.amount)} + ${formatMoney(attempt.surcharge)} credit card surcharge`
+      : `Invoice ${invoiceNumber}`,
+    metadata: {
+      settle_attempt_id: attempt.id,
+      settle_invoice_id: attempt.invoiceId,
+      settle_tenant_id: attempt.tenantId,
+      invoice_number: invoiceNumber,
+      ...(surcharged ? { invoice_amount: toDecimalString(attempt.amount), card_surcharge: toDecimalString(attempt.surcharge) } : {})
+    }
   }
 }
 
