@@ -19,12 +19,15 @@ import { syncJobHandlers, type PsaFactory } from './jobs/sync-jobs.js'
 import { paymentJobHandlers, type PaymentsFactory } from './jobs/payment-jobs.js'
 import { createPaymentsFactory } from './services/processor.js'
 import stripeWebhook from './routes/webhooks/stripe.js'
+import brandRoutes from './routes/brand/index.js'
+import apiRoutes from './routes/api/index.js'
 import payRoutes from './routes/pay/index.js'
 import { noticeJobHandlers } from './jobs/notice-jobs.js'
+import { installmentJobHandlers } from './jobs/installment-jobs.js'
 import { createLogMailer } from './adapters/mail/log-mailer.js'
 import type { Mailer } from './ports/mailer.js'
 import { demoCollectionSetup } from './demo/collection.js'
-import { STRIPE_SANDBOX_API_KEY } from './sandbox/stripe/index.js'
+import { STRIPE_SANDBOX_API_KEY, STRIPE_SANDBOX_PUBLISHABLE_KEY } from './sandbox/stripe/index.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -72,11 +75,12 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
   app.decorate('paymentsFor', deps.paymentsFor ?? createPaymentsFactory({
     keyring: app.keyring,
-    ...(config.demo ? { sandbox: { origin: () => listeningOrigin(app), apiKey: STRIPE_SANDBOX_API_KEY } } : {})
+    ...(config.demo ? { sandbox: { origin: () => listeningOrigin(app), apiKey: STRIPE_SANDBOX_API_KEY, publishableKey: STRIPE_SANDBOX_PUBLISHABLE_KEY } } : {})
   }))
   app.decorate('jobHandlers', {
     ...syncJobHandlers(app.psaFor),
     ...paymentJobHandlers(app.paymentsFor),
+    ...installmentJobHandlers(app.paymentsFor),
     ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
     ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app)) } : {})
   })
@@ -91,6 +95,8 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(homeRoutes, { config })
   await app.register(stripeWebhook)
   await app.register(payRoutes, { publicUrl: config.publicUrl })
+  await app.register(brandRoutes)
+  await app.register(apiRoutes, { publicUrl: config.publicUrl })
   await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
 }

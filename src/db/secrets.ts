@@ -5,7 +5,7 @@ import type { Keyring } from '../security/keyring.js'
 
 /** Per-tenant credentials Settle holds: PSA keys, Stripe keys, QuickBooks tokens. */
 export const SECRET_NAMES = [
-  'connectwise.private_key', 'autotask.secret', 'stripe.secret_key', 'stripe.webhook_secret',
+  'connectwise.private_key', 'autotask.secret', 'stripe.secret_key', 'stripe.webhook_secret', 'stripe.publishable_key',
   'quickbooks.access_token', 'quickbooks.refresh_token', 'autotask.livelink_key'
 ] as const
 export type SecretName = typeof SECRET_NAMES[number]

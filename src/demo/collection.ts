@@ -7,6 +7,7 @@ import { achMandateText, autopayAuthorisationText, CONSENT_TEXT_VERSION } from '
 import { RetryLaterError, type JobHandler } from '../jobs/worker.js'
 import { runAutopay } from '../services/autopay.js'
 import { chargeInvoice } from '../services/charge.js'
+import { processorCustomerFor } from '../services/checkout.js'
 import { STRIPE_SANDBOX_API_KEY } from '../sandbox/stripe/index.js'
 
 /** Which demo clients get which method, by Stripe's test payment method ids. */
@@ -40,7 +41,7 @@ export function demoCollectionSetup (origin: () => string | null): JobHandler {
     const payments = createStripePayments(stripe)
     for (const [index, plan] of PLAN.entries()) {
       const client = clients[index] as { id: string, name: string }
-      const customer = await stripe.customers.create({ name: client.name, metadata: { settle_customer_id: client.id } })
+      const customer = { id: await processorCustomerFor(db, payments, tenantId, client.id) }
       const acceptance = { customer_acceptance: { type: 'online' as const, online: { ip_address: '203.0.113.24', user_agent: DEMO_BROWSER } } }
       const pmId = plan.type === 'ach'
         ? String((await stripe.setupIntents.create({ customer: customer.id, payment_method: plan.method, confirm: true, usage: 'off_session', mandate_data: acceptance })).payment_method)

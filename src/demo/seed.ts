@@ -2,6 +2,7 @@ import type { Knex } from 'knex'
 import { listPsaConnections } from '../db/psa.js'
 import { enqueue } from '../db/jobs.js'
 import { putSecret } from '../db/secrets.js'
+import { setBrand } from '../db/branding.js'
 import { STRIPE_SANDBOX_API_KEY } from '../sandbox/stripe/index.js'
 import { ensureTenant, type Tenant } from '../db/tenants.js'
 import type { PsaSystem } from '../ports/psa.js'
@@ -11,10 +12,16 @@ import { AUTOTASK_SANDBOX_CREDENTIALS } from '../sandbox/autotask/index.js'
 import { CONNECTWISE_SANDBOX_CREDENTIALS } from '../sandbox/connectwise/index.js'
 
 /** Two demo MSPs, one on each PSA, so the demo also shows that tenants never see each other. */
-export const DEMO_TENANTS: ReadonlyArray<{ slug: string, name: string, psa: PsaSystem, stripe: boolean }> = [
-  { slug: 'brightline', name: 'Brightline Managed IT', psa: 'connectwise', stripe: true },
-  { slug: 'cobalt', name: 'Cobalt IT Partners', psa: 'autotask', stripe: false }
+export const DEMO_TENANTS: ReadonlyArray<{ slug: string, name: string, psa: PsaSystem, stripe: boolean, accent: string }> = [
+  { slug: 'brightline', name: 'Brightline Managed IT', psa: 'connectwise', stripe: true, accent: '#1d4ed8' },
+  { slug: 'cobalt', name: 'Cobalt IT Partners', psa: 'autotask', stripe: false, accent: '#7c3aed' }
 ]
+
+/** A wordmark in the tenant's colour, so the pay page shows white-label branding out of the box. */
+const demoLogo = (name: string, accent: string): Buffer => Buffer.from(
+  `<svg xmlns="http://www.w3.org/2000/svg" width="${48 + name.length * 11}" height="40" viewBox="0 0 ${48 + name.length * 11} 40" role="img" aria-label="${name}">` +
+  `<rect x="0" y="6" width="28" height="28" rx="7" fill="${accent}"/><path d="M8 20l5 5 9-10" stroke="#fff" stroke-width="3" fill="none" stroke-linecap="round" stroke-linejoin="round"/>` +
+  `<text x="38" y="27" font-family="system-ui, sans-serif" font-size="18" font-weight="700" fill="#0f172a">${name}</text></svg>`)
 
 /** The stand-in's endpoint secret for the demo tenant's webhooks (published in /sandbox.json; it opens nothing real). */
 export const DEMO_STRIPE_WEBHOOK_SECRET = 'whsec_settle_sandbox_demo'
@@ -30,6 +37,7 @@ export async function seedDemo (db: Knex, keyring: Keyring): Promise<Tenant[]> {
     const tenant = await ensureTenant(db, { slug: demo.slug, name: demo.name })
     tenants.push(tenant)
     if ((await listPsaConnections(db, { tenantId: tenant.id })).length > 0) continue
+    await setBrand(db, tenant.id, { accent: demo.accent, supportEmail: `billing@${demo.slug}.example`, logo: { type: 'image/svg+xml', bytes: demoLogo(demo.name, demo.accent) } })
     if (demo.stripe) {
       await putSecret(db, keyring, tenant.id, 'stripe.secret_key', STRIPE_SANDBOX_API_KEY)
       await putSecret(db, keyring, tenant.id, 'stripe.webhook_secret', DEMO_STRIPE_WEBHOOK_SECRET)

@@ -2,11 +2,14 @@ import type { Knex } from 'knex'
 import type { FastifyBaseLogger } from 'fastify'
 import { enqueue } from '../db/jobs.js'
 import { openBalance } from '../db/invoices.js'
+import { hasActivePlan, partCollectible } from '../db/installments.js'
 import { getAttempt, getPaymentMethod, type AttemptRow } from '../db/payments.js'
 import type { PaymentsPort } from '../ports/payments.js'
 import { chargeInputFor, chargeInvoice, followUp, recordOutcome } from '../services/charge.js'
 import { runAutopay } from '../services/autopay.js'
+import { removeMethod } from '../services/checkout.js'
 import { recordDispute } from '../services/disputes.js'
+import { scheduleInstallmentRuns } from './installment-jobs.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
 
 /** Builds the processor adapter for a tenant (its own Stripe keys). */
@@ -72,6 +75,24 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
         await followUp(db, result, method.type)
       }
     },
+    /** A method the client removed: detach it at the processor so nothing can charge it again. */
+    'payments.detach-method': async (job, { db }) => {
+      if (job.tenantId === null || typeof job.payload.methodRef !== 'string') throw new PermanentJobError('payments.detach-method needs a tenant and methodRef')
+      await (await paymentsFor(db, job.tenantId)).detachMethod({ methodRef: job.payload.methodRef })
+    },
+    /** A method the client used once without keeping it: removed as soon as no payment needs it. */
+    'payments.forget-method': async (job, { db }) => {
+      const { customerId, methodId } = job.payload
+      if (job.tenantId === null || typeof customerId !== 'string' || typeof methodId !== 'string') throw new PermanentJobError('payments.forget-method needs a tenant, customerId and methodId')
+      try {
+        await removeMethod(db, job.tenantId, customerId, methodId, 'client (not kept)')
+      } catch (error) {
+        const code = (error as { code?: string }).code
+        if (code === 'PAYMENT_METHOD_IN_USE') throw new RetryLaterError('a payment on this method is still processing', 6 * 60 * 60_000)
+        if (code === 'PAYMENT_METHOD_NOT_FOUND') return
+        throw error
+      }
+    },
     /** The day's auto-pay decisions for one tenant. */
     'autopay.run': async (job, { db, log }) => {
       if (job.tenantId === null) throw new PermanentJobError('autopay.run needs a tenant')
@@ -86,6 +107,8 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: invoiceId }).first() as { ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number } | undefined
       const open = invoice === undefined ? 0 : openBalance(invoice)
       if (open <= 0) { log.info({ invoiceId }, 'auto-pay: nothing open any more'); return }
+      // The client chose installments after this charge was queued: the plan collects it.
+      if (await hasActivePlan(db, job.tenantId, invoiceId)) { log.info({ invoiceId }, 'auto-pay: the invoice is paid in installments'); return }
       const result = await chargeInvoice(db, await paymentsFor(db, job.tenantId), {
         tenantId: job.tenantId, invoiceId, paymentMethodId, amount: Math.min(amount, open), actor: 'autopay', trigger: 'autopay'
       })
@@ -95,6 +118,10 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
     'payments.retry': async (job, { db, log }) => {
       if (job.tenantId === null) throw new PermanentJobError('payments.retry needs a tenant')
       const failed = await getAttempt(db, job.tenantId, attemptIdOf(job.payload))
+      // An installment whose plan was cancelled or ended meanwhile is not collected any more.
+      if (failed.installmentPartId !== null && !await partCollectible(db, job.tenantId, failed.installmentPartId)) {
+        log.info({ attempt: failed.id }, 'nothing to retry: the installment plan has ended'); return
+      }
       const firstAttemptId = typeof job.payload.firstAttemptId === 'string' ? job.payload.firstAttemptId : failed.id
       const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: failed.invoiceId }).first() as { ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number }
       const open = openBalance(invoice)
@@ -144,6 +171,7 @@ export function startPaymentSweeps (db: Knex, log: FastifyBaseLogger, everyMs = 
   const run = (): void => {
     sweepUnresolvedAttempts(db).catch((error: unknown) => { log.error({ err: error }, 'payment sweep failed') })
     scheduleAutopayRuns(db).catch((error: unknown) => { log.error({ err: error }, 'could not schedule auto-pay') })
+    scheduleInstallmentRuns(db).catch((error: unknown) => { log.error({ err: error }, 'could not schedule installments') })
   }
   const timer = setInterval(run, everyMs)
   timer.unref()

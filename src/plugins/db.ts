@@ -12,8 +12,15 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * PostgreSQL when configured; otherwise PGlite, kept in the data directory.
+ * The demo's PGlite lives in memory: its stand-ins (Stripe's objects, the
+ * PSAs' payments) do, and a database that outlived them would point at
+ * customers and cards that no longer exist.
+ */
 export function databaseTarget (config: Config): DatabaseTarget {
-  return config.databaseUrl === null ? { kind: 'pglite', dataDir: config.dataDir } : { kind: 'postgres', url: config.databaseUrl }
+  if (config.databaseUrl !== null) return { kind: 'postgres', url: config.databaseUrl }
+  return { kind: 'pglite', dataDir: config.demo ? null : config.dataDir }
 }
 
 export interface DbPluginOptions {

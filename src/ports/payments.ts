@@ -50,8 +50,49 @@ export interface DisputeState {
   reinstatedAt: Date | null
 }
 
+/** A stored method as the processor describes it: ids and what a person needs to recognise it, never the number. */
+export interface MethodDetails {
+  methodRef: string
+  customerRef: string | null
+  type: 'card' | 'ach'
+  brand: string | null
+  last4: string
+  expMonth: number | null
+  expYear: number | null
+  funding: string | null
+  billingName: string | null
+  billingEmail: string | null
+  billingState: string | null
+}
+
+/** Where a client's browser is in adding a method (a Stripe SetupIntent). */
+export interface SetupState {
+  id: string
+  status: 'succeeded' | 'processing' | 'requires_action' | 'requires_payment_method' | 'requires_confirmation' | 'canceled'
+  customerRef: string | null
+  metadata: Record<string, string>
+  method: MethodDetails | null
+  mandateRef: string | null
+  error: string | null
+}
+
+/** What the client's browser needs to hand card or bank details to the processor directly. */
+export interface BrowserConfig {
+  publishableKey: string | null
+  /** The stand-in's API base on the embedded default; null on the real service (Stripe.js). */
+  sandboxApiBase: string | null
+}
+
 export interface PaymentsPort {
   readonly processor: 'stripe'
+  readonly browser: BrowserConfig
+  /** The processor's customer for one of ours; the same key always yields the same customer. */
+  createCustomer: (input: { name: string, email: string | null, metadata: Record<string, string>, idempotencyKey: string }) => Promise<{ customerRef: string }>
+  /** Starts saving a method for off-session use; the browser confirms it with the client secret. */
+  startSetup: (input: { customerRef: string, metadata: Record<string, string> }) => Promise<{ setupId: string, clientSecret: string }>
+  retrieveSetup: (input: { setupId: string }) => Promise<SetupState>
+  /** Stops a method being usable; the same request twice is harmless. */
+  detachMethod: (input: { methodRef: string }) => Promise<void>
   charge: (input: ChargeInput) => Promise<ChargeOutcome>
   /**
    * The current state of a payment the processor told us about (a webhook),

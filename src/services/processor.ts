@@ -10,7 +10,7 @@ import type { Keyring } from '../security/keyring.js'
 export interface PaymentsFactoryOptions {
   keyring: Keyring
   /** On the embedded default: where the Stripe stand-in answers, and the demo key that routes there. */
-  sandbox?: { origin: () => string | null, apiKey: string }
+  sandbox?: { origin: () => string | null, apiKey: string, publishableKey: string }
 }
 
 /** The payments adapter for a tenant, on its own Stripe key (encrypted at rest). */
@@ -19,6 +19,9 @@ export function createPaymentsFactory (options: PaymentsFactoryOptions): Payment
     const secretKey = await getSecret(db, options.keyring, tenantId, 'stripe.secret_key')
     if (secretKey === null) throw new AppError('PROCESSOR_NOT_CONNECTED', 'This tenant has not connected Stripe yet; add its secret key in settings.')
     const sandbox = options.sandbox !== undefined && secretKey === options.sandbox.apiKey ? options.sandbox.origin() : null
-    return createStripePayments(createStripeClient({ secretKey, ...(sandbox !== null ? { baseUrl: sandbox } : {}) }))
+    const browser = sandbox !== null && options.sandbox !== undefined
+      ? { publishableKey: options.sandbox.publishableKey, sandboxApiBase: sandbox }
+      : { publishableKey: await getSecret(db, options.keyring, tenantId, 'stripe.publishable_key'), sandboxApiBase: null }
+    return createStripePayments(createStripeClient({ secretKey, ...(sandbox !== null ? { baseUrl: sandbox } : {}) }), browser)
   }
 }

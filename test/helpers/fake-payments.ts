@@ -1,4 +1,4 @@
-import type { ChargeInput, ChargeOutcome, PaymentsPort } from '../../src/ports/payments.js'
+import type { ChargeInput, ChargeOutcome, PaymentsPort, SetupState } from '../../src/ports/payments.js'
 import { money } from '../../src/domain/money.js'
 
 type Script = (input: ChargeInput) => ChargeOutcome | 'throw'
@@ -11,6 +11,10 @@ type Script = (input: ChargeInput) => ChargeOutcome | 'throw'
  */
 export class FakePayments implements PaymentsPort {
   readonly processor = 'stripe' as const
+  readonly browser = { publishableKey: 'pk_test_fake', sandboxApiBase: null }
+  readonly customers = new Map<string, string>()
+  readonly setups = new Map<string, SetupState>()
+  readonly detached: string[] = []
   readonly charged: ChargeInput[] = []
   readonly byKey = new Map<string, ChargeOutcome>()
   delayMs = 0
@@ -37,6 +41,26 @@ export class FakePayments implements PaymentsPort {
     }
     throw new Error(`no such intent ${intentId}`)
   }
+
+  async createCustomer ({ idempotencyKey }: { idempotencyKey: string }): Promise<{ customerRef: string }> {
+    const ref = this.customers.get(idempotencyKey) ?? `cus_${this.customers.size + 1}`
+    this.customers.set(idempotencyKey, ref)
+    return { customerRef: ref }
+  }
+
+  async startSetup ({ customerRef, metadata }: { customerRef: string, metadata: Record<string, string> }): Promise<{ setupId: string, clientSecret: string }> {
+    const id = `seti_${this.setups.size + 1}`
+    this.setups.set(id, { id, status: 'requires_payment_method', customerRef, metadata, method: null, mandateRef: null, error: null })
+    return { setupId: id, clientSecret: `${id}_secret_fake` }
+  }
+
+  async retrieveSetup ({ setupId }: { setupId: string }): Promise<SetupState> {
+    const setup = this.setups.get(setupId)
+    if (setup === undefined) throw new Error(`no such setup ${setupId}`)
+    return setup
+  }
+
+  async detachMethod ({ methodRef }: { methodRef: string }): Promise<void> { this.detached.push(methodRef) }
 
   async refund (): Promise<never> { throw new Error('refunds are tested against the Stripe stand-in') }
 

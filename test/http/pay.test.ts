@@ -66,17 +66,17 @@ t.test('a collection that gives up tells the client, whose link pays the invoice
   t.notMatch(page.body, /class="brand"|Overview/, 'white-label: no Settle navigation')
   t.equal(page.headers['cache-control'], 'no-store')
 
-  const foreign = await app.inject({ method: 'POST', url: url ?? '', headers: { origin: 'https://evil.example' }, payload: { method: card.id } })
+  const foreign = await app.inject({ method: 'POST', url: url ?? '', headers: { origin: 'https://evil.example' }, payload: { method: `${card.id}:0` } })
   t.equal(foreign.statusCode, 400, 'a form posted from another site is refused')
 
   payments.script = input => ({ status: 'succeeded', intentId: 'pi_ok', chargeId: 'ch_ok', fee: { amount: 3610, currency: input.amount.currency }, raw: {} })
-  const paid = await app.inject({ method: 'POST', url: url ?? '', headers: { origin: 'https://pay.brightline.example' }, payload: { method: card.id } })
+  const paid = await app.inject({ method: 'POST', url: url ?? '', headers: { origin: 'https://pay.brightline.example' }, payload: { method: `${card.id}:0` } })
   t.equal(paid.statusCode, 200)
   t.match(paid.body, /Thank you: your payment went through/)
   t.match(paid.body, /Paid in full/)
   t.equal(payments.charged.at(-1)?.amount.amount, 123_456)
   t.equal((await invoicesByPsaIds(db, tenant.id, 'connectwise', ['1'])).get('1')?.status, 'paid')
-  const again = await app.inject({ method: 'POST', url: url ?? '', payload: { method: card.id } })
+  const again = await app.inject({ method: 'POST', url: url ?? '', payload: { method: `${card.id}:0` } })
   t.equal(again.statusCode, 409, 'paying twice is refused with a reason')
   t.match(again.body, /nothing open/)
 

@@ -1,6 +1,6 @@
 import type Stripe from 'stripe'
 import { asCurrency, type Money } from '../../domain/money.js'
-import type { ChargeFailure, ChargeInput, ChargeOutcome, DisputeState, PaymentsPort, RefundOutcome } from '../../ports/payments.js'
+import type { BrowserConfig, ChargeFailure, ChargeInput, ChargeOutcome, DisputeState, MethodDetails, PaymentsPort, RefundOutcome, SetupState } from '../../ports/payments.js'
 
 /** Stripe's error classes, by the `type` the SDK sets, that mean "we cannot know what happened". */
 const INDETERMINATE = new Set(['StripeConnectionError', 'StripeAPIError', 'StripeRateLimitError', 'StripeUnknownError'])
@@ -52,9 +52,63 @@ export function outcomeOf (intent: Stripe.PaymentIntent): ChargeOutcome {
   }
 }
 
-export function createStripePayments (stripe: Stripe): PaymentsPort {
+/** A Stripe PaymentMethod in Settle's terms; null for kinds Settle does not take. */
+export function methodDetailsOf (pm: Stripe.PaymentMethod): MethodDetails | null {
+  const billing = {
+    billingName: pm.billing_details?.name ?? null,
+    billingEmail: pm.billing_details?.email ?? null,
+    billingState: pm.billing_details?.address?.state ?? null
+  }
+  const customerRef = typeof pm.customer === 'string' ? pm.customer : pm.customer?.id ?? null
+  if (pm.type === 'card' && pm.card !== undefined) {
+    return { methodRef: pm.id, customerRef, type: 'card', brand: pm.card.brand, last4: pm.card.last4, expMonth: pm.card.exp_month, expYear: pm.card.exp_year, funding: pm.card.funding, ...billing }
+  }
+  if (pm.type === 'us_bank_account' && pm.us_bank_account !== undefined) {
+    return { methodRef: pm.id, customerRef, type: 'ach', brand: pm.us_bank_account.bank_name ?? null, last4: pm.us_bank_account.last4 ?? '0000', expMonth: null, expYear: null, funding: null, ...billing }
+  }
+  return null
+}
+
+export function createStripePayments (stripe: Stripe, browser: BrowserConfig = { publishableKey: null, sandboxApiBase: null }): PaymentsPort {
   return {
     processor: 'stripe',
+    browser,
+
+    async createCustomer ({ name, email, metadata, idempotencyKey }) {
+      const customer = await stripe.customers.create({ name, ...(email !== null ? { email } : {}), metadata }, { idempotencyKey })
+      return { customerRef: customer.id }
+    },
+
+    async startSetup ({ customerRef, metadata }) {
+      // No payment_method_types: the account's dashboard settings decide (card and us_bank_account).
+      const intent = await stripe.setupIntents.create({ customer: customerRef, usage: 'off_session', metadata })
+      if (intent.client_secret === null) throw new Error('Stripe returned a SetupIntent without a client secret')
+      return { setupId: intent.id, clientSecret: intent.client_secret }
+    },
+
+    async retrieveSetup ({ setupId }): Promise<SetupState> {
+      const intent = await stripe.setupIntents.retrieve(setupId, { expand: ['payment_method'] })
+      const pm = intent.payment_method
+      return {
+        id: intent.id,
+        status: intent.status as SetupState['status'],
+        customerRef: typeof intent.customer === 'string' ? intent.customer : intent.customer?.id ?? null,
+        metadata: intent.metadata ?? {},
+        method: pm === null || typeof pm === 'string' ? null : methodDetailsOf(pm),
+        mandateRef: typeof intent.mandate === 'string' ? intent.mandate : intent.mandate?.id ?? null,
+        error: intent.last_setup_error?.message ?? null
+      }
+    },
+
+    async detachMethod ({ methodRef }) {
+      try {
+        await stripe.paymentMethods.detach(methodRef)
+      } catch (error) {
+        // Already detached (or never attached) is the state we wanted.
+        if (isStripeError(error) && error.type === 'StripeInvalidRequestError' && /not attached/i.test(error.message ?? '')) return
+        throw error
+      }
+    },
 
     async charge (input: ChargeInput): Promise<ChargeOutcome> {
       try {

@@ -1,75 +1,246 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { getPaymentMethod, listPaymentMethods, listAttempts } from '../../db/payments.js'
-import { getTenant } from '../../db/tenants.js'
+import { activeConsents } from '../../db/autopay.js'
+import { enqueue } from '../../db/jobs.js'
+import { getBrand } from '../../db/branding.js'
+import { getPaymentMethod, listPaymentMethods, listAttempts, type PaymentMethod } from '../../db/payments.js'
 import { openBalance } from '../../db/invoices.js'
 import { AppError, toAppError } from '../../errors.js'
-import { formatMoney } from '../../domain/money.js'
+import { achMandateFormText, autopayAuthorisationText } from '../../domain/consents.js'
+import { formatMoney, type Money } from '../../domain/money.js'
 import { classifyFailure } from '../../domain/retry-policy.js'
+import type { PaymentsPort } from '../../ports/payments.js'
 import { verifyPayLink } from '../../security/pay-links.js'
-import { chargeInvoice } from '../../services/charge.js'
+import { chargeInvoice, quoteCharge, type ChargeResult } from '../../services/charge.js'
+import { beginAddMethod, cancelAutopay, completeAddMethod, removeMethod } from '../../services/checkout.js'
+import { cancelInstallmentPlan, createInstallmentPlan, getInstallmentPlan, offerInstallments } from '../../services/installments.js'
 
 interface InvoiceRow { id: string, number: string, currency: string, issued_on: string | Date, due_on: string | Date | null, total: number, voided: boolean, customer_id: string, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number, name: string }
+type Notice = { kind: 'ok' | 'wait' | 'bad', text: string } | null
+type Form = Record<string, string | undefined>
 
 const day = (d: string | Date | null): string => d === null ? '' : new Date(typeof d === 'string' ? `${d.slice(0, 10)}T12:00:00Z` : d).toLocaleDateString('en-US', { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' })
 
+export const methodLabel = (m: Pick<PaymentMethod, 'type' | 'brand' | 'last4' | 'expMonth' | 'expYear'>): string =>
+  `${m.type === 'ach' ? (m.brand ?? 'Bank account') : (m.brand ?? 'Card').replace(/^\w/, c => c.toUpperCase())} ending ${m.last4}` +
+  (m.expMonth !== null && m.expYear !== null ? `, expires ${String(m.expMonth).padStart(2, '0')}/${m.expYear}` : '')
+
+/** "3 monthly payments of $411.52 (the first $411.53), the first today": remainder cents go to the earliest parts. */
+function planSummary (schedule: ReadonlyArray<{ amount: Money }>): string {
+  const first = schedule[0]?.amount
+  const last = schedule[schedule.length - 1]?.amount
+  if (first === undefined || last === undefined) return ''
+  const firstDiffers = first.amount !== last.amount ? ` (the first ${formatMoney(first)})` : ''
+  return `${schedule.length} monthly payments of ${formatMoney(last)}${firstDiffers}, the first today`
+}
+
+/** Stripe.js and its frames, on the real service only; the stand-in's form posts to this server. */
+const STRIPE_CSP = "default-src 'self'; script-src 'self' https://js.stripe.com; style-src 'self'; img-src 'self' data: https://*.stripe.com; " +
+  "font-src 'self'; connect-src 'self' https://api.stripe.com; frame-src https://js.stripe.com https://hooks.stripe.com; form-action 'self'; " +
+  "frame-ancestors 'self'; base-uri 'none'; object-src 'none'"
+
 /**
- * The client's pay page, reached by a signed, expiring link. White-label:
- * the MSP's name, not Settle's. Pays the open balance with a method the
- * client has on file; adding a new card or bank account is the checkout
- * work still to come.
+ * The client's pay page, reached by a signed, expiring link: white-label
+ * (the MSP's name, colours and logo, not Settle's). The client pays with a
+ * method on file, or adds a card or bank account (handed to the processor by
+ * the browser, never to Settle), may keep it and turn on auto-pay, and can
+ * withdraw those authorisations here too.
  */
 export default async function payRoutes (app: FastifyInstance, { publicUrl }: { publicUrl: string }): Promise<void> {
-  const load = async (token: string): Promise<{ tenantName: string, tenantId: string, invoice: InvoiceRow, open: number }> => {
+  const load = async (token: string): Promise<{ tenantId: string, invoice: InvoiceRow, open: number }> => {
     const link = verifyPayLink(app.keyring, token, new Date())
     const invoice = await app.db('invoices as i').join('customers as c', function () { this.on('c.tenant_id', 'i.tenant_id').andOn('c.id', 'i.customer_id') })
       .where({ 'i.tenant_id': link.tenantId, 'i.id': link.invoiceId }).first('i.*', 'c.name') as InvoiceRow | undefined
     if (invoice === undefined) throw new AppError('PAY_LINK_INVALID', 'This payment link is not valid. Ask your IT provider for a new one.')
-    const tenant = await getTenant(app.db, link.tenantId)
-    return { tenantName: tenant.name, tenantId: tenant.id, invoice, open: openBalance(invoice) }
+    return { tenantId: link.tenantId, invoice, open: openBalance(invoice) }
   }
 
-  const render = async (reply: FastifyReply, token: string, notice: { kind: 'ok' | 'wait' | 'bad', text: string } | null): Promise<FastifyReply> => {
-    const { tenantName, tenantId, invoice, open } = await load(token)
+  /** The tenant's processor, or null when it has none connected (the page then says whom to contact). */
+  const processorOf = async (tenantId: string): Promise<PaymentsPort | null> => {
+    try { return await app.paymentsFor(app.db, tenantId) } catch (error) {
+      if (toAppError(error).code === 'PROCESSOR_NOT_CONNECTED') return null
+      throw error
+    }
+  }
+
+  const render = async (reply: FastifyReply, token: string, notice: Notice, chosenParts: number | null = null): Promise<FastifyReply> => {
+    const { tenantId, invoice, open } = await load(token)
+    const brand = await getBrand(app.db, tenantId)
+    const payments = await processorOf(tenantId)
     const methods = await listPaymentMethods(app.db, tenantId, invoice.customer_id)
+    const consents = await activeConsents(app.db, tenantId, invoice.customer_id)
     const money = (cents: number): string => formatMoney({ amount: cents, currency: invoice.currency as 'USD' })
     const attempts = await listAttempts(app.db, tenantId, invoice.id)
     const inFlight = attempts.some(a => a.status === 'processing' || a.status === 'created' || a.status === 'unknown')
-    reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer')
+    const payable = open > 0 && !invoice.voided && !inFlight
+    const autopay = consents.find(c => c.kind === 'autopay')
+    const browser = payments?.browser
+    const offer = payable && methods.length > 0 ? await offerInstallments(app.db, tenantId, invoice.id) : null
+    const options = offer?.eligible === true ? offer.options : []
+    const chosen = options.find(o => o.parts === chosenParts) ?? null
+    const plan = await getInstallmentPlan(app.db, tenantId, invoice.id)
+    // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on the page's own forms.
+    reply.header('cache-control', 'no-store').header('referrer-policy', 'same-origin')
+    if (browser !== undefined && browser.publishableKey !== null && browser.sandboxApiBase === null) reply.header('content-security-policy', STRIPE_CSP)
     return await reply.view('pay', {
-      title: `Invoice ${invoice.number} · ${tenantName}`,
-      tenantName,
+      title: `Invoice ${invoice.number} · ${brand.name}`,
+      brand,
       invoice: { number: invoice.number, client: invoice.name, issued: day(invoice.issued_on), due: day(invoice.due_on), total: money(Number(invoice.total)), open: money(Math.max(open, 0)) },
-      payable: open > 0 && !invoice.voided && !inFlight,
+      payable,
       settled: open <= 0,
       processing: inFlight,
-      methods: methods.map(m => ({ id: m.id, label: `${m.type === 'ach' ? (m.brand ?? 'Bank account') : (m.brand ?? 'Card').replace(/^\w/, c => c.toUpperCase())} ending ${m.last4}${m.expMonth !== null && m.expYear !== null ? `, expires ${String(m.expMonth).padStart(2, '0')}/${m.expYear}` : ''}`, checked: m.isDefault })),
+      methods: await Promise.all(methods.map(async m => {
+        // A card surcharge is shown before paying, per method, and the form carries what was shown.
+        const surcharge = payable ? (await quoteCharge(app.db, tenantId, { invoiceId: invoice.id, paymentMethodId: m.id })).surcharge.amount : 0
+        return {
+          id: m.id,
+          value: `${m.id}:${surcharge}`,
+          label: methodLabel(m),
+          surcharge: surcharge > 0 ? `${money(open + surcharge)}, including a ${money(surcharge)} credit card surcharge` : null,
+          checked: m.isDefault,
+          mandate: consents.some(c => c.kind === 'ach_mandate' && c.paymentMethodId === m.id)
+        }
+      })),
+      canAdd: browser !== undefined && browser.publishableKey !== null,
+      checkout: browser === undefined ? null : { publishableKey: browser.publishableKey, sandbox: browser.sandboxApiBase !== null, setupUrl: `/pay/${token}/setup` },
+      autopay: autopay === undefined ? null : { since: day(autopay.acceptedAt) },
+      installments: options.length === 0 ? null : {
+        options: options.map(o => ({ parts: o.parts, summary: planSummary(o.schedule) })),
+        chosen: chosen === null ? null : { parts: chosen.parts, text: chosen.authorisationText, schedule: chosen.schedule.map(l => ({ seq: l.seq, due: day(l.dueOn), amount: formatMoney(l.amount) })) }
+      },
+      plan: plan === null || plan.status === 'cancelled' ? null : {
+        id: plan.id,
+        active: plan.status === 'active',
+        status: { active: 'In progress', completed: 'Paid in full', defaulted: 'Stopped: a payment failed', cancelled: 'Cancelled' }[plan.status],
+        parts: plan.parts.map(part => ({
+          seq: part.seq,
+          due: day(part.dueOn),
+          amount: formatMoney(part.amount),
+          state: part.status === 'paid' ? 'Paid' : part.status === 'cancelled' ? 'Cancelled' : part.latestAttempt?.status === 'failed' ? `Declined${part.status === 'failed' ? '' : ', will retry'}` : part.status === 'charging' || part.latestAttempt?.status === 'processing' ? 'Processing' : 'Scheduled'
+        }))
+      },
+      texts: { autopay: autopayAuthorisationText(brand.name), mandate: achMandateFormText(brand.name) },
       action: `/pay/${token}`,
       notice
     }, { layout: 'layouts/pay.hbs' })
   }
 
-  app.get<{ Params: { token: string } }>('/pay/:token', async (request, reply) => await render(reply, request.params.token, null))
+  /** A notice the client can act on, for whatever the charge came to. */
+  const noticeFor = async (tenantId: string, methodId: string, result: ChargeResult): Promise<Notice> => {
+    if (result.outcome === 'succeeded') return { kind: 'ok', text: 'Thank you: your payment went through. A receipt is on its way.' }
+    if (result.outcome === 'processing' || result.outcome === 'already_processing') return { kind: 'wait', text: 'Your payment is processing. Bank payments take a few business days to clear; nothing more to do.' }
+    if (result.outcome === 'unknown') return { kind: 'wait', text: 'We are confirming your payment with the bank. Please do not pay again; this page will show the result shortly.' }
+    const method = await getPaymentMethod(app.db, tenantId, methodId).catch(() => null)
+    const verdict = classifyFailure({ method: method?.type ?? 'card', code: result.attempt.failure.code, declineCode: result.attempt.failure.declineCode, adviceCode: result.attempt.failure.adviceCode })
+    return { kind: 'bad', text: `Your payment did not go through. ${verdict.explanation}` }
+  }
 
-  app.post<{ Params: { token: string }, Body: { method?: string } }>('/pay/:token', async (request: FastifyRequest<{ Params: { token: string }, Body: { method?: string } }>, reply) => {
-    // The token in the URL is the capability; a form posted from another site is still refused.
-    const origin = request.headers.origin
-    if (origin !== undefined && origin !== new URL(publicUrl).origin && origin !== `${request.protocol}://${request.host}`) {
-      throw new AppError('VALIDATION_FAILED', 'This form can only be sent from the payment page itself.')
-    }
+  /** Runs a form action; a refusal the client can fix re-renders the page with it, anything else is a real error. */
+  const act = async (request: FastifyRequest<{ Params: { token: string }, Body: Form }>, reply: FastifyReply, action: (ctx: { tenantId: string, invoice: InvoiceRow, body: Form }) => Promise<Notice>): Promise<FastifyReply> => {
     const { tenantId, invoice } = await load(request.params.token)
-    const methodId = request.body?.method
-    if (typeof methodId !== 'string' || methodId === '') return await render(reply.status(400), request.params.token, { kind: 'bad', text: 'Choose a payment method.' })
     try {
-      const result = await chargeInvoice(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, invoiceId: invoice.id, paymentMethodId: methodId, actor: 'client', trigger: 'checkout' })
-      const notice = result.outcome === 'succeeded' ? { kind: 'ok' as const, text: 'Thank you: your payment went through.' }
-        : result.outcome === 'processing' || result.outcome === 'already_processing' ? { kind: 'wait' as const, text: 'Your payment is processing. Bank payments take a few business days to clear; nothing more to do.' }
-          : result.outcome === 'unknown' ? { kind: 'wait' as const, text: 'We are confirming your payment with the bank. Please do not pay again; this page will show the result shortly.' }
-            : { kind: 'bad' as const, text: `Your payment did not go through. ${classifyFailure({ method: (await getPaymentMethod(app.db, tenantId, methodId)).type, code: result.attempt.failure.code, declineCode: result.attempt.failure.declineCode, adviceCode: result.attempt.failure.adviceCode }).explanation}` }
-      return await render(reply, request.params.token, notice)
+      return await render(reply, request.params.token, await action({ tenantId, invoice, body: request.body ?? {} }))
     } catch (error) {
       const appError = toAppError(error)
       if (appError.status >= 500) throw error
       return await render(reply.status(appError.status), request.params.token, { kind: 'bad', text: appError.message })
     }
+  }
+
+  // The token in the URL is the capability; a form posted from another site is still refused.
+  app.addHook('preHandler', async request => {
+    if (request.method !== 'POST') return
+    const origin = request.headers.origin
+    if (origin !== undefined && origin !== new URL(publicUrl).origin && origin !== `${request.protocol}://${request.host}`) {
+      throw new AppError('VALIDATION_FAILED', 'This form can only be sent from the payment page itself.')
+    }
   })
+
+  app.get<{ Params: { token: string } }>('/pay/:token', async (request, reply) => await render(reply, request.params.token, null))
+
+  app.post<{ Params: { token: string }, Body: Form }>('/pay/:token', async (request, reply) => await act(request, reply, async ({ tenantId, invoice, body }) => {
+    // `method:surcharge shown`: the charge is refused if the surcharge is no longer what the client saw.
+    const [methodId, shown] = (body.method ?? '').split(':')
+    if (methodId === undefined || methodId === '' || shown === undefined || !/^\d+$/.test(shown)) { void reply.status(400); return { kind: 'bad', text: 'Choose a payment method.' } }
+    const result = await chargeInvoice(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, invoiceId: invoice.id, paymentMethodId: methodId, actor: 'client', trigger: 'checkout', expectedSurcharge: Number(shown) })
+    return await noticeFor(tenantId, methodId, result)
+  }))
+
+  /** Step 1 of adding a method (JSON, from the page's script): a SetupIntent the browser confirms with the processor. */
+  app.post<{ Params: { token: string } }>('/pay/:token/setup', async request => {
+    const { tenantId, invoice } = await load(request.params.token)
+    const payments = await processorOf(tenantId)
+    if (payments === null) throw new AppError('CHECKOUT_UNAVAILABLE', 'Online payment is not set up yet; please contact your IT provider to pay.')
+    const setup = await beginAddMethod(app.db, payments, tenantId, invoice.customer_id)
+    return { setupId: setup.setupId, clientSecret: setup.clientSecret, publishableKey: setup.publishableKey, sandboxApiBase: setup.sandboxApiBase }
+  })
+
+  /** Step 2: the confirmed SetupIntent comes back with the client's choices; save, authorise, and pay if asked. */
+  app.post<{ Params: { token: string }, Body: Form }>('/pay/:token/methods', async (request, reply) => await act(request, reply, async ({ tenantId, invoice, body }) => {
+    const keep = body.keep === 'on'
+    const autopay = body.autopay === 'on'
+    if (autopay && !keep) throw new AppError('VALIDATION_FAILED', 'Auto-pay needs the method kept on file; tick "Keep it on file" or untick auto-pay.')
+    const payments = await app.paymentsFor(app.db, tenantId)
+    const method = await completeAddMethod(app.db, payments, {
+      tenantId,
+      customerId: invoice.customer_id,
+      setupId: body.setup_intent ?? '',
+      acceptance: { name: body.name ?? '', email: (body.email ?? '').trim() === '' ? null : (body.email ?? '').trim(), ip: request.ip, userAgent: String(request.headers['user-agent'] ?? 'unknown') },
+      makeDefault: keep,
+      autopay
+    })
+    let notice: Notice = { kind: 'ok', text: `${methodLabel(method)} is on file${autopay ? ', and auto-pay is on' : ''}.` }
+    if (body.pay_now === 'on' && openBalance(invoice) > 0) {
+      const quote = await quoteCharge(app.db, tenantId, { invoiceId: invoice.id, paymentMethodId: method.id })
+      if (quote.surcharge.amount > 0) {
+        // A credit card with a surcharge: the client sees the total and confirms it above before anything is charged.
+        notice = { kind: 'wait', text: `${methodLabel(method)} is on file. It is a credit card, so a ${formatMoney(quote.surcharge)} surcharge applies: confirm the total of ${formatMoney(quote.total)} above to pay, or use a bank account or debit card without one.` }
+      } else {
+        const result = await chargeInvoice(app.db, payments, { tenantId, invoiceId: invoice.id, paymentMethodId: method.id, actor: 'client', trigger: 'checkout', expectedSurcharge: 0 })
+        notice = await noticeFor(tenantId, method.id, result)
+      }
+    }
+    // Not kept: forgotten once the payment no longer needs it (a job waits out a processing bank debit).
+    if (!keep) await enqueue(app.db, tenantId, [{ queue: 'payments.forget-method', payload: { customerId: invoice.customer_id, methodId: method.id }, dedupeKey: `forget:${method.id}`, maxAttempts: 40 }])
+    return notice
+  }))
+
+  app.post<{ Params: { token: string, methodId: string }, Body: Form }>('/pay/:token/methods/:methodId/remove', async (request, reply) => await act(request as unknown as FastifyRequest<{ Params: { token: string }, Body: Form }>, reply, async ({ tenantId, invoice }) => {
+    await removeMethod(app.db, tenantId, invoice.customer_id, request.params.methodId, 'client')
+    return { kind: 'ok', text: 'That payment method is removed; it will not be charged again.' }
+  }))
+
+  /** Installments, step 1: the client picks a number of parts and sees the exact schedule and words before agreeing. */
+  app.post<{ Params: { token: string }, Body: Form }>('/pay/:token/installments/preview', async (request, reply) => {
+    const parts = Number(request.body?.parts)
+    return await render(reply, request.params.token, Number.isInteger(parts) ? null : { kind: 'bad', text: 'Choose how many payments.' }, parts)
+  })
+
+  /** Step 2: the plan, with the consent in the words shown; part 1 is charged now. */
+  app.post<{ Params: { token: string }, Body: Form }>('/pay/:token/installments', async (request, reply) => await act(request, reply, async ({ tenantId, invoice, body }) => {
+    const created = await createInstallmentPlan(app.db, await app.paymentsFor(app.db, tenantId), {
+      tenantId,
+      invoiceId: invoice.id,
+      paymentMethodId: body.method ?? '',
+      parts: Number(body.parts),
+      actor: 'client',
+      acceptance: { name: body.name ?? '', email: null, ip: request.ip, userAgent: String(request.headers['user-agent'] ?? 'unknown'), textShown: body.text_shown ?? '' },
+      today: new Date().toISOString().slice(0, 10)
+    })
+    const first = created.firstCharge
+    if (first.outcome === 'skipped') return { kind: 'ok', text: `Your plan of ${created.plan.partCount} payments is set up.` }
+    const notice = await noticeFor(tenantId, body.method ?? '', first)
+    return notice?.kind === 'ok' ? { kind: 'ok', text: `Your plan of ${created.plan.partCount} payments is set up and the first payment went through.` } : notice
+  }))
+
+  app.post<{ Params: { token: string, planId: string }, Body: Form }>('/pay/:token/installments/:planId/cancel', async (request, reply) => await act(request as unknown as FastifyRequest<{ Params: { token: string }, Body: Form }>, reply, async ({ tenantId, invoice }) => {
+    const plan = await getInstallmentPlan(app.db, tenantId, invoice.id)
+    if (plan === null || plan.id !== request.params.planId) throw new AppError('INSTALLMENT_PLAN_NOT_FOUND', 'That plan is not on this invoice.')
+    await cancelInstallmentPlan(app.db, tenantId, plan.id, 'client')
+    return { kind: 'ok', text: 'The remaining payments are cancelled. What is unpaid on the invoice stays due.' }
+  }))
+
+  app.post<{ Params: { token: string }, Body: Form }>('/pay/:token/autopay/cancel', async (request, reply) => await act(request, reply, async ({ tenantId, invoice }) => {
+    await cancelAutopay(app.db, tenantId, invoice.customer_id, 'client')
+    return { kind: 'ok', text: 'Auto-pay is off. Your invoices will not be charged automatically; your saved methods stay on file until you remove them.' }
+  }))
 }

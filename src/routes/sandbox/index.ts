@@ -18,7 +18,8 @@ export default async function sandboxRoutes (app: FastifyInstance, { origin }: {
   await app.register(autotaskSandbox, { prefix: AUTOTASK_PREFIX, store: autotask, credentials: AUTOTASK_SANDBOX_CREDENTIALS })
   // Stripe's SDK calls /v1/… at the root of its host. Events go to the demo tenant's
   // webhook route a few seconds after each change, so ACH visibly goes from processing to paid.
-  const stripeStore = createStripeStore({ seed: 13 })
+  // Seeded by the clock: the demo's database outlives this in-memory stand-in, so ids must not repeat across restarts.
+  const stripeStore = createStripeStore({ seed: Date.now() % 2_147_483_647 })
   await app.register(stripeSandbox, { store: stripeStore, apiKeys: [STRIPE_SANDBOX_API_KEY], events: { delayMs: 4000 } })
   // The webhook URL needs this server's address, known once it listens.
   app.addHook('onListen', async () => {

@@ -8,11 +8,15 @@ export { TEST_PAYMENT_METHODS } from './testpms.js'
 
 /** Demo key the stand-in accepts by default; not a secret (it unlocks nothing real). */
 export const STRIPE_SANDBOX_API_KEY = 'sk_test_settle_sandbox'
+/** The browser's key: opens only the confirm endpoints, and only with an object's client secret. */
+export const STRIPE_SANDBOX_PUBLISHABLE_KEY = 'pk_test_settle_sandbox'
 
 export interface StripeSandboxOptions {
   store: StripeStore
   /** Accepted secret keys; idempotency keys are scoped to each. */
   apiKeys?: string[]
+  /** Accepted publishable keys (the browser's, as Stripe.js uses them). */
+  publishableKeys?: string[]
   /** Where events are POSTed, signed with `secret` as Stripe does. */
   webhook?: { url: string, secret: string } | undefined
   /** delayMs unset: nothing moves until store.advance/settleAch/runAll/flushEvents (for tests). */
@@ -44,6 +48,7 @@ function apiKeyOf (header: string | undefined): string | null {
 export default async function stripeSandbox (app: FastifyInstance, opts: StripeSandboxOptions): Promise<void> {
   const { store } = opts
   const keys = new Set(opts.apiKeys ?? [STRIPE_SANDBOX_API_KEY])
+  const publishable = new Set(opts.publishableKeys ?? [STRIPE_SANDBOX_PUBLISHABLE_KEY])
   store.configure({ webhook: opts.webhook, delayMs: opts.events?.delayMs, shuffle: opts.events?.shuffle, duplicates: opts.events?.duplicates })
   app.addHook('onClose', async () => { store.close() })
 
@@ -101,7 +106,7 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
     if (rest.length > 0) expandInto(v as Obj, rest, full, depth + 1)
   }
 
-  function route (method: 'GET' | 'POST', url: string, handler: Handler): void {
+  function route (method: 'GET' | 'POST', url: string, handler: Handler, { browser = false }: { browser?: boolean } = {}): void {
     app.route<{ Params: { id: string } }>({
       method,
       url,
@@ -111,9 +116,15 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
         const fail = (err: StripeApiError): FastifyReply => send(reply, err.status, errorBody(err, requestId))
 
         const header = req.headers.authorization
-        const key = apiKeyOf(header)
+        // Stripe.js sends the publishable key as the `key` form field.
+        const bodyKey = browser && typeof req.body === 'object' && req.body !== null && typeof (req.body as Obj).key === 'string' ? (req.body as Obj).key as string : null
+        const key = apiKeyOf(header) ?? bodyKey
         if (key === null) return fail(new StripeApiError(401, { type: 'invalid_request_error', message: "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')." }))
-        if (!keys.has(key)) return fail(new StripeApiError(401, { type: 'invalid_request_error', message: `Invalid API Key provided: ${mask(key)}` }))
+        const fromBrowser = browser && publishable.has(key)
+        if (!keys.has(key) && !fromBrowser) {
+          if (publishable.has(key)) return fail(new StripeApiError(401, { type: 'invalid_request_error', message: 'This API call cannot be made with a publishable API key. Please use a secret API key.' }))
+          return fail(new StripeApiError(401, { type: 'invalid_request_error', message: `Invalid API Key provided: ${mask(key)}` }))
+        }
 
         let params: Obj
         if (method === 'GET') {
@@ -134,7 +145,7 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
 
         const rawKey = req.headers['idempotency-key']
         const idemKey = method === 'POST' && typeof rawKey === 'string' && rawKey !== '' ? rawKey : null
-        const ctx: RequestContext = { requestId, idempotencyKey: idemKey }
+        const ctx: RequestContext = { requestId, idempotencyKey: idemKey, ...(fromBrowser ? { client: { ip: req.ip, userAgent: String(req.headers['user-agent'] ?? '') } } : {}) }
         const slot = idemKey === null ? null : `${key}\u0000${idemKey}`
         const fingerprint = `${method} ${req.routeOptions.url ?? url} ${JSON.stringify(req.params)} ${JSON.stringify(params)}`
         if (idemKey !== null && slot !== null) {
@@ -185,7 +196,9 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
   route('POST', '/v1/payment_methods/:id/detach', (p, _c, req) => { noParams(p); return store.detachPaymentMethod(id(req)) })
   route('POST', '/v1/setup_intents', (p, ctx) => store.createSetupIntent(p, ctx))
   route('GET', '/v1/setup_intents/:id', (p, _c, req) => { noParams(p); return store.retrieveSetupIntent(id(req)) })
-  route('POST', '/v1/setup_intents/:id/confirm', (p, ctx, req) => store.confirmSetupIntent(id(req), p, ctx))
+  route('POST', '/v1/setup_intents/:id/confirm', (p, ctx, req) => store.confirmSetupIntent(id(req), p, ctx), { browser: true })
+  // The stand-in's answer to a 3D Secure challenge (Stripe.js shows the bank's page instead).
+  route('POST', '/v1/setup_intents/:id/sandbox_authenticate', (p, ctx, req) => store.authenticateSetupIntent(id(req), p, ctx), { browser: true })
   route('POST', '/v1/payment_intents', (p, ctx) => store.createPaymentIntent(p, ctx))
   route('GET', '/v1/payment_intents/search', p => store.searchPaymentIntents(p))
   route('GET', '/v1/payment_intents/:id', (p, _c, req) => { noParams(p); return store.retrievePaymentIntent(id(req)) })

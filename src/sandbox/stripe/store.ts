@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto'
 import { prng } from '../random.js'
-import { TEST_PAYMENT_METHODS, isTestPaymentMethod, type AchReturn, type Decline, type TestPm } from './testpms.js'
+import { TEST_BANK_ACCOUNTS, TEST_CARD_NUMBERS, TEST_PAYMENT_METHODS, TEST_ROUTING_NUMBER, isTestPaymentMethod, luhnValid, type AchReturn, type Decline, type TestPm } from './testpms.js'
 
 export const API_VERSION = '2026-10-28.endive'
 
@@ -19,7 +19,12 @@ const invalid = (message: string, extra: { param?: string, code?: string } = {})
 const missing = (what: string, id: string, param = 'id'): StripeApiError =>
   new StripeApiError(404, { type: 'invalid_request_error', code: 'resource_missing', param, message: `No such ${what}: '${id}'` })
 
-export interface RequestContext { requestId: string | null, idempotencyKey: string | null }
+export interface RequestContext {
+  requestId: string | null
+  idempotencyKey: string | null
+  /** Set when the browser calls with a publishable key (as Stripe.js does): only a client_secret opens the object. */
+  client?: { ip: string, userAgent: string }
+}
 const NO_REQUEST: RequestContext = { requestId: null, idempotencyKey: null }
 
 // ---- fees (integer cents) ----
@@ -36,7 +41,7 @@ export const DISPUTE_FEE = 1500
 // ---- internal records ----
 
 interface Customer { id: string, created: number, email: string | null, name: string | null, description: string | null, phone: string | null, metadata: Record<string, string>, invoicePrefix: string, defaultPaymentMethod: string | null }
-interface PaymentMethod { id: string, created: number, customer: string | null, metadata: Record<string, string>, spec: TestPm, alias: string }
+interface PaymentMethod { id: string, created: number, customer: string | null, metadata: Record<string, string>, spec: TestPm, alias: string, billing?: Obj, exp?: { month: number, year: number } }
 interface Mandate { id: string, created: number, paymentMethod: string, acceptance: Obj }
 interface SetupIntent { id: string, created: number, secret: string, customer: string | null, description: string | null, metadata: Record<string, string>, status: string, usage: string, paymentMethod: string | null, mandate: string | null, types: string[], nextAction: Obj | null, lastSetupError: Obj | null }
 interface PaymentIntent { id: string, created: number, secret: string, amount: number, amountReceived: number, currency: string, customer: string | null, description: string | null, metadata: Record<string, string>, status: string, paymentMethod: string | null, latestCharge: string | null, lastPaymentError: Obj | null, nextAction: Obj | null, canceledAt: number | null, cancellationReason: string | null, types: string[], setupFutureUsage: string | null, receiptEmail: string | null, statementDescriptor: string | null, statementDescriptorSuffix: string | null, mandate: string | null }
@@ -133,7 +138,7 @@ function amountParam (p: Params, required: boolean): number | null {
   return a
 }
 
-function mandateAcceptance (p: Params, now: number): Obj | null {
+function mandateAcceptance (p: Params, now: number, client?: RequestContext['client']): Obj | null {
   const md = hash(p, 'mandate_data')
   if (md === null) return null
   const ca = hash(md, 'customer_acceptance')
@@ -143,8 +148,10 @@ function mandateAcceptance (p: Params, now: number): Obj | null {
   const acceptedAt = int(ca, 'accepted_at') ?? Math.floor(now / 1000)
   if (type === 'offline') return { accepted_at: acceptedAt, offline: {}, type }
   const online = hash(ca, 'online')
-  const ip = online === null ? null : str(online, 'ip_address', 'mandate_data[customer_acceptance][online][ip_address]')
-  const ua = online === null ? null : str(online, 'user_agent', 'mandate_data[customer_acceptance][online][user_agent]')
+  // Stripe.js asks Stripe to take the IP and user agent from the browser's own request.
+  const infer = online !== null && client !== undefined && str(online, 'infer_from_client') === 'true'
+  const ip = infer ? client.ip : online === null ? null : str(online, 'ip_address', 'mandate_data[customer_acceptance][online][ip_address]')
+  const ua = infer ? client.userAgent : online === null ? null : str(online, 'user_agent', 'mandate_data[customer_acceptance][online][user_agent]')
   if (ip === null) throw invalid('Missing required param: mandate_data[customer_acceptance][online][ip_address].', { param: 'mandate_data[customer_acceptance][online][ip_address]', code: 'parameter_missing' })
   if (ua === null) throw invalid('Missing required param: mandate_data[customer_acceptance][online][user_agent].', { param: 'mandate_data[customer_acceptance][online][user_agent]', code: 'parameter_missing' })
   return { accepted_at: acceptedAt, online: { ip_address: ip, user_agent: ua }, type }
@@ -154,6 +161,8 @@ const CUSTOMER_PARAMS = ['address', 'description', 'email', 'metadata', 'name', 
 const PI_CONFIRM_PARAMS = ['payment_method', 'off_session', 'mandate', 'mandate_data', 'return_url', 'setup_future_usage', 'receipt_email', 'error_on_requires_action', 'payment_method_options', 'use_stripe_sdk', 'shipping']
 const PI_CREATE_PARAMS = ['amount', 'currency', 'customer', 'confirm', 'metadata', 'description', 'automatic_payment_methods', 'allowed_payment_method_types', 'capture_method', 'confirmation_method', 'statement_descriptor', 'statement_descriptor_suffix', 'excluded_payment_method_types', ...PI_CONFIRM_PARAMS]
 const SI_CONFIRM_PARAMS = ['payment_method', 'mandate_data', 'return_url', 'payment_method_options', 'use_stripe_sdk']
+/** What a browser may add when it confirms with a publishable key and the client secret. */
+const CLIENT_CONFIRM_PARAMS = ['client_secret', 'key', 'payment_method_data', 'expected_payment_method_type']
 const SI_CREATE_PARAMS = ['customer', 'usage', 'confirm', 'metadata', 'description', 'automatic_payment_methods', 'allowed_payment_method_types', 'excluded_payment_method_types', ...SI_CONFIRM_PARAMS]
 const DYNAMIC_TYPES = ['card', 'us_bank_account']
 
@@ -226,7 +235,7 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
       id: pm.id,
       object: 'payment_method',
       allow_redisplay: 'unspecified',
-      billing_details: { address: address(), email: null, name: null, phone: null, tax_id: null },
+      billing_details: pm.billing === undefined ? { address: address(), email: null, name: null, phone: null, tax_id: null } : clone(pm.billing),
       created: pm.created,
       customer: pm.customer,
       livemode: false,
@@ -240,8 +249,8 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
         checks: { address_line1_check: null, address_postal_code_check: null, cvc_check: 'unchecked' },
         country: c.country,
         display_brand: c.brand,
-        exp_month: 12,
-        exp_year: expYear(),
+        exp_month: pm.exp?.month ?? 12,
+        exp_year: pm.exp?.year ?? expYear(),
         fingerprint: c.fingerprint,
         funding: c.funding,
         generated_from: null,
@@ -253,7 +262,7 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
       }
     } else {
       const b = pm.spec.bank
-      base.billing_details = { address: address(), email: null, name: 'Jenny Rosen', phone: null, tax_id: null }
+      base.billing_details = pm.billing === undefined ? { address: address(), email: null, name: 'Jenny Rosen', phone: null, tax_id: null } : clone(pm.billing)
       base.us_bank_account = {
         account_holder_type: 'individual',
         account_type: b.account_type,
@@ -925,10 +934,96 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
 
   function confirmSetupIntent (id: string, p: Params, ctx: RequestContext): Obj {
     const si = getSi(id)
-    only(p, SI_CONFIRM_PARAMS)
+    if (ctx.client !== undefined) {
+      only(p, [...SI_CONFIRM_PARAMS, ...CLIENT_CONFIRM_PARAMS])
+      requireClientSecret(p, si.secret, 'setup_intent')
+    } else {
+      only(p, SI_CONFIRM_PARAMS)
+    }
     const pmId = str(p, 'payment_method')
-    const acceptance = mandateAcceptance(p, now())
-    return doConfirmSetup(si, pmId === null ? null : usePm(pmId, si.customer), acceptance, ctx)
+    const acceptance = mandateAcceptance(p, now(), ctx.client)
+    const data = hash(p, 'payment_method_data')
+    const pm = data !== null ? pmFromData(data) : pmId === null ? null : usePm(pmId, si.customer)
+    return doConfirmSetup(si, pm, acceptance, ctx)
+  }
+
+  /** A browser holding only the publishable key proves which object it may touch with its client secret. */
+  function requireClientSecret (p: Params, secret: string, kind: string): void {
+    if (str(p, 'client_secret') !== secret) throw new StripeApiError(404, { type: 'invalid_request_error', code: 'resource_missing', param: 'client_secret', message: `The client_secret provided does not match any associated ${kind.replace('_', ' ')}.` })
+  }
+
+  /**
+   * What Stripe.js sends from the payment form: the card number or bank
+   * account goes to Stripe, never to the merchant. Test numbers pick the
+   * behaviour; anything else is refused as Stripe's test mode does.
+   */
+  function pmFromData (data: Params): PaymentMethod {
+    const type = str(data, 'type', 'payment_method_data[type]')
+    const billing = hash(data, 'billing_details')
+    const addr = billing === null ? null : hash(billing, 'address')
+    const billingWire: Obj = {
+      address: { ...address(), ...(addr === null ? {} : Object.fromEntries(['city', 'country', 'line1', 'line2', 'postal_code', 'state'].map(k => [k, str(addr, k)]))) },
+      email: billing === null ? null : str(billing, 'email'),
+      name: billing === null ? null : str(billing, 'name'),
+      phone: null,
+      tax_id: null
+    }
+    if (type === 'card') {
+      const card = hash(data, 'card')
+      const number = (card === null ? '' : str(card, 'number') ?? '').replace(/[\s-]/g, '')
+      if (!/^\d+$/.test(number) || !luhnValid(number)) throw new StripeApiError(402, { type: 'card_error', code: 'incorrect_number', param: 'number', message: 'Your card number is incorrect.' })
+      const alias = TEST_CARD_NUMBERS[number]
+      if (alias === undefined) throw new StripeApiError(402, { type: 'card_error', code: 'card_declined', decline_code: 'test_mode_live_card', message: 'Your card was declined. Your request was in test mode, but used a non test card. For a list of valid test cards, visit: https://stripe.com/docs/testing.' })
+      const month = int(card as Params, 'exp_month')
+      const year = int(card as Params, 'exp_year')
+      if (month === null || month < 1 || month > 12) throw new StripeApiError(402, { type: 'card_error', code: 'invalid_expiry_month', param: 'exp_month', message: "Your card's expiration month is invalid." })
+      const fullYear = year === null ? 0 : year < 100 ? 2000 + year : year
+      const current = new Date(now())
+      if (fullYear < current.getUTCFullYear() || (fullYear === current.getUTCFullYear() && month < current.getUTCMonth() + 1)) throw new StripeApiError(402, { type: 'card_error', code: 'invalid_expiry_year', param: 'exp_year', message: "Your card's expiration year is invalid." })
+      const cvc = str(card as Params, 'cvc')
+      if (cvc === null || !/^\d{3,4}$/.test(cvc)) throw new StripeApiError(402, { type: 'card_error', code: 'incorrect_cvc', param: 'cvc', message: "Your card's security code is incorrect." })
+      const pm = concretePm(alias, null)
+      pm.billing = billingWire
+      pm.exp = { month, year: fullYear }
+      return pm
+    }
+    if (type === 'us_bank_account') {
+      const bank = hash(data, 'us_bank_account')
+      const routing = bank === null ? null : str(bank, 'routing_number')
+      const account = bank === null ? null : str(bank, 'account_number')
+      if (routing !== TEST_ROUTING_NUMBER) throw invalid('Invalid routing number: use 110000000 in test mode.', { param: 'payment_method_data[us_bank_account][routing_number]', code: 'routing_number_invalid' })
+      const alias = account === null ? undefined : TEST_BANK_ACCOUNTS[account]
+      if (alias === undefined) throw invalid('Invalid account number: use one of the test account numbers.', { param: 'payment_method_data[us_bank_account][account_number]', code: 'account_number_invalid' })
+      if (billingWire.name === null) throw invalid('Missing required param: payment_method_data[billing_details][name].', { param: 'payment_method_data[billing_details][name]', code: 'parameter_missing' })
+      const pm = concretePm(alias, null)
+      pm.billing = billingWire
+      return pm
+    }
+    throw invalid('Invalid payment_method_data[type]: must be card or us_bank_account.', { param: 'payment_method_data[type]' })
+  }
+
+  /**
+   * The cardholder's answer to their bank's challenge (3D Secure). Stripe.js
+   * runs the challenge in its own frame; the stand-in takes the answer here.
+   */
+  function authenticateSetupIntent (id: string, p: Params, ctx: RequestContext): Obj {
+    const si = getSi(id)
+    only(p, ['client_secret', 'key', 'result'])
+    requireClientSecret(p, si.secret, 'setup_intent')
+    if (si.status !== 'requires_action') throw invalid(`You cannot authenticate this SetupIntent because it has a status of ${si.status}.`, { code: 'setup_intent_unexpected_state' })
+    const pm = paymentMethods.get(si.paymentMethod ?? '') as PaymentMethod
+    if (str(p, 'result') !== 'approve') {
+      si.status = 'requires_payment_method'
+      si.nextAction = null
+      si.lastSetupError = { type: 'invalid_request_error', code: 'setup_intent_authentication_failure', message: 'We are unable to authenticate your payment method. Please choose a different payment method and try again.', payment_method: paymentMethodWire(pm) }
+      emit('setup_intent.setup_failed', setupIntentWire(si), ctx)
+      return setupIntentWire(si)
+    }
+    if (si.customer !== null) attach(pm, si.customer)
+    si.status = 'succeeded'
+    si.nextAction = null
+    emit('setup_intent.succeeded', setupIntentWire(si), ctx)
+    return setupIntentWire(si)
   }
 
   function doConfirmSetup (si: SetupIntent, newPm: PaymentMethod | null, acceptance: Obj | null, ctx: RequestContext): Obj {
@@ -940,7 +1035,7 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
     if (pm.spec.type === 'us_bank_account') {
       if (acceptance === null) throw invalid('A mandate is required to set up a us_bank_account PaymentMethod: provide mandate_data[customer_acceptance].', { param: 'mandate_data', code: 'setup_intent_mandate_invalid' })
       si.mandate = createMandate(pm, acceptance).id
-    } else if (pm.spec.behaviour.kind === 'authentication_required') {
+    } else if (pm.spec.behaviour.kind === 'authentication_required' || (pm.spec.type === 'card' && pm.spec.setupNeedsAuthentication === true)) {
       si.status = 'requires_action'
       si.nextAction = threeDsAction()
       return setupIntentWire(si)
@@ -1184,6 +1279,7 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
     detachPaymentMethod,
     createSetupIntent,
     confirmSetupIntent,
+    authenticateSetupIntent,
     retrieveSetupIntent: (id: string): Obj => setupIntentWire(getSi(id)),
     createPaymentIntent,
     confirmPaymentIntent,

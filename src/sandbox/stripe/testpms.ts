@@ -17,7 +17,7 @@ export type Behaviour =
   | { kind: 'ach_late_return', ret: AchReturn }
 
 export type TestPm =
-  | { type: 'card', card: CardSpec, behaviour: Behaviour, setupSucceeds?: boolean }
+  | { type: 'card', card: CardSpec, behaviour: Behaviour, setupSucceeds?: boolean, setupNeedsAuthentication?: boolean }
   | { type: 'us_bank_account', bank: BankSpec, behaviour: Behaviour }
 
 const visa = (last4: string, fingerprint: string, funding: 'credit' | 'debit' = 'credit'): CardSpec => ({ brand: 'visa', last4, funding, country: 'US', fingerprint })
@@ -37,6 +37,8 @@ export const TEST_PAYMENT_METHODS: Readonly<Record<string, TestPm>> = {
   pm_card_chargeDeclinedFraudulent: { type: 'card', card: visa('0019', 'Fr4Ud7Lm2Qs9Xz1C'), behaviour: { kind: 'decline', decline: { code: 'card_declined', decline_code: 'fraudulent', advice_code: 'do_not_try_again', message: 'Your card was declined.' } } },
   // attaches and sets up fine; every charge afterwards declines (4000000000000341)
   pm_card_chargeCustomerFail: { type: 'card', card: visa('0341', 'Cf8Ms3Jd6Wq2Xe4T'), behaviour: { kind: 'decline', decline: { code: 'card_declined', decline_code: 'generic_decline', advice_code: null, message: 'Your card was declined.' } }, setupSucceeds: true },
+  // asks for 3D Secure when set up on-session, then charges off-session without it (4000002500003155)
+  pm_card_authenticationRequiredSetupForOffSession: { type: 'card', card: visa('3155', 'As9Fo2Kx6Rb1Zq8W'), behaviour: { kind: 'succeed' }, setupNeedsAuthentication: true },
   pm_card_authenticationRequired: { type: 'card', card: visa('3184', 'Au3Th8Rq5Dn1Vy6M'), behaviour: { kind: 'authentication_required' } },
   pm_card_createDispute: { type: 'card', card: visa('0259', 'Dp2Sx7Yt4Gk9Hw3E'), behaviour: { kind: 'dispute' } },
   pm_usBankAccount_success: { type: 'us_bank_account', bank: bank('6789', 'Bk1Sc6Qw8Mz3Tn5R'), behaviour: { kind: 'ach_succeed' } },
@@ -47,3 +49,43 @@ export const TEST_PAYMENT_METHODS: Readonly<Record<string, TestPm>> = {
 }
 
 export const isTestPaymentMethod = (id: string): boolean => Object.prototype.hasOwnProperty.call(TEST_PAYMENT_METHODS, id)
+
+/**
+ * Stripe's test card and bank numbers, as a client types them into the
+ * payment form, and the test payment method each one behaves as.
+ * https://docs.stripe.com/testing
+ */
+export const TEST_CARD_NUMBERS: Readonly<Record<string, string>> = {
+  '4242424242424242': 'pm_card_visa',
+  '5555555555554444': 'pm_card_mastercard',
+  '4000056655665556': 'pm_card_visa_debit',
+  '4000000000000002': 'pm_card_chargeDeclined',
+  '4000000000009995': 'pm_card_chargeDeclinedInsufficientFunds',
+  '4000000000000069': 'pm_card_chargeDeclinedExpiredCard',
+  '4100000000000019': 'pm_card_chargeDeclinedFraudulent',
+  '4000000000000341': 'pm_card_chargeCustomerFail',
+  '4000002760003184': 'pm_card_authenticationRequired',
+  '4000002500003155': 'pm_card_authenticationRequiredSetupForOffSession',
+  '4000000000000259': 'pm_card_createDispute'
+}
+
+export const TEST_ROUTING_NUMBER = '110000000'
+export const TEST_BANK_ACCOUNTS: Readonly<Record<string, string>> = {
+  '000123456789': 'pm_usBankAccount_success',
+  '000222222227': 'pm_usBankAccount_insufficientFunds',
+  '000111111113': 'pm_usBankAccount_accountClosed',
+  '000333333335': 'pm_usBankAccount_debitNotAuthorized',
+  // not one of Stripe's numbers: succeeds, then comes back as unauthorised days later
+  '000555555559': 'pm_usBankAccount_lateReturn'
+}
+
+/** The Luhn check card networks use; Stripe answers `incorrect_number` when it fails. */
+export function luhnValid (digits: string): boolean {
+  let sum = 0
+  for (let i = 0; i < digits.length; i++) {
+    let d = Number(digits[digits.length - 1 - i])
+    if (i % 2 === 1) { d *= 2; if (d > 9) d -= 9 }
+    sum += d
+  }
+  return digits.length >= 12 && sum % 10 === 0
+}
