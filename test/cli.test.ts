@@ -51,3 +51,42 @@ t.test('tenants:surcharge sets, shows and refuses', async t => {
   t.same(await stored(), [0, []])
   t.match(printed.at(-1), /: off\./)
 })
+
+t.test('connect stripe, tenants:brand, tenants:installments and api-keys:create', async t => {
+  const db = await testDb(t)
+  const tenant = await makeTenant(db)
+  const keyring = testKeyring()
+  const deps = { db, keyring, publicUrl: 'https://settle.example' }
+  const printed: string[] = []
+  const write = process.stdout.write.bind(process.stdout)
+  const run = async (command: string, ...args: string[]): Promise<number> => {
+    process.stdout.write = ((chunk: string) => { printed.push(String(chunk)); return true }) as typeof process.stdout.write
+    try { return await runTenantCommand(command, [...(command === 'connect' ? ['stripe'] : []), '--tenant', tenant.slug, ...args], deps) } finally { process.stdout.write = write }
+  }
+  const { getSecret } = await import('../src/db/secrets.js')
+
+  process.env.SETTLE_STRIPE_SECRET_KEY = 'sk_test_abc123'
+  process.env.SETTLE_STRIPE_WEBHOOK_SECRET = 'whsec_abc'
+  t.teardown(() => { delete process.env.SETTLE_STRIPE_SECRET_KEY; delete process.env.SETTLE_STRIPE_WEBHOOK_SECRET })
+  await t.rejects(run('connect', '--publishable-key', 'pk_live_abc'), { code: 'VALIDATION_FAILED', message: /both be live or both be test/ })
+  t.equal(await getSecret(db, keyring, tenant.id, 'stripe.secret_key'), null, 'a refusal stores nothing')
+  t.equal(await run('connect', '--publishable-key', 'pk_test_abc'), 0)
+  t.equal(await getSecret(db, keyring, tenant.id, 'stripe.secret_key'), 'sk_test_abc123')
+  t.equal(await getSecret(db, keyring, tenant.id, 'stripe.publishable_key'), 'pk_test_abc')
+  t.match(printed.at(-1), /https:\/\/settle\.example\/webhooks\/stripe\//)
+  t.notMatch(printed.join(''), /sk_test_abc123|whsec_abc/, 'secrets are never printed')
+
+  t.equal(await run('tenants:brand', '--name', 'Brightline IT', '--accent', '#1D4ED8', '--support-email', 'billing@brightline.example'), 0)
+  t.match(printed.at(-1), /Brightline IT, accent #1d4ed8, no logo, support billing@brightline\.example/)
+  await t.rejects(run('tenants:brand', '--logo', 'logo.gif'), { code: 'VALIDATION_FAILED' })
+
+  t.equal(await run('tenants:installments', '--min-amount', '1000', '--max-parts', '4'), 0)
+  t.match(await db('tenants').where({ id: tenant.id }).first('installments_min_amount', 'installments_max_parts'), { installments_min_amount: '100000', installments_max_parts: 4 })
+  await t.rejects(run('tenants:installments', '--min-amount', 'lots'), { code: 'VALIDATION_FAILED' })
+  t.equal(await run('tenants:installments', '--min-amount', 'off'), 0)
+  t.match(printed.at(-1), /off/)
+
+  t.equal(await run('api-keys:create', '--name', 'back office', '--scopes', 'payments:read,payments:charge'), 0)
+  t.match(printed.at(-1), /settle_sk_[0-9a-f-]{36}_[\w-]{43}/, 'the key is shown once')
+  await t.rejects(run('api-keys:create', '--name', 'bad', '--scopes', 'everything'), { code: 'VALIDATION_FAILED' })
+})

@@ -9,6 +9,12 @@ import { formatRate, parseRatePercent } from '../domain/surcharge.js'
 import type { PsaSystem } from '../ports/psa.js'
 import type { Keyring } from '../security/keyring.js'
 import { connectAutotask, connectConnectWise, createPsaFactory } from '../services/psa-connections.js'
+import { readFile } from 'node:fs/promises'
+import { extname } from 'node:path'
+import { setBrand, type LogoType } from '../db/branding.js'
+import { setInstallmentSettings } from '../db/installments.js'
+import { putSecret } from '../db/secrets.js'
+import { createApiKey } from '../security/api-keys.js'
 import { syncInvoices, type SyncProgress } from '../services/sync.js'
 import { renderProgress, syncFraction } from './progress.js'
 
@@ -35,6 +41,12 @@ async function tenantOf (db: Knex, values: Record<string, unknown>): Promise<Ten
   return tenant
 }
 
+function logoTypeOf (path: string): LogoType {
+  const type = ({ '.png': 'image/png', '.svg': 'image/svg+xml', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp' } as const)[extname(path).toLowerCase() as '.png']
+  if (type === undefined) throw new AppError('VALIDATION_FAILED', `--logo must be a .png, .svg, .jpg or .webp file; got ${path}.`)
+  return type
+}
+
 /** Operator commands that act on one tenant. Returns the exit code. */
 export async function runTenantCommand (command: string, args: string[], deps: Deps): Promise<number> {
   const { db, keyring } = deps
@@ -46,7 +58,9 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       system: { type: 'string' }, full: { type: 'boolean' }, 'recheck-open': { type: 'boolean' },
       site: { type: 'string' }, 'company-id': { type: 'string' }, 'public-key': { type: 'string' }, 'client-id': { type: 'string' },
       'api-user': { type: 'string' }, 'integration-code': { type: 'string' },
-      rate: { type: 'string' }, block: { type: 'string' }
+      rate: { type: 'string' }, block: { type: 'string' },
+      'publishable-key': { type: 'string' }, accent: { type: 'string' }, logo: { type: 'string' }, 'support-email': { type: 'string' },
+      'min-amount': { type: 'string' }, 'max-parts': { type: 'string' }, scopes: { type: 'string' }
     },
     strict: true
   })
@@ -74,6 +88,31 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       : `Card surcharge for ${tenant.slug}: ${formatRate(settings.rateBp)}% on credit cards${settings.blockedStates.length > 0 ? `; none for clients billed in ${settings.blockedStates.join(', ')} or whose state is unknown` : ''}.`)
     return 0
   }
+  if (command === 'tenants:brand') {
+    const logoPath = values.logo
+    const logo = typeof logoPath === 'string' ? { type: logoTypeOf(logoPath), bytes: await readFile(logoPath) } : undefined
+    const brand = await setBrand(db, tenant.id, {
+      ...(typeof values.name === 'string' ? { name: values.name } : {}),
+      ...(typeof values.accent === 'string' ? { accent: values.accent } : {}),
+      ...(typeof values['support-email'] === 'string' ? { supportEmail: values['support-email'] } : {}),
+      ...(logo !== undefined ? { logo } : {})
+    })
+    out(`Brand for ${tenant.slug}: ${brand.name}, accent ${brand.accent ?? 'default'}, ${brand.hasLogo ? 'with' : 'no'} logo, support ${brand.supportEmail ?? 'not set'}.`)
+    return 0
+  }
+  if (command === 'tenants:installments') {
+    const minAmount = values['min-amount'] === undefined || values['min-amount'] === 'off' ? null : Math.round(Number(values['min-amount']) * 100)
+    const maxParts = values['max-parts'] === undefined ? 6 : Number(values['max-parts'])
+    if (minAmount !== null && (!Number.isSafeInteger(minAmount) || minAmount <= 0)) throw new AppError('VALIDATION_FAILED', `--min-amount takes dollars such as 1000, or off; got "${String(values['min-amount'])}".`)
+    await setInstallmentSettings(db, tenant.id, { minAmount, maxParts })
+    out(minAmount === null ? `Installments for ${tenant.slug}: off.` : `Installments for ${tenant.slug}: invoices from $${(minAmount / 100).toFixed(2)} may be paid in 2 to ${maxParts} monthly parts.`)
+    return 0
+  }
+  if (command === 'api-keys:create') {
+    const created = await createApiKey(db, tenant.id, required(values, 'name'), (values.scopes ?? '').split(',').map(s => s.trim()).filter(s => s !== ''))
+    out(`Key "${String(values.name)}" for ${tenant.slug} (id ${created.id}). Shown once; store it now:\n${created.key}`)
+    return 0
+  }
   if (command === 'connect') {
     if (sub === 'connectwise') {
       const creds = {
@@ -99,7 +138,21 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       out(`Connected ${tenant.slug} to Autotask as ${String(values['api-user'])}. Invoices are polled every SYNC_INTERVAL_MINUTES (Autotask has no invoice webhooks).`)
       return 0
     }
-    throw new AppError('VALIDATION_FAILED', 'Say which PSA: settle connect connectwise … or settle connect autotask …')
+    if (sub === 'stripe') {
+      const secretKey = secretFromEnv('SETTLE_STRIPE_SECRET_KEY', 'Stripe secret key (sk_… or rk_…)')
+      const webhookSecret = secretFromEnv('SETTLE_STRIPE_WEBHOOK_SECRET', 'webhook endpoint signing secret (whsec_…)')
+      const publishable = required(values, 'publishable-key')
+      if (!/^(sk|rk)_(live|test)_\w+$/.test(secretKey)) throw new AppError('VALIDATION_FAILED', 'SETTLE_STRIPE_SECRET_KEY must be a Stripe secret or restricted key (sk_live_…, rk_live_…).')
+      if (!/^pk_(live|test)_\w+$/.test(publishable)) throw new AppError('VALIDATION_FAILED', '--publishable-key must be the account\'s publishable key (pk_live_…).')
+      if (!/^whsec_\w+$/.test(webhookSecret)) throw new AppError('VALIDATION_FAILED', 'SETTLE_STRIPE_WEBHOOK_SECRET must be the endpoint\'s signing secret (whsec_…).')
+      if (secretKey.split('_')[1] !== publishable.split('_')[1]) throw new AppError('VALIDATION_FAILED', 'The secret and publishable keys must both be live or both be test keys.')
+      await putSecret(db, keyring, tenant.id, 'stripe.secret_key', secretKey)
+      await putSecret(db, keyring, tenant.id, 'stripe.publishable_key', publishable)
+      await putSecret(db, keyring, tenant.id, 'stripe.webhook_secret', webhookSecret)
+      out(`Connected ${tenant.slug} to Stripe (${publishable.split('_')[1] ?? ''} mode). In Stripe, send events to ${deps.publicUrl}/webhooks/stripe/${tenant.slug}.`)
+      return 0
+    }
+    throw new AppError('VALIDATION_FAILED', 'Say what to connect: settle connect connectwise …, autotask … or stripe …')
   }
 
   const connections = await listPsaConnections(db, { tenantId: tenant.id })
