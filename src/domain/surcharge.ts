@@ -24,6 +24,8 @@ export interface SurchargeInput extends SurchargeSettings {
   method: { type: 'card' | 'ach', funding: string | null }
   /** What is being charged against the invoice; the surcharge rides on top. */
   amount: Money
+  /** A scheduled charge no person confirms (auto-pay, a retry, an installment): never surcharged. */
+  unattended?: boolean
 }
 
 export interface SurchargeQuote {
@@ -41,6 +43,8 @@ export function surchargeFor (input: SurchargeInput): SurchargeQuote {
   const none = (reason: string): SurchargeQuote => ({ surcharge: zero(input.amount.currency), reason })
   // A rate that is not whole basis points is a bug upstream; charging nothing is the safe reading.
   if (!Number.isSafeInteger(input.rateBp) || input.rateBp <= 0) return none('No surcharge: card surcharging is off.')
+  // Only a person who sees the total is surcharged; auto-pay, retries and installments were agreed without one.
+  if (input.unattended === true) return none('No surcharge on scheduled charges (auto-pay, retries, installments).')
   if (input.method.type !== 'card') return none('No surcharge on bank (ACH) payments.')
   if (input.method.funding === 'debit') return none('No surcharge on debit cards.')
   if (input.method.funding === 'prepaid') return none('No surcharge on prepaid cards.')

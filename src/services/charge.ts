@@ -77,7 +77,7 @@ export interface ChargeQuote {
  * the way a charge checks them. The quote screens show and the charge
  * itself both come from here, so they cannot disagree.
  */
-async function priceCharge (db: Knex, tenantId: string, invoice: InvoiceForCharge, input: { paymentMethodId: string, amount?: number }): Promise<{ amount: Money, method: PaymentMethod, quote: SurchargeQuote }> {
+async function priceCharge (db: Knex, tenantId: string, invoice: InvoiceForCharge, input: { paymentMethodId: string, amount?: number, trigger?: ChargeTrigger }): Promise<{ amount: Money, method: PaymentMethod, quote: SurchargeQuote }> {
   if (invoice.voided) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} is voided.`)
   const open = openBalance(invoice)
   if (open <= 0) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} has nothing open to charge.`)
@@ -91,7 +91,8 @@ async function priceCharge (db: Knex, tenantId: string, invoice: InvoiceForCharg
   const settings = await getTenantSurcharge(db, tenantId)
   const customer = await db('customers').where({ tenant_id: tenantId, id: invoice.customer_id }).first('billing_state') as { billing_state: string | null } | undefined
   const charged: Money = { amount, currency: asCurrency(invoice.currency) }
-  const quote = surchargeFor({ ...settings, billingState: customer?.billing_state ?? null, method: { type: method.type, funding: method.funding }, amount: charged })
+  const unattended = input.trigger === 'autopay' || input.trigger === 'retry' || input.trigger === 'installment'
+  const quote = surchargeFor({ ...settings, billingState: customer?.billing_state ?? null, method: { type: method.type, funding: method.funding }, amount: charged, unattended })
   return { amount: charged, method, quote }
 }
 

@@ -145,9 +145,9 @@ t.test('the card surcharge', async t => {
     await setTenantSurcharge(db, tenantId, { rateBp: 250, blockedStates: ['CT'] })
   })
 
-  await t.test('auto-pay pays what the rule computes', async t => {
+  await t.test('auto-pay is never surcharged: nobody saw a total', async t => {
     const result = await chargeInvoice(db, payments, { tenantId, invoiceId: id('4'), paymentMethodId: f.m.credit.id, actor: 'autopay', trigger: 'autopay' })
-    t.same([result.outcome, result.attempt.surcharge.amount, fake.charged.at(-1)?.amount.amount], ['succeeded', 2500, 102_500])
+    t.same([result.outcome, result.attempt.surcharge.amount, fake.charged.at(-1)?.amount.amount], ['succeeded', 0, 100_000])
   })
 
   await t.test('debit, prepaid, ACH, a blocked state and an unknown state: no surcharge', async t => {
