@@ -1,17 +1,11 @@
 import t from 'tap'
-import { existsSync } from 'node:fs'
-import { chromium } from 'playwright-core'
 import { startDemoApp } from '../helpers/demo-app.js'
+import { browserSkip, launchBrowser } from '../helpers/browser.js'
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 
-t.test('the home page in a real browser', { skip: existsSync(CHROMIUM) ? false : `needs Debian chromium at ${CHROMIUM} (.ci/run installs it)` }, async t => {
+t.test('the home page in a real browser', { skip: browserSkip() }, async t => {
   const { base } = await startDemoApp(t)
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
-  })
-  t.teardown(async () => { await browser.close() })
+  const browser = await launchBrowser(t)
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
   const problems: string[] = []
   page.on('console', message => { if (message.type() === 'error') problems.push(message.text()) })

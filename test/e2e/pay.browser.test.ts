@@ -1,20 +1,16 @@
 import t from 'tap'
-import { existsSync, mkdirSync } from 'node:fs'
-import { chromium, type Page } from 'playwright-core'
+import { mkdirSync } from 'node:fs'
+import type { Page } from 'playwright-core'
 import { startDemoApp } from '../helpers/demo-app.js'
+import { browserSkip, launchBrowser } from '../helpers/browser.js'
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 /** Screenshots are kept as test artefacts (git-ignored with the rest of .tap/). */
 const SHOTS = '.tap/screenshots'
 
-t.test('a client adds a card and a bank account on the pay page, in a real browser', { skip: existsSync(CHROMIUM) ? false : `needs Debian chromium at ${CHROMIUM} (.ci/run installs it)` }, async t => {
+t.test('a client adds a card and a bank account on the pay page, in a real browser', { skip: browserSkip() }, async t => {
   mkdirSync(SHOTS, { recursive: true })
   const { base } = await startDemoApp(t)
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
-  })
-  t.teardown(async () => { await browser.close() })
+  const browser = await launchBrowser(t)
   const page = await browser.newPage({ viewport: { width: 900, height: 1000 } })
   const problems: string[] = []
   page.on('pageerror', error => { problems.push(error.message) })

@@ -1,5 +1,4 @@
 import t, { type Test } from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
 import { testDb } from '../helpers/db.js'
 import { makeTenant } from '../helpers/fixtures.js'
@@ -9,17 +8,9 @@ import autotaskSandbox, { AUTOTASK_SANDBOX_CREDENTIALS, createAutotaskStore } fr
 import { createConnectWisePsa } from '../../src/adapters/connectwise/psa.js'
 import { createAutotaskPsa } from '../../src/adapters/autotask/psa.js'
 import { syncInvoices } from '../../src/services/sync.js'
+import { fast, serve } from '../helpers/serve.js'
 import type { PsaPort } from '../../src/ports/psa.js'
 
-async function serve (t: Test, register: (app: FastifyInstance) => Promise<void>): Promise<string> {
-  const app = Fastify()
-  await register(app)
-  const base = await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(async () => { await app.close() })
-  return base
-}
-
-const fast = async (): Promise<void> => { await new Promise(resolve => setImmediate(resolve)) }
 
 /** Counts company listings, to show the billing state costs no extra PSA call. */
 function countingCompanyReads<P extends PsaPort> (psa: P): { psa: P, reads: () => number } {

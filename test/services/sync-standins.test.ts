@@ -1,5 +1,4 @@
 import t, { type Test } from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
 import { testDb } from '../helpers/db.js'
 import { countRows, makeTenant } from '../helpers/fixtures.js'
@@ -8,6 +7,7 @@ import autotaskSandbox, { AUTOTASK_SANDBOX_CREDENTIALS, createAutotaskStore } fr
 import { createConnectWisePsa } from '../../src/adapters/connectwise/psa.js'
 import { createAutotaskPsa } from '../../src/adapters/autotask/psa.js'
 import { syncInvoices } from '../../src/services/sync.js'
+import { fast, serve } from '../helpers/serve.js'
 import { customerBalance } from '../../src/db/ledger.js'
 import { listCustomers } from '../../src/db/customers.js'
 import { invoicesByPsaIds, psaOpenBalances } from '../../src/db/invoices.js'
@@ -23,15 +23,6 @@ async function tiesOut (db: Knex, tenantId: string): Promise<{ mismatched: numbe
   return { mismatched, duplicateKeys: dupes.length }
 }
 
-async function serve (t: Test, register: (app: FastifyInstance) => Promise<void>): Promise<string> {
-  const app = Fastify()
-  await register(app)
-  const base = await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(async () => { await app.close() })
-  return base
-}
-
-const fast = async (): Promise<void> => { await new Promise(resolve => setImmediate(resolve)) }
 
 t.test('sync against the ConnectWise stand-in, through the real adapter', async t => {
   const db = await testDb(t)
