@@ -3,6 +3,7 @@ import { listPsaConnections } from '../db/psa.js'
 import { enqueue } from '../db/jobs.js'
 import { putSecret } from '../db/secrets.js'
 import { setBrand } from '../db/branding.js'
+import { setInstallmentSettings } from '../db/installments.js'
 import { STRIPE_SANDBOX_API_KEY } from '../sandbox/stripe/index.js'
 import { ensureTenant, type Tenant } from '../db/tenants.js'
 import type { PsaSystem } from '../ports/psa.js'
@@ -42,6 +43,8 @@ export async function seedDemo (db: Knex, keyring: Keyring): Promise<Tenant[]> {
       await putSecret(db, keyring, tenant.id, 'stripe.secret_key', STRIPE_SANDBOX_API_KEY)
       await putSecret(db, keyring, tenant.id, 'stripe.webhook_secret', DEMO_STRIPE_WEBHOOK_SECRET)
       await enqueue(db, tenant.id, [{ queue: 'demo.collection-setup', dedupeKey: 'demo', maxAttempts: 40 }])
+      // Invoices from $1,000 may be paid in up to 6 monthly parts, so the pay page shows the option.
+      await setInstallmentSettings(db, tenant.id, { minAmount: 100_000, maxParts: 6 })
     }
     if (demo.psa === 'connectwise') {
       await connectConnectWise(db, keyring, tenant.id, { site: 'sandbox', ...CONNECTWISE_SANDBOX_CREDENTIALS })

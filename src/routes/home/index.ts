@@ -14,9 +14,9 @@ async function demoPayPages (app: FastifyInstance, tenantId: string): Promise<Ar
     .where({ 'i.tenant_id': tenantId, 'i.voided': false }).whereIn('i.status', ['open', 'partially_paid', 'overdue'])
     .select('i.id', 'i.number', 'i.currency', 'i.ledger_billed', 'i.paid_via_settle', 'i.ledger_paid_elsewhere', 'c.name',
       app.db.raw("exists (select 1 from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id and m.status = 'active') as has_method"))
-    .orderBy([{ column: 'c.name' }, { column: 'i.due_on' }]).limit(400) as Array<{ id: string, number: string, currency: string, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number, name: string, has_method: boolean }>
+    .orderBy('c.name').orderByRaw('i.ledger_billed - i.paid_via_settle - i.ledger_paid_elsewhere desc').limit(400) as Array<{ id: string, number: string, currency: string, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number, name: string, has_method: boolean }>
   const expiresAt = new Date(Date.now() + 7 * 86_400_000)
-  // One invoice per client: some with a method on file, most without (they add one on the page).
+  // Each client's largest open invoice (large ones can be paid in installments); some clients have a method on file, most add one on the page.
   const perClient = new Map<string, typeof rows[number]>()
   for (const r of rows) if (openBalance(r) > 0 && !perClient.has(r.name)) perClient.set(r.name, r)
   return [...perClient.values()].slice(0, 6).map(r => ({

@@ -229,7 +229,8 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
     const first = created.firstCharge
     if (first.outcome === 'skipped') return { kind: 'ok', text: `Your plan of ${created.plan.partCount} payments is set up.` }
     const notice = await noticeFor(tenantId, body.method ?? '', first)
-    return notice?.kind === 'ok' ? { kind: 'ok', text: `Your plan of ${created.plan.partCount} payments is set up and the first payment went through.` } : notice
+    if (notice?.kind === 'ok') return { kind: 'ok', text: `Your plan of ${created.plan.partCount} payments is set up and the first payment went through.` }
+    return notice === null ? null : { kind: notice.kind, text: `Your plan of ${created.plan.partCount} payments is set up. ${notice.text.replace('Your payment', 'The first payment')}` }
   }))
 
   app.post<{ Params: { token: string, planId: string }, Body: Form }>('/pay/:token/installments/:planId/cancel', async (request, reply) => await act(request as unknown as FastifyRequest<{ Params: { token: string }, Body: Form }>, reply, async ({ tenantId, invoice }) => {
