@@ -149,7 +149,8 @@ t.test('real-time mode: delayMs settles ACH and delivers without a flush', async
   t.equal(pi.status, 'processing')
   const deadline = Date.now() + 5000
   const seen = (): string[] => hook.received.map(r => verifier.webhooks.constructEvent(r.raw, r.signature, SECRET)).filter(e => (e.data.object as { id: string }).id === pi.id).map(e => e.type)
-  while (!seen().includes('payment_intent.succeeded') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
-  t.same(seen(), ['payment_intent.created', 'payment_intent.processing', 'payment_intent.succeeded'])
+  while (seen().length < 3 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
+  // Deliveries race each other over HTTP (Stripe does not promise order either): all three, in any order.
+  t.same([...seen()].sort(), ['payment_intent.created', 'payment_intent.processing', 'payment_intent.succeeded'])
   t.equal((await stripe.paymentIntents.retrieve(pi.id)).status, 'succeeded')
 })
