@@ -18,6 +18,7 @@ const USAGE = `Usage: settle <command> [options]
   connect stripe --tenant SLUG --publishable-key pk_live_…
                      (SETTLE_STRIPE_SECRET_KEY and SETTLE_STRIPE_WEBHOOK_SECRET from the environment)
   tenants:brand --tenant SLUG [--name NAME] [--accent #1d4ed8] [--logo FILE] [--support-email ADDRESS]
+  tenants:time-zone --tenant SLUG --zone America/Chicago   ("today" for auto-pay and installments)
   tenants:installments --tenant SLUG --min-amount DOLLARS|off [--max-parts 2-12]
   api-keys:create --tenant SLUG --name NAME --scopes payments:read,payments:charge,…
   sync --tenant SLUG [--system connectwise|autotask] [--full] [--recheck-open]
@@ -41,7 +42,7 @@ async function main (argv: string[]): Promise<number> {
     process.stdout.write(Keyring.generateEntry() + '\n')
     return 0
   }
-  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal', 'tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:installments', 'api-keys:create', 'connect', 'sync', 'sync:status'].includes(command)) {
+  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal', 'tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'sync', 'sync:status'].includes(command)) {
     process.stderr.write(USAGE)
     return command === undefined || command === '--help' ? 0 : 64
   }
@@ -51,7 +52,7 @@ async function main (argv: string[]): Promise<number> {
   const target = databaseTarget({ ...config, demo: false })
   const db = createDb(target)
   try {
-    if (['tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:installments', 'api-keys:create', 'connect', 'sync', 'sync:status'].includes(command)) {
+    if (['tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'sync', 'sync:status'].includes(command)) {
       const keyring = config.encryptionKeys !== null ? new Keyring(config.encryptionKeys) : Keyring.loadOrCreateLocal(config.dataDir)
       return await runTenantCommand(command, argv.slice(1), { db, keyring, publicUrl: config.publicUrl })
     }

@@ -86,6 +86,10 @@ t.test('connect stripe, tenants:brand, tenants:installments and api-keys:create'
   t.equal(await run('tenants:installments', '--min-amount', 'off'), 0)
   t.match(printed.at(-1), /off/)
 
+  t.equal(await run('tenants:time-zone', '--zone', 'America/Chicago'), 0)
+  t.equal((await db('tenants').where({ id: tenant.id }).first('time_zone')).time_zone, 'America/Chicago')
+  await t.rejects(run('tenants:time-zone', '--zone', 'Central'), { code: 'VALIDATION_FAILED' })
+
   t.equal(await run('api-keys:create', '--name', 'back office', '--scopes', 'payments:read,payments:charge'), 0)
   t.match(printed.at(-1), /settle_sk_[0-9a-f-]{36}_[\w-]{43}/, 'the key is shown once')
   await t.rejects(run('api-keys:create', '--name', 'bad', '--scopes', 'everything'), { code: 'VALIDATION_FAILED' })

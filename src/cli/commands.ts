@@ -1,7 +1,7 @@
 import type { Knex } from 'knex'
 import { parseArgs } from 'node:util'
 import { createConnectWisePsa } from '../adapters/connectwise/psa.js'
-import { createTenant, findTenantBySlug, getTenantSurcharge, setTenantSurcharge, type Tenant } from '../db/tenants.js'
+import { createTenant, findTenantBySlug, getTenantSurcharge, setTenantSurcharge, setTenantTimeZone, type Tenant } from '../db/tenants.js'
 import { getSyncState, listPsaConnections, listSyncRuns } from '../db/psa.js'
 import { AppError } from '../errors.js'
 import { asCurrency } from '../domain/money.js'
@@ -60,7 +60,7 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       'api-user': { type: 'string' }, 'integration-code': { type: 'string' },
       rate: { type: 'string' }, block: { type: 'string' },
       'publishable-key': { type: 'string' }, accent: { type: 'string' }, logo: { type: 'string' }, 'support-email': { type: 'string' },
-      'min-amount': { type: 'string' }, 'max-parts': { type: 'string' }, scopes: { type: 'string' }
+      'min-amount': { type: 'string' }, 'max-parts': { type: 'string' }, scopes: { type: 'string' }, zone: { type: 'string' }
     },
     strict: true
   })
@@ -98,6 +98,11 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       ...(logo !== undefined ? { logo } : {})
     })
     out(`Brand for ${tenant.slug}: ${brand.name}, accent ${brand.accent ?? 'default'}, ${brand.hasLogo ? 'with' : 'no'} logo, support ${brand.supportEmail ?? 'not set'}.`)
+    return 0
+  }
+  if (command === 'tenants:time-zone') {
+    await setTenantTimeZone(db, tenant.id, required(values, 'zone'))
+    out(`${tenant.slug} runs auto-pay and installments by the calendar in ${String(values.zone)}.`)
     return 0
   }
   if (command === 'tenants:installments') {

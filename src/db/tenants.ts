@@ -2,6 +2,7 @@ import type { Db } from './knex.js'
 import { pgError } from './knex.js'
 import { AppError } from '../errors.js'
 import { asCurrency, type Currency } from '../domain/money.js'
+import { isTimeZone, localDate } from '../domain/calendar.js'
 import { checkSurchargeSettings, type SurchargeSettings } from '../domain/surcharge.js'
 
 export interface Tenant {
@@ -89,4 +90,16 @@ export async function setTenantSurcharge (db: Db, tenantId: string, input: { rat
     .update({ surcharge_rate_bp: checked.settings.rateBp, surcharge_blocked_states: [...checked.settings.blockedStates] })
   if (updated === 0) throw new AppError('TENANT_NOT_FOUND', `No tenant ${tenantId}.`)
   return checked.settings
+}
+
+/** The tenant's today (YYYY-MM-DD) in its own time zone. */
+export async function tenantToday (db: Db, tenantId: string, now = new Date()): Promise<string> {
+  const row = await db('tenants').where({ id: requireTenantId(tenantId) }).first('time_zone') as { time_zone: string } | undefined
+  if (row === undefined) throw new AppError('TENANT_NOT_FOUND', `No tenant ${tenantId}.`)
+  return localDate(now, row.time_zone)
+}
+
+export async function setTenantTimeZone (db: Db, tenantId: string, timeZone: string): Promise<void> {
+  if (!isTimeZone(timeZone)) throw new AppError('VALIDATION_FAILED', `"${timeZone}" is not a time zone; use a name such as America/Chicago or UTC.`)
+  await db('tenants').where({ id: requireTenantId(tenantId) }).update({ time_zone: timeZone })
 }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex'
-import { enqueue } from '../db/jobs.js'
+import { tenantToday } from '../db/tenants.js'
+import { queueDailyRuns } from './daily.js'
 import { chargeInstallmentPart, runInstallments } from '../services/installments.js'
 import type { PaymentsFactory } from './payment-jobs.js'
 import { PermanentJobError, type JobHandler } from './worker.js'
@@ -9,7 +10,7 @@ export function installmentJobHandlers (paymentsFor: PaymentsFactory): Record<st
     /** The day's due installments for one tenant. */
     'installments.run': async (job, { db, log }) => {
       if (job.tenantId === null) throw new PermanentJobError('installments.run needs a tenant')
-      const today = typeof job.payload.date === 'string' ? job.payload.date : new Date().toISOString().slice(0, 10)
+      const today = typeof job.payload.date === 'string' ? job.payload.date : await tenantToday(db, job.tenantId)
       log.info({ tenantId: job.tenantId, today, ...(await runInstallments(db, job.tenantId, today)) }, 'installments run')
     },
     /** One due part; by the time it runs the invoice may be paid another way, or another payment may be in flight. */
@@ -22,10 +23,7 @@ export function installmentJobHandlers (paymentsFor: PaymentsFactory): Record<st
 }
 
 /** Queues today's installments run for every tenant with an active plan; once a day per tenant whichever process gets there first. */
-export async function scheduleInstallmentRuns (db: Knex, today = new Date().toISOString().slice(0, 10)): Promise<number> {
+export async function scheduleInstallmentRuns (db: Knex, now = new Date()): Promise<number> {
   const tenants = await db('installment_plans').where({ status: 'active' }).distinct('tenant_id').pluck('tenant_id') as string[]
-  for (const tenantId of tenants) {
-    await enqueue(db, tenantId, [{ queue: 'installments.run', payload: { date: today }, dedupeKey: `installments-run:${today}`, maxAttempts: 3 }])
-  }
-  return tenants.length
+  return await queueDailyRuns(db, tenants, 'installments.run', now)
 }

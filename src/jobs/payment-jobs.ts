@@ -8,6 +8,8 @@ import type { PaymentsPort } from '../ports/payments.js'
 import { chargeInputFor, chargeInvoice, followUp, recordOutcome } from '../services/charge.js'
 import { runAutopay } from '../services/autopay.js'
 import { removeMethod } from '../services/checkout.js'
+import { tenantToday } from '../db/tenants.js'
+import { queueDailyRuns } from './daily.js'
 import { recordDispute } from '../services/disputes.js'
 import { scheduleInstallmentRuns } from './installment-jobs.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
@@ -96,7 +98,7 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
     /** The day's auto-pay decisions for one tenant. */
     'autopay.run': async (job, { db, log }) => {
       if (job.tenantId === null) throw new PermanentJobError('autopay.run needs a tenant')
-      const today = typeof job.payload.date === 'string' ? job.payload.date : new Date().toISOString().slice(0, 10)
+      const today = typeof job.payload.date === 'string' ? job.payload.date : await tenantToday(db, job.tenantId)
       log.info({ tenantId: job.tenantId, today, ...(await runAutopay(db, job.tenantId, today)) }, 'auto-pay run')
     },
     /** One auto-pay charge; by the time it runs the invoice may be paid or partly paid: charge at most what is open. */
@@ -159,12 +161,9 @@ export async function sweepUnresolvedAttempts (db: Knex, olderThanMs = 5 * 60_00
 }
 
 /** Queues today's auto-pay run for every tenant with an enrolled client; once a day per tenant whichever process gets there first. */
-export async function scheduleAutopayRuns (db: Knex, today = new Date().toISOString().slice(0, 10)): Promise<number> {
+export async function scheduleAutopayRuns (db: Knex, now = new Date()): Promise<number> {
   const tenants = await db('autopay_rules').where({ enrolled: true }).distinct('tenant_id').pluck('tenant_id') as string[]
-  for (const tenantId of tenants) {
-    await enqueue(db, tenantId, [{ queue: 'autopay.run', payload: { date: today }, dedupeKey: `autopay-run:${today}`, maxAttempts: 3 }])
-  }
-  return tenants.length
+  return await queueDailyRuns(db, tenants, 'autopay.run', now)
 }
 
 export function startPaymentSweeps (db: Knex, log: FastifyBaseLogger, everyMs = 60_000): () => void {

@@ -8,7 +8,7 @@ import {
 } from '../db/installments.js'
 import { pgError, type Db } from '../db/knex.js'
 import { getPaymentMethod, type AttemptStatus } from '../db/payments.js'
-import { isUuid, requireTenantId } from '../db/tenants.js'
+import { isUuid, requireTenantId, tenantToday } from '../db/tenants.js'
 import { AppError, type ErrorCode } from '../errors.js'
 import { CONSENT_TEXT_VERSION, installmentsAuthorisationText } from '../domain/consents.js'
 import { installmentEligibility, installmentPlanLines, type Eligibility, type IneligibleReason, type InstallmentLine } from '../domain/installments.js'
@@ -24,7 +24,6 @@ import type { Acceptance } from './checkout.js'
  * part's and the plan's status follow the attempts (see db/installments.ts).
  */
 
-const todayUtc = (): string => new Date().toISOString().slice(0, 10)
 
 interface InvoiceForPlan {
   id: string, customer_id: string, number: string, currency: string, voided: boolean, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
@@ -68,10 +67,11 @@ function optionFor (terms: Terms, parts: number, firstDueOn: string): Installmen
 }
 
 /** What the pay page may offer for an invoice: a schedule per part count, part 1 due today. */
-export async function offerInstallments (db: Knex, tenantId: string, invoiceId: string, today: string = todayUtc()): Promise<InstallmentOffer> {
+export async function offerInstallments (db: Knex, tenantId: string, invoiceId: string, today?: string): Promise<InstallmentOffer> {
   const terms = await termsFor(db, tenantId, invoiceId, false)
   if (!terms.eligibility.eligible) return { eligible: false, reason: terms.eligibility.reason, message: terms.eligibility.message }
-  return { eligible: true, open: terms.open, options: terms.eligibility.partCounts.map(parts => optionFor(terms, parts, today)) }
+  const firstDueOn = today ?? await tenantToday(db, tenantId)
+  return { eligible: true, open: terms.open, options: terms.eligibility.partCounts.map(parts => optionFor(terms, parts, firstDueOn)) }
 }
 
 const REFUSALS: Record<IneligibleReason, ErrorCode> = {

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { setTenantTimeZone } from '../../src/db/tenants.js'
 import pino from 'pino'
 import { testDb } from '../helpers/db.js'
 import { makeTenant } from '../helpers/fixtures.js'
@@ -49,7 +50,13 @@ t.test('auto-pay', async t => {
     t.match(await runAutopay(db, tenant.id, '2026-10-30'), { queued: 0, waiting: 2 }, 'not due yet')
     t.match(await runAutopay(db, tenant.id, '2026-10-31'), { queued: 2 })
     t.match(await runAutopay(db, tenant.id, '2026-10-31'), { queued: 0 }, 'a second run the same day queues nothing')
-    t.equal(await scheduleAutopayRuns(db, '2026-10-31'), 1)
+    t.equal(await scheduleAutopayRuns(db, new Date('2026-10-31T12:00:00Z')), 1)
+    // In Los Angeles it is still the 30th at 03:00 UTC on the 31st: that tenant's run is for its own date.
+    await setTenantTimeZone(db, tenant.id, 'America/Los_Angeles')
+    await scheduleAutopayRuns(db, new Date('2026-10-31T03:00:00Z'))
+    t.ok(await db('jobs').where({ tenant_id: tenant.id, queue: 'autopay.run', dedupe_key: 'autopay.run:2026-10-30' }).first(), 'queued for the tenant\'s own today')
+    await t.rejects(setTenantTimeZone(db, tenant.id, 'Pacific Time'), { code: 'VALIDATION_FAILED' })
+    await setTenantTimeZone(db, tenant.id, 'UTC')
     while (await worker.runOnce() > 0) { /* drain */ }
     t.equal(payments.charged.length, 2, 'two invoices, two charges')
     t.ok(payments.charged.every(c => c.methodRef === 'pm_card'))

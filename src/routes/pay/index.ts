@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { activeConsents } from '../../db/autopay.js'
 import { enqueue } from '../../db/jobs.js'
 import { getBrand } from '../../db/branding.js'
+import { tenantToday } from '../../db/tenants.js'
 import { getPaymentMethod, listPaymentMethods, listAttempts, type PaymentMethod } from '../../db/payments.js'
 import { openBalance } from '../../db/invoices.js'
 import { AppError, toAppError } from '../../errors.js'
@@ -224,7 +225,7 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
       parts: Number(body.parts),
       actor: 'client',
       acceptance: { name: body.name ?? '', email: null, ip: request.ip, userAgent: String(request.headers['user-agent'] ?? 'unknown'), textShown: body.text_shown ?? '' },
-      today: new Date().toISOString().slice(0, 10)
+      today: await tenantToday(app.db, tenantId)
     })
     const first = created.firstCharge
     if (first.outcome === 'skipped') return { kind: 'ok', text: `Your plan of ${created.plan.partCount} payments is set up.` }
