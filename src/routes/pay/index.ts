@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import { activeConsents } from '../../db/autopay.js'
 import { enqueue } from '../../db/jobs.js'
 import { getBrand } from '../../db/branding.js'
@@ -136,7 +136,7 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
   }
 
   /** Runs a form action; a refusal the client can fix re-renders the page with it, anything else is a real error. */
-  const act = async (request: FastifyRequest<{ Params: { token: string }, Body: Form }>, reply: FastifyReply, action: (ctx: { tenantId: string, invoice: InvoiceRow, body: Form }) => Promise<Notice>): Promise<FastifyReply> => {
+  const act = async (request: { params: { token: string }, body?: Form }, reply: FastifyReply, action: (ctx: { tenantId: string, invoice: InvoiceRow, body: Form }) => Promise<Notice>): Promise<FastifyReply> => {
     const { tenantId, invoice } = await load(request.params.token)
     try {
       return await render(reply, request.params.token, await action({ tenantId, invoice, body: request.body ?? {} }))
@@ -205,7 +205,7 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
     return notice
   }))
 
-  app.post<{ Params: { token: string, methodId: string }, Body: Form }>('/pay/:token/methods/:methodId/remove', async (request, reply) => await act(request as unknown as FastifyRequest<{ Params: { token: string }, Body: Form }>, reply, async ({ tenantId, invoice }) => {
+  app.post<{ Params: { token: string, methodId: string }, Body: Form }>('/pay/:token/methods/:methodId/remove', async (request, reply) => await act(request, reply, async ({ tenantId, invoice }) => {
     await removeMethod(app.db, tenantId, invoice.customer_id, request.params.methodId, 'client')
     return { kind: 'ok', text: 'That payment method is removed; it will not be charged again.' }
   }))
@@ -234,7 +234,7 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
     return notice === null ? null : { kind: notice.kind, text: `Your plan of ${created.plan.partCount} payments is set up. ${notice.text.replace('Your payment', 'The first payment')}` }
   }))
 
-  app.post<{ Params: { token: string, planId: string }, Body: Form }>('/pay/:token/installments/:planId/cancel', async (request, reply) => await act(request as unknown as FastifyRequest<{ Params: { token: string }, Body: Form }>, reply, async ({ tenantId, invoice }) => {
+  app.post<{ Params: { token: string, planId: string }, Body: Form }>('/pay/:token/installments/:planId/cancel', async (request, reply) => await act(request, reply, async ({ tenantId, invoice }) => {
     const plan = await getInstallmentPlan(app.db, tenantId, invoice.id)
     if (plan === null || plan.id !== request.params.planId) throw new AppError('INSTALLMENT_PLAN_NOT_FOUND', 'That plan is not on this invoice.')
     await cancelInstallmentPlan(app.db, tenantId, plan.id, 'client')
