@@ -8,16 +8,12 @@ import { payLinkUrl } from '../../jobs/notice-jobs.js'
 import { chargeInvoice } from '../../services/charge.js'
 import { refundPayment } from '../../services/refunds.js'
 import { decideApproval } from '../../services/autopay.js'
-import type { Knex } from 'knex'
+import { audit } from '../../db/audit.js'
 
 declare module 'fastify' {
   interface FastifyRequest { principal?: ApiPrincipal }
 }
 
-/** Writes who did what; in the same transaction as the change where there is one. */
-export async function audit (db: Knex, tenantId: string, actor: string, action: string, subject: string | null, detail: Record<string, unknown> = {}): Promise<void> {
-  await db('audit_log').insert({ tenant_id: tenantId, actor, action, subject, detail: JSON.stringify(detail) })
-}
 
 const uuidParam = (value: string, what: string): string => {
   if (!isUuid(value)) throw new AppError('VALIDATION_FAILED', `${what} must be a UUID.`)
