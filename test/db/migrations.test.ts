@@ -31,6 +31,8 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'payment_consents',
     'payment_methods',
     'payment_refunds',
+    'payout_items',
+    'payouts',
     'postings',
     'processor_customers',
     'psa_call_budget',
