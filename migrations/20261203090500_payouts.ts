@@ -22,7 +22,7 @@ export async function up (db: Knex): Promise<void> {
     // The balance transactions behind `amount`: gross + fees + refunds = amount.
     t.bigInteger('gross').notNullable().defaultTo(0)
     t.bigInteger('fees').notNullable().defaultTo(0)
-    // Refund, dispute and adjustment items: negative or zero.
+    // Refund, dispute and adjustment items: negative or zero (a won dispute paid out alone is the one positive case).
     t.bigInteger('refunds').notNullable().defaultTo(0)
     t.bigInteger('ledger_entry_id')
     t.text('failure_code')
@@ -35,7 +35,6 @@ export async function up (db: Knex): Promise<void> {
     t.index(['tenant_id', 'arrival_date'])
   })
   await db.raw("alter table payouts add constraint payouts_status check (status in ('pending','in_transit','paid','failed','canceled'))")
-  await db.raw('alter table payouts add constraint payouts_refunds check (refunds <= 0)')
 
   await db.schema.createTable('payout_items', t => {
     t.uuid('tenant_id').notNullable().references('tenants.id')
