@@ -43,6 +43,8 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'sync_state',
     'tenant_secrets',
     'tenants',
+    'tieout_lines',
+    'tieout_runs',
     'webhook_events'
   ].sort())
   t.same((await migrateRollbackAll(db)).sort(), [...all].sort())
