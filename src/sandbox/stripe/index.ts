@@ -211,6 +211,20 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
   route('GET', '/v1/disputes/:id', (p, _c, req) => { noParams(p); return store.retrieveDispute(id(req)) })
   route('GET', '/v1/mandates/:id', (p, _c, req) => { noParams(p); return store.retrieveMandate(id(req)) })
   route('GET', '/v1/events/:id', (p, _c, req) => { noParams(p); return store.retrieveEvent(id(req)) })
+  route('GET', '/v1/payouts/:id', (p, _c, req) => { noParams(p); return store.retrievePayout(id(req)) })
+  route('GET', '/v1/balance_transactions', p => store.listBalanceTransactions(p))
+  // Stand-in only (Stripe pays out on its own schedule): run the automatic payout now, or fail one.
+  route('POST', '/v1/test_helpers/payouts/run', p => {
+    const extra = Object.keys(p).find(k => !['include_pending', 'arrival_date', 'currency', 'status'].includes(k))
+    if (extra !== undefined) throw new StripeApiError(400, { type: 'invalid_request_error', code: 'parameter_unknown', param: extra, message: `Received unknown parameter: ${extra}` })
+    const status = p.status === 'in_transit' ? 'in_transit' as const : 'paid' as const
+    const arrival = typeof p.arrival_date === 'string' && /^\d+$/.test(p.arrival_date) ? Number(p.arrival_date) : undefined
+    const payout = store.runPayout({ includePending: p.include_pending === 'true', status, ...(arrival !== undefined ? { arrivalDate: arrival } : {}), ...(typeof p.currency === 'string' ? { currency: p.currency } : {}) })
+    if (payout === null) throw new StripeApiError(400, { type: 'invalid_request_error', code: 'balance_insufficient', message: 'There is no available balance to pay out.' })
+    return payout
+  })
+  route('POST', '/v1/test_helpers/payouts/:id/pay', (p, _c, req) => { noParams(p); return store.payPayout(id(req)) })
+  route('POST', '/v1/test_helpers/payouts/:id/fail', (p, _c, req) => store.failPayout(id(req), typeof p.failure_code === 'string' ? p.failure_code : undefined))
 
   const unknown: Handler = (_p, _c, req) => {
     throw new StripeApiError(404, { type: 'invalid_request_error', message: `Unrecognized request URL (${req.method}: ${req.url.split('?')[0] ?? ''}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.` })

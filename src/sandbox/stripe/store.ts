@@ -46,7 +46,9 @@ interface Mandate { id: string, created: number, paymentMethod: string, acceptan
 interface SetupIntent { id: string, created: number, secret: string, customer: string | null, description: string | null, metadata: Record<string, string>, status: string, usage: string, paymentMethod: string | null, mandate: string | null, types: string[], nextAction: Obj | null, lastSetupError: Obj | null }
 interface PaymentIntent { id: string, created: number, secret: string, amount: number, amountReceived: number, currency: string, customer: string | null, description: string | null, metadata: Record<string, string>, status: string, paymentMethod: string | null, latestCharge: string | null, lastPaymentError: Obj | null, nextAction: Obj | null, canceledAt: number | null, cancellationReason: string | null, types: string[], setupFutureUsage: string | null, receiptEmail: string | null, statementDescriptor: string | null, statementDescriptorSuffix: string | null, mandate: string | null }
 interface Charge { id: string, created: number, amount: number, currency: string, customer: string | null, description: string | null, metadata: Record<string, string>, paymentIntent: string, paymentMethod: string, status: 'succeeded' | 'pending' | 'failed', balanceTransaction: string | null, failureCode: string | null, failureMessage: string | null, outcome: Obj, amountRefunded: number, refunds: string[], disputed: boolean, mandate: string | null, receiptEmail: string | null }
-interface BalanceTransaction { id: string, created: number, amount: number, currency: string, description: string | null, fee: number, feeDescription: string, net: number, source: string, type: string, reportingCategory: string, availableOn: number }
+interface BalanceTransaction { id: string, created: number, amount: number, currency: string, description: string | null, fee: number, feeDescription: string, net: number, source: string, type: string, reportingCategory: string, availableOn: number, payout?: string | null }
+/** An automatic payout: `transactions` are the balance transactions it paid out; `balanceTransaction` is its own (type payout). */
+interface Payout { id: string, created: number, amount: number, currency: string, arrivalDate: number, status: 'pending' | 'in_transit' | 'paid' | 'failed' | 'canceled', balanceTransaction: string, transactions: string[], failureBalanceTransaction: string | null, failureCode: string | null, failureMessage: string | null }
 interface Refund { id: string, created: number, amount: number, currency: string, charge: string, paymentIntent: string, balanceTransaction: string, metadata: Record<string, string>, reason: string | null, bank: boolean }
 interface Dispute { id: string, created: number, amount: number, currency: string, charge: string, paymentIntent: string, balanceTransactions: string[], status: string, reason: string, bank: boolean, brand: string | null }
 interface StripeEventRecord { id: string, created: number, type: string, object: Obj, request: RequestContext }
@@ -189,6 +191,7 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
   const balanceTransactions = new Map<string, BalanceTransaction>()
   const refunds = new Map<string, Refund>()
   const disputes = new Map<string, Dispute>()
+  const payouts = new Map<string, Payout>()
   const events = new Map<string, StripeEventRecord>()
   /** Saved idempotent responses, keyed by API key and Idempotency-Key. Handlers run synchronously, so no request is ever in flight beside another. */
   const idempotency = new Map<string, { fingerprint: string, status: number, body: string, requestId: string }>()
@@ -522,6 +525,38 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
     }
   }
 
+  function payoutWire (po: Payout): Obj {
+    return {
+      id: po.id,
+      object: 'payout',
+      amount: po.amount,
+      application_fee: null,
+      application_fee_amount: null,
+      arrival_date: po.arrivalDate,
+      automatic: true,
+      balance_transaction: po.balanceTransaction,
+      created: po.created,
+      currency: po.currency,
+      description: 'STRIPE PAYOUT',
+      destination: 'ba_settleSandboxOperating0000',
+      failure_balance_transaction: po.failureBalanceTransaction,
+      failure_code: po.failureCode,
+      failure_message: po.failureMessage,
+      livemode: false,
+      metadata: {},
+      method: 'standard',
+      original_payout: null,
+      payout_method: null,
+      reconciliation_status: po.status === 'paid' ? 'completed' : 'not_applicable',
+      reversed_by: null,
+      source_type: 'card',
+      statement_descriptor: null,
+      status: po.status,
+      trace_id: { status: po.status === 'paid' ? 'supported' : 'pending', value: null },
+      type: 'bank_account'
+    }
+  }
+
   function eventWire (e: StripeEventRecord): Obj {
     return {
       id: e.id,
@@ -567,7 +602,8 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
       txn: () => { const b = balanceTransactions.get(id); return b === undefined ? null : balanceTransactionWire(b) },
       re: () => { const r = refunds.get(id); return r === undefined ? null : refundWire(r) },
       dp: () => { const d = disputes.get(id); return d === undefined ? null : disputeWire(d) },
-      evt: () => { const e = events.get(id); return e === undefined ? null : eventWire(e) }
+      evt: () => { const e = events.get(id); return e === undefined ? null : eventWire(e) },
+      po: () => { const o = payouts.get(id); return o === undefined ? null : payoutWire(o) }
     }
     return table[prefix]?.() ?? null
   }
@@ -836,6 +872,96 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
     }
     emit('charge.dispute.closed', disputeWire(d), NO_REQUEST)
     return disputeWire(d)
+  }
+
+  // ---- payouts (automatic, as Stripe's daily schedule makes them) ----
+
+  /**
+   * The automatic payout: every available balance transaction not paid out
+   * yet (charges net of fees, refunds and dispute withdrawals negative) in
+   * one currency becomes one payout, with its own `payout` balance
+   * transaction. `payout.created` then (unless left in transit)
+   * `payout.paid`. Null when the balance is zero or negative: Stripe pays out
+   * nothing then. `includePending` pays out what is still pending too (the
+   * demo cannot wait two days).
+   */
+  function runPayout (o: { arrivalDate?: number, includePending?: boolean, currency?: string, status?: 'paid' | 'in_transit' } = {}): Obj | null {
+    const currency = (o.currency ?? 'usd').toLowerCase()
+    const due = [...balanceTransactions.values()].filter(bt => (bt.payout ?? null) === null && bt.type !== 'payout' && bt.currency === currency &&
+      (o.includePending === true || bt.availableOn * 1000 <= now()))
+    const net = due.reduce((sum, bt) => sum + bt.net, 0)
+    if (due.length === 0 || net <= 0) return null
+    const id = newId('po')
+    const own: BalanceTransaction = { id: newId('txn'), created: ts(), amount: -net, currency, description: 'STRIPE PAYOUT', fee: 0, feeDescription: '', net: -net, source: id, type: 'payout', reportingCategory: 'payout', availableOn: ts(), payout: id }
+    balanceTransactions.set(own.id, own)
+    const po: Payout = { id, created: ts(), amount: net, currency, arrivalDate: o.arrivalDate ?? ts() + 86_400, status: 'pending', balanceTransaction: own.id, transactions: due.map(bt => bt.id), failureBalanceTransaction: null, failureCode: null, failureMessage: null }
+    for (const bt of due) bt.payout = id
+    payouts.set(id, po)
+    emit('payout.created', payoutWire(po), NO_REQUEST)
+    if (o.status === 'in_transit') {
+      po.status = 'in_transit'
+      emit('payout.updated', payoutWire(po), NO_REQUEST)
+    } else {
+      po.status = 'paid'
+      emit('payout.paid', payoutWire(po), NO_REQUEST)
+    }
+    return payoutWire(po)
+  }
+
+  function getPayout (id: string): Payout {
+    const po = payouts.get(id)
+    if (po === undefined) throw missing('payout', id)
+    return po
+  }
+
+  /** A payout in transit lands. */
+  function payPayout (id: string): Obj {
+    const po = getPayout(id)
+    if (po.status !== 'in_transit' && po.status !== 'pending') throw invalid(`This payout is ${po.status}; only a payout in transit can be paid.`)
+    po.status = 'paid'
+    emit('payout.paid', payoutWire(po), NO_REQUEST)
+    return payoutWire(po)
+  }
+
+  /** The bank refused the payout (even after `paid`, as happens days later): the money returns to the balance. */
+  function failPayout (id: string, code = 'account_closed'): Obj {
+    const po = getPayout(id)
+    if (po.status === 'failed' || po.status === 'canceled') throw invalid(`This payout is already ${po.status}.`)
+    const back: BalanceTransaction = { id: newId('txn'), created: ts(), amount: po.amount, currency: po.currency, description: 'STRIPE PAYOUT FAILURE', fee: 0, feeDescription: '', net: po.amount, source: po.id, type: 'payout_failure', reportingCategory: 'payout_reversal', availableOn: ts() }
+    balanceTransactions.set(back.id, back)
+    po.status = 'failed'
+    po.failureCode = code
+    po.failureMessage = 'The bank account has been closed.'
+    po.failureBalanceTransaction = back.id
+    emit('payout.failed', payoutWire(po), NO_REQUEST)
+    return payoutWire(po)
+  }
+
+  /** GET /v1/balance_transactions: newest first, cursor paging as Stripe's lists do. */
+  function listBalanceTransactions (p: Params): Obj {
+    only(p, ['payout', 'limit', 'starting_after', 'ending_before', 'type', 'currency', 'source'])
+    const payout = str(p, 'payout')
+    if (payout !== null) getPayout(payout)
+    const type = str(p, 'type')
+    const currency = str(p, 'currency')
+    const source = str(p, 'source')
+    const limit = int(p, 'limit') ?? 10
+    if (limit < 1 || limit > 100) throw invalid('This value must be between 1 and 100.', { param: 'limit' })
+    let all = [...balanceTransactions.values()].filter(bt => (payout === null || bt.payout === payout) && (type === null || bt.type === type) &&
+      (currency === null || bt.currency === currency.toLowerCase()) && (source === null || bt.source === source)).reverse()
+    const after = str(p, 'starting_after')
+    const before = str(p, 'ending_before')
+    if (after !== null) {
+      const k = all.findIndex(bt => bt.id === after)
+      if (k < 0) throw invalid(`Invalid starting_after: no such balance transaction ${after} in this list.`, { param: 'starting_after' })
+      all = all.slice(k + 1)
+    } else if (before !== null) {
+      const k = all.findIndex(bt => bt.id === before)
+      if (k < 0) throw invalid(`Invalid ending_before: no such balance transaction ${before} in this list.`, { param: 'ending_before' })
+      all = all.slice(Math.max(0, k - limit), k)
+      return { object: 'list', data: all.map(balanceTransactionWire), has_more: k - limit > 0, url: '/v1/balance_transactions' }
+    }
+    return { object: 'list', data: all.slice(0, limit).map(balanceTransactionWire), has_more: all.length > limit, url: '/v1/balance_transactions' }
   }
 
   // ---- operations (one per endpoint) ----
@@ -1267,6 +1393,7 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
     balanceTransactions,
     refunds,
     disputes,
+    payouts,
     events,
     idempotency,
     render,
@@ -1294,6 +1421,11 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
     retrieveEvent: (id: string): Obj => retrieve('event', id, 'evt'),
     createRefund,
     closeDispute,
+    runPayout,
+    payPayout,
+    failPayout,
+    retrievePayout: (id: string): Obj => payoutWire(getPayout(id)),
+    listBalanceTransactions,
     /** Set where and how events are delivered (the plugin calls this). */
     configure (cfg: DeliveryConfig): void { config = { ...cfg } },
     pendingDeliveries: (): PendingDelivery[] => outbox.map(d => ({ ...d })),
