@@ -11,7 +11,7 @@ t.test('automatic payout: available charges net of fees, refunds and dispute wit
   const hook = await receiver(t)
   const { stripe, store, port } = await start(t, {}, { webhook: { url: hook.url, secret: SECRET } })
   const amounts = [10_000, 2_550, 123_45, 999]
-  const intents = []
+  const intents: Stripe.PaymentIntent[] = []
   for (const amount of amounts) intents.push(await stripe.paymentIntents.create({ amount, currency: 'usd', payment_method: 'pm_card_visa', confirm: true }))
   await stripe.refunds.create({ payment_intent: intents[1]?.id ?? '', amount: 1_000 })
   const disputed = await stripe.paymentIntents.create({ amount: 5_000, currency: 'usd', payment_method: 'pm_card_createDispute', confirm: true })
@@ -82,8 +82,8 @@ t.test('lists and errors in Stripe\'s shapes', async t => {
   t.equal(rest.data.length, 2, 'five charges and the payout')
   t.equal(rest.has_more, false)
   await t.rejects(stripe.payouts.retrieve('po_missing'), { type: 'StripeInvalidRequestError', code: 'resource_missing', statusCode: 404 })
-  await t.rejects(stripe.balanceTransactions.list({ payout: 'po_missing' }), { statusCode: 404 })
-  await t.rejects(stripe.balanceTransactions.list({ limit: 101 }), { type: 'StripeInvalidRequestError' })
+  await t.rejects(stripe.balanceTransactions.list({ payout: 'po_missing' }), { type: 'StripeInvalidRequestError', code: 'resource_missing', statusCode: 404 })
+  await t.rejects(stripe.balanceTransactions.list({ limit: 101 }), { type: 'StripeInvalidRequestError', param: 'limit', message: /between 1 and 100/ })
   store.payPayout(String(po?.id))
   t.equal((await stripe.payouts.retrieve(String(po?.id))).status, 'paid')
   store.failPayout(String(po?.id))
