@@ -83,6 +83,38 @@ export interface BrowserConfig {
   sandboxApiBase: string | null
 }
 
+/** A payout from the processor to the tenant's bank, as the processor now sees it. */
+export interface PayoutState {
+  id: string
+  status: 'pending' | 'in_transit' | 'paid' | 'failed' | 'canceled'
+  /** Net paid to the bank. */
+  amount: Money
+  /** YYYY-MM-DD (UTC) the bank is expected to (or did) receive it. */
+  arrivalDate: string
+  createdAt: Date
+  automatic: boolean
+  failureCode: string | null
+  failureMessage: string | null
+  raw: unknown
+}
+
+/** One balance movement a payout settled (a charge, a refund, a dispute withdrawal…), signed: money out is negative. */
+export interface PayoutTransaction {
+  id: string
+  /** The processor's own words: Stripe `type` (charge, payment, refund, adjustment, …) and `reporting_category`. */
+  type: string
+  reportingCategory: string
+  gross: Money
+  /** What the processor kept; positive. net = gross - fee. */
+  fee: Money
+  net: Money
+  /** The object behind it: ch_…, py_…, re_…, dp_…; null when there is none. */
+  sourceRef: string | null
+  /** The payment the source belongs to, when the processor says. */
+  paymentIntentRef: string | null
+  created: Date
+}
+
 export interface PaymentsPort {
   readonly processor: 'stripe'
   readonly browser: BrowserConfig
@@ -104,4 +136,8 @@ export interface PaymentsPort {
   refund: (input: { intentId: string, amount: Money, idempotencyKey: string, metadata: Record<string, string> }) => Promise<RefundOutcome>
   /** Looks an attempt up by its idempotency key / metadata; null when the processor never saw it. */
   findCharge: (input: { idempotencyKey: string, attemptId: string }) => Promise<ChargeOutcome | null>
+  /** A payout read fresh (payout events are hints, like every event). */
+  retrievePayout: (input: { payoutId: string }) => Promise<PayoutState>
+  /** Every balance transaction the payout settled, all pages, without the payout's own; their nets sum to its amount. */
+  listPayoutTransactions: (input: { payoutId: string }) => Promise<PayoutTransaction[]>
 }

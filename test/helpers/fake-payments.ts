@@ -1,4 +1,4 @@
-import type { ChargeInput, ChargeOutcome, PaymentsPort, SetupState } from '../../src/ports/payments.js'
+import type { ChargeInput, ChargeOutcome, PaymentsPort, PayoutState, PayoutTransaction, SetupState } from '../../src/ports/payments.js'
 import { money } from '../../src/domain/money.js'
 
 type Script = (input: ChargeInput) => ChargeOutcome | 'throw'
@@ -65,6 +65,19 @@ export class FakePayments implements PaymentsPort {
   async refund (): Promise<never> { throw new Error('refunds are tested against the Stripe stand-in') }
 
   async retrieveDispute (): Promise<never> { throw new Error('disputes are tested against the Stripe stand-in') }
+
+  /** Payouts a test sets up: id → the payout and its transactions. */
+  readonly payouts = new Map<string, { payout: PayoutState, transactions: PayoutTransaction[] }>()
+
+  async retrievePayout ({ payoutId }: { payoutId: string }): Promise<PayoutState> {
+    const found = this.payouts.get(payoutId)
+    if (found === undefined) throw new Error(`no such payout ${payoutId}`)
+    return found.payout
+  }
+
+  async listPayoutTransactions ({ payoutId }: { payoutId: string }): Promise<PayoutTransaction[]> {
+    return (await this.retrievePayout({ payoutId }), this.payouts.get(payoutId)?.transactions ?? [])
+  }
 
   async findCharge ({ idempotencyKey }: { idempotencyKey: string, attemptId: string }): Promise<ChargeOutcome | null> {
     return this.byKey.get(idempotencyKey) ?? null

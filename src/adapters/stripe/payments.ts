@@ -1,6 +1,6 @@
 import type Stripe from 'stripe'
 import { asCurrency, type Money } from '../../domain/money.js'
-import type { BrowserConfig, ChargeFailure, ChargeInput, ChargeOutcome, DisputeState, MethodDetails, PaymentsPort, RefundOutcome, SetupState } from '../../ports/payments.js'
+import type { BrowserConfig, ChargeFailure, ChargeInput, ChargeOutcome, DisputeState, MethodDetails, PaymentsPort, PayoutState, PayoutTransaction, RefundOutcome, SetupState } from '../../ports/payments.js'
 
 /** Stripe's error classes, by the `type` the SDK sets, that mean "we cannot know what happened". */
 const INDETERMINATE = new Set(['StripeConnectionError', 'StripeAPIError', 'StripeRateLimitError', 'StripeUnknownError'])
@@ -67,6 +67,46 @@ export function methodDetailsOf (pm: Stripe.PaymentMethod): MethodDetails | null
     return { methodRef: pm.id, customerRef, type: 'ach', brand: pm.us_bank_account.bank_name ?? null, last4: pm.us_bank_account.last4 ?? '0000', expMonth: null, expYear: null, funding: null, ...billing }
   }
   return null
+}
+
+const utcDate = (unix: number): string => new Date(unix * 1000).toISOString().slice(0, 10)
+
+/** A Stripe payout in Settle's terms. */
+export function payoutStateOf (payout: Stripe.Payout): PayoutState {
+  return {
+    id: payout.id,
+    status: payout.status as PayoutState['status'],
+    amount: { amount: payout.amount, currency: asCurrency(payout.currency.toUpperCase()) },
+    arrivalDate: utcDate(payout.arrival_date),
+    createdAt: new Date(payout.created * 1000),
+    automatic: payout.automatic,
+    failureCode: payout.failure_code ?? null,
+    failureMessage: payout.failure_message ?? null,
+    raw: payout
+  }
+}
+
+/** The payment a balance transaction's source belongs to: charges, refunds and disputes all name it once expanded. */
+function intentOfSource (source: Stripe.BalanceTransaction['source']): string | null {
+  if (source === null || typeof source === 'string') return null
+  const pi = (source as { payment_intent?: string | { id: string } | null }).payment_intent
+  return typeof pi === 'string' ? pi : pi?.id ?? null
+}
+
+/** A Stripe balance transaction in Settle's terms. */
+export function payoutTransactionOf (bt: Stripe.BalanceTransaction): PayoutTransaction {
+  const currency = asCurrency(bt.currency.toUpperCase())
+  return {
+    id: bt.id,
+    type: bt.type,
+    reportingCategory: bt.reporting_category,
+    gross: { amount: bt.amount, currency },
+    fee: { amount: bt.fee, currency },
+    net: { amount: bt.net, currency },
+    sourceRef: bt.source === null ? null : typeof bt.source === 'string' ? bt.source : bt.source.id,
+    paymentIntentRef: intentOfSource(bt.source),
+    created: new Date(bt.created * 1000)
+  }
 }
 
 export function createStripePayments (stripe: Stripe, browser: BrowserConfig = { publishableKey: null, sandboxApiBase: null }): PaymentsPort {
@@ -176,6 +216,21 @@ export function createStripePayments (stripe: Stripe, browser: BrowserConfig = {
       const found = await stripe.paymentIntents.search({ query: `metadata['settle_attempt_id']:'${attemptId.replace(/'/g, '')}'`, limit: 1, expand: ['data.latest_charge.balance_transaction'] })
       const intent = found.data[0]
       return intent === undefined ? null : outcomeOf(intent)
+    },
+
+    async retrievePayout ({ payoutId }: { payoutId: string }): Promise<PayoutState> {
+      return payoutStateOf(await stripe.payouts.retrieve(payoutId))
+    },
+
+    async listPayoutTransactions ({ payoutId }: { payoutId: string }): Promise<PayoutTransaction[]> {
+      const all: PayoutTransaction[] = []
+      // The SDK follows starting_after across pages; the source is expanded so refunds and disputes name their payment.
+      for await (const bt of stripe.balanceTransactions.list({ payout: payoutId, limit: 100, expand: ['data.source'] })) {
+        // The payout's own transaction (type payout) is the other side of the list, not something it settled.
+        if (bt.type === 'payout' && (typeof bt.source === 'string' ? bt.source : bt.source?.id) === payoutId) continue
+        all.push(payoutTransactionOf(bt))
+      }
+      return all
     }
   }
 }
