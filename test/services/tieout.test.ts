@@ -1,0 +1,267 @@
+import t from 'tap'
+import type { Knex } from 'knex'
+import pino from 'pino'
+import { testDb } from '../helpers/db.js'
+import { makeTenant } from '../helpers/fixtures.js'
+import { FakePsa } from '../helpers/fake-psa.js'
+import { syncInvoices } from '../../src/services/sync.js'
+import { latestTieoutRun, runTieout } from '../../src/services/tieout.js'
+import { closeException, listExceptions } from '../../src/db/reconciliation-exceptions.js'
+import { postEntry } from '../../src/db/ledger.js'
+import { Accounts } from '../../src/domain/ledger.js'
+import { money } from '../../src/domain/money.js'
+import { Worker } from '../../src/jobs/worker.js'
+import { scheduleTieoutRuns, tieoutJobHandlers } from '../../src/jobs/tieout-jobs.js'
+import type { AccountingCustomer, AccountingDeposit, AccountingInvoice, AccountingPort } from '../../src/ports/accounting.js'
+
+/** The few reads the tie-out makes, over maps a test edits; every other method refuses. */
+class Books {
+  invoices = new Map<string, AccountingInvoice>()
+  customers = new Map<string, AccountingCustomer>()
+  deposits = new Map<string, AccountingDeposit>()
+  calls = 0
+  failListing = false
+
+  invoice (id: string, docNumber: string, customerId: string, total: number, balance = total): void {
+    this.invoices.set(id, { id, docNumber, customerId, customerName: null, total: money(total, 'USD'), balance: money(balance, 'USD'), txnDate: '2026-10-01', dueDate: null, syncToken: '0', updatedAt: new Date(), raw: {} })
+  }
+
+  customer (id: string, displayName: string, balance: number): void {
+    this.customers.set(id, { id, displayName, companyName: null, balance: money(balance, 'USD'), active: true, raw: {} })
+  }
+
+  deposit (id: string, total: number): void {
+    this.deposits.set(id, { id, bankAccountId: '35', txnDate: '2026-11-28', total: money(total, 'USD'), lines: [], note: null, syncToken: '0', raw: {} })
+  }
+
+  port (): AccountingPort {
+    const refuse = async (): Promise<never> => { throw new Error('not used by the tie-out') }
+    const self = this
+    return {
+      system: 'quickbooks',
+      realmId: '9130',
+      listAccounts: refuse,
+      listPaymentMethods: refuse,
+      listItems: refuse,
+      findCustomers: refuse,
+      listCustomers: async function * () { self.calls++; yield [...self.customers.values()] },
+      findInvoices: async ({ docNumbers = [] }) => { self.calls++; return [...self.invoices.values()].filter(i => i.docNumber !== null && docNumbers.includes(i.docNumber)) },
+      listOpenInvoices: async function * () {
+        self.calls++
+        if (self.failListing) throw new Error('QuickBooks answered 503')
+        yield [...self.invoices.values()].filter(i => i.balance.amount > 0)
+      },
+      getPayment: refuse,
+      getDeposit: async ({ id }) => { self.calls++; return self.deposits.get(id) ?? null },
+      createPayment: refuse,
+      updatePayment: refuse,
+      createDeposit: refuse,
+      createJournalEntry: refuse,
+      batch: refuse,
+      changedSince: refuse,
+      callsMade: () => self.calls
+    }
+  }
+}
+
+/** Another helper's migration creates these; until it lands, the same columns here so the payout side is tested. */
+async function ensurePostingTables (db: Knex): Promise<void> {
+  if (!await db.schema.hasTable('accounting_customer_links')) {
+    await db.schema.createTable('accounting_customer_links', t => {
+      t.uuid('tenant_id').notNullable()
+      t.uuid('customer_id').notNullable()
+      t.text('external_customer_id').notNullable()
+    })
+  }
+  if (!await db.schema.hasTable('accounting_postings')) {
+    await db.schema.createTable('accounting_postings', t => {
+      t.uuid('id').primary().defaultTo(db.raw('gen_random_uuid()'))
+      t.uuid('tenant_id').notNullable()
+      t.text('source_kind').notNullable()
+      t.text('source_id').notNullable()
+      t.text('external_id')
+      t.bigInteger('amount')
+      t.text('status').notNullable()
+      t.text('last_error')
+    })
+  }
+}
+
+async function seedTenant (db: Knex, name: string): Promise<{ tenantId: string, books: Books, customer: (psaId: string) => Promise<string> }> {
+  const tenant = await makeTenant(db, name)
+  await db('accounting_connections').insert({ tenant_id: tenant.id, realm_id: `realm-${name}`, settings: JSON.stringify({ docNumberPrefix: '' }) })
+  const books = new Books()
+  const customer = async (psaId: string): Promise<string> =>
+    (await db('customers').where({ tenant_id: tenant.id, psa_company_id: psaId }).first('id') as { id: string }).id
+  return { tenantId: tenant.id, books, customer }
+}
+
+async function addPayout (db: Knex, tenantId: string, ref: string, net: number, options: { booked?: boolean, deposit?: { status: string, externalId?: string, lastError?: string } }): Promise<string> {
+  let entryId: string | null = null
+  if (options.booked !== false) {
+    const { entry } = await postEntry(db, tenantId, {
+      idempotencyKey: `payout:${ref}:paid`,
+      kind: 'payout.paid',
+      effectiveAt: new Date('2026-11-28T12:00:00Z'),
+      postings: [{ account: Accounts.bank('operating'), amount: money(net, 'USD') }, { account: Accounts.processorPending('stripe'), amount: money(-net, 'USD') }]
+    })
+    entryId = entry.id
+  }
+  const [row] = await db('payouts').insert({ tenant_id: tenantId, processor_payout_ref: ref, amount: net, currency: 'USD', arrival_date: '2026-11-28', status: 'paid', ledger_entry_id: entryId }).returning('id') as Array<{ id: string }>
+  const id = (row as { id: string }).id
+  if (options.deposit !== undefined) {
+    await db('accounting_postings').insert({ tenant_id: tenantId, source_kind: 'deposit', source_id: id, external_id: options.deposit.externalId ?? null, amount: net, status: options.deposit.status, last_error: options.deposit.lastError ?? null })
+  }
+  return id
+}
+
+const now = new Date('2026-12-03T15:00:00Z')
+const causes = (list: Array<{ details: Record<string, unknown> }>): string[] => list.map(e => String(e.details.cause)).sort()
+
+t.test('three-way tie-out', async t => {
+  const db = await testDb(t)
+  await ensurePostingTables(db)
+
+  // Tenant A: a PSA with five invoices, books with a few planted differences, four payouts.
+  const a = await seedTenant(db, 'Brightline')
+  const psa = new FakePsa()
+  psa.addCompany('1', 'Harbor Dental')
+  psa.addCompany('2', 'Summit Logistics')
+  psa.put('1', { company: '1', total: 50_000 })
+  psa.put('2', { company: '1', total: 30_000 })
+  psa.put('3', { company: '1', total: 45_000 })
+  psa.put('4', { company: '2', total: 12_000 })
+  psa.put('5', { company: '2', total: 20_000 })
+  psa.put('6', { company: '2', total: 8_000, balance: 0 })
+  await syncInvoices({ db, tenantId: a.tenantId, psa, trigger: 'test' })
+  const harbor = await a.customer('1')
+  const summit = await a.customer('2')
+  a.books.customer('Q1', 'Harbor Dental', 50_000 + 40_000)
+  a.books.customer('Q2', 'Summit Logistics', 20_000)
+  await db('accounting_customer_links').insert({ tenant_id: a.tenantId, customer_id: summit, external_customer_id: 'Q2' })
+  a.books.invoice('101', 'INV-1', 'Q1', 50_000) // agrees
+  // INV-2 missing in QuickBooks
+  a.books.invoice('103', 'INV-3', 'Q1', 40_000) // total edited after sync
+  a.books.invoice('104', 'INV-4', 'Q2', 12_000, 0) // paid by hand in QuickBooks
+  a.books.invoice('105', 'INV-5', 'Q2', 20_000)
+  a.books.invoice('106', 'INV-6', 'Q2', 8_000, 0)
+  // INV-5: the mirror moved without the ledger (Settle vs PSA drift).
+  await db('invoices').where({ tenant_id: a.tenantId, number: 'INV-5' }).update({ psa_balance: 15_000 })
+
+  const clean = await addPayout(db, a.tenantId, 'po_clean', 97_000, { deposit: { status: 'posted', externalId: 'D1' } })
+  a.books.deposit('D1', 97_000)
+  const noDeposit = await addPayout(db, a.tenantId, 'po_nodeposit', 45_000, {})
+  const edited = await addPayout(db, a.tenantId, 'po_edited', 30_000, { deposit: { status: 'posted', externalId: 'D3' } })
+  a.books.deposit('D3', 29_500)
+  const unbooked = await addPayout(db, a.tenantId, 'po_unbooked', 10_000, { booked: false, deposit: { status: 'posted', externalId: 'D4' } })
+  a.books.deposit('D4', 10_000)
+
+  // Tenant B: everything agrees.
+  const b = await seedTenant(db, 'Northwind')
+  const psaB = new FakePsa()
+  psaB.addCompany('1', 'Harbor Dental')
+  psaB.put('1', { company: '1', total: 70_000 })
+  await syncInvoices({ db, tenantId: b.tenantId, psa: psaB, trigger: 'test' })
+  b.books.customer('Q1', 'Harbor Dental', 70_000)
+  b.books.invoice('201', 'INV-1', 'Q1', 70_000)
+  await addPayout(db, b.tenantId, 'po_b', 68_000, { deposit: { status: 'posted', externalId: 'DB1' } })
+  b.books.deposit('DB1', 68_000)
+
+  await t.test('each planted difference becomes one exception with its cause', async t => {
+    const outcome = await runTieout(db, a.tenantId, a.books.port(), { trigger: 'manual', now })
+    t.equal(outcome.run.status, 'differences')
+    const open = await listExceptions(db, a.tenantId, { kind: 'tieout_difference', status: 'open' })
+    t.same(causes(open), ['bank_posting_missing', 'deposit_amount_differs', 'edited_after_sync', 'missing_deposit', 'missing_in_qbo', 'payment_applied_in_qbo', 'settle_psa_drift'].sort())
+    t.equal(outcome.run.differencesCount, 7)
+    const byCause = new Map(open.map(e => [e.details.cause, e]))
+    t.match(byCause.get('missing_in_qbo'), { customerId: harbor, summary: /invoice INV-2 \(\$300\.00 open\) is not in QuickBooks/, amount: { amount: 30_000, currency: 'USD' } })
+    t.match(byCause.get('payment_applied_in_qbo'), { customerId: summit, likelyCause: /applied by hand in QuickBooks/, suggestedRepair: /QBO invoice 104/ })
+    t.match(byCause.get('edited_after_sync'), { summary: /totals \$450\.00 in the PSA but \$400\.00 in QuickBooks/ })
+    t.match(byCause.get('settle_psa_drift'), { summary: /PSA shows Summit Logistics's invoice INV-5 with \$150\.00 open; Settle shows \$200\.00/ })
+    t.match(byCause.get('missing_deposit'), { details: { payoutId: noDeposit }, summary: /po_nodeposit of \$450\.00/ })
+    t.match(byCause.get('deposit_amount_differs'), { details: { payoutId: edited }, amount: { amount: -500 } })
+    t.match(byCause.get('bank_posting_missing'), { details: { payoutId: unbooked } })
+    t.notOk(open.some(e => e.details.payoutId === clean), 'the clean payout raises nothing')
+    // Totals per source, one currency.
+    t.match(outcome.run.totals, { USD: { psa: 50_000 + 30_000 + 45_000 + 12_000 + 15_000, settle: 50_000 + 30_000 + 45_000 + 12_000 + 20_000, qbo: 50_000 + 40_000 + 20_000, stripePayouts: 182_000, bankPostings: 172_000, qboDeposits: 136_500 } })
+    t.match(outcome.lines.find(l => l.customerId === harbor), { psa: 125_000, settle: 125_000, qbo: 90_000, differences: 2 })
+    t.equal(outcome.run.summary.qboLookups, 2, 'INV-2 and INV-4 were looked up by DocNumber; paid INV-6 was not')
+  })
+
+  await t.test('a rerun refreshes, never duplicates', async t => {
+    const before = await db('reconciliation_exceptions').where({ tenant_id: a.tenantId }).count('* as n').first() as { n: string | number }
+    const again = await runTieout(db, a.tenantId, a.books.port(), { trigger: 'manual', now })
+    const after = await db('reconciliation_exceptions').where({ tenant_id: a.tenantId }).count('* as n').first() as { n: string | number }
+    t.equal(Number(after.n), Number(before.n))
+    t.equal(again.exceptionsRaised, 7)
+    t.equal(again.exceptionsCleared, 0)
+  })
+
+  await t.test('a closed exception stays closed; a difference that is gone resolves itself', async t => {
+    const open = await listExceptions(db, a.tenantId, { kind: 'tieout_difference', status: 'open' })
+    const edit = open.find(e => e.details.cause === 'edited_after_sync')!
+    await closeException(db, a.tenantId, edit.id, { status: 'dismissed', resolution: 'QuickBooks is right; the PSA will be corrected next month', actor: 'dana@brightline.example' })
+    a.books.invoice('102', 'INV-2', 'Q1', 30_000) // someone creates the missing invoice
+    const third = await runTieout(db, a.tenantId, a.books.port(), { trigger: 'manual', now })
+    t.equal(third.exceptionsCleared, 1)
+    const rows = await db('reconciliation_exceptions').where({ tenant_id: a.tenantId, id: edit.id }).first()
+    t.match(rows, { status: 'dismissed', resolved_by: 'dana@brightline.example', resolution: /QuickBooks is right/ }, 'the rerun left the person\'s decision alone')
+    const missing = (await listExceptions(db, a.tenantId, { kind: 'tieout_difference' })).find(e => e.details.cause === 'missing_in_qbo')!
+    t.match(missing, { status: 'resolved', resolvedBy: 'tieout', resolution: /no longer finds/ })
+    // Deleted again: a new exception, not the resolved one reused.
+    a.books.invoices.delete('102')
+    await runTieout(db, a.tenantId, a.books.port(), { trigger: 'manual', now })
+    const missingNow = (await listExceptions(db, a.tenantId, { kind: 'tieout_difference', status: 'open' })).filter(e => e.details.cause === 'missing_in_qbo')
+    t.equal(missingNow.length, 1)
+    t.not(missingNow[0]?.id, missing.id)
+  })
+
+  await t.test('a clean tenant is clean, with zero exceptions, and sees nothing of the other', async t => {
+    const outcome = await runTieout(db, b.tenantId, b.books.port(), { trigger: 'manual', now })
+    t.equal(outcome.run.status, 'clean')
+    t.same(outcome.differences, [])
+    t.equal(outcome.run.differencesCount, 0)
+    t.same(await listExceptions(db, b.tenantId), [])
+    t.match(outcome.run.totals, { USD: { psa: 70_000, settle: 70_000, qbo: 70_000, stripePayouts: 68_000, bankPostings: 68_000, qboDeposits: 68_000 } })
+    const latestB = await latestTieoutRun(db, b.tenantId)
+    t.equal(latestB?.run.id, outcome.run.id)
+    t.same(latestB?.lines.map(l => l.name), ['Harbor Dental'])
+    const latestA = await latestTieoutRun(db, a.tenantId)
+    t.equal(latestA?.run.status, 'differences', 'tenant A\'s latest run is its own')
+    t.ok((await listExceptions(db, a.tenantId, { status: 'open' })).length > 0, 'and B\'s clean run cleared none of A\'s')
+  })
+
+  await t.test('a failed read records a failed run and changes no exception', async t => {
+    const before = await listExceptions(db, a.tenantId, { status: 'open' })
+    a.books.failListing = true
+    await t.rejects(runTieout(db, a.tenantId, a.books.port(), { trigger: 'manual', now }), /503/)
+    a.books.failListing = false
+    const failed = await db('tieout_runs').where({ tenant_id: a.tenantId }).orderBy('started_at', 'desc').first()
+    t.match(failed, { status: 'failed', error: /503/ })
+    t.same((await listExceptions(db, a.tenantId, { status: 'open' })).map(e => e.id).sort(), before.map(e => e.id).sort())
+    t.equal((await latestTieoutRun(db, a.tenantId))?.run.status, 'failed', 'the failure is the latest word')
+  })
+
+  await t.test('one run at a time per tenant; not connected is an error a person can act on', async t => {
+    await db('tieout_runs').insert({ tenant_id: b.tenantId, trigger: 'manual', started_at: new Date(now.getTime() - 60_000) })
+    await t.rejects(runTieout(db, b.tenantId, b.books.port(), { trigger: 'manual', now }), { code: 'TIEOUT_IN_PROGRESS' })
+    // A run abandoned long ago no longer blocks.
+    const later = new Date(now.getTime() + 60 * 60_000)
+    t.equal((await runTieout(db, b.tenantId, b.books.port(), { trigger: 'manual', now: later })).run.status, 'clean')
+    t.match(await db('tieout_runs').where({ tenant_id: b.tenantId, status: 'failed' }).first(), { error: /Abandoned/ })
+    await t.rejects(runTieout(db, b.tenantId, null, { trigger: 'manual', now }), { code: 'ACCOUNTING_NOT_CONNECTED' })
+  })
+
+  await t.test('the daily job: one per tenant and day, however often it is scheduled', async t => {
+    t.equal(await scheduleTieoutRuns(db, now), 2)
+    t.equal(await scheduleTieoutRuns(db, now), 2)
+    const jobs = await db('jobs').where({ queue: 'tieout.run' }).select('tenant_id', 'dedupe_key')
+    t.equal(jobs.length, 2)
+    t.ok(jobs.every(j => j.dedupe_key === 'tieout.run:2026-12-03'))
+    const ports = new Map<string, AccountingPort>([[a.tenantId, a.books.port()], [b.tenantId, b.books.port()]])
+    const worker = new Worker({ db, handlers: tieoutJobHandlers(async tenantId => ports.get(tenantId) ?? null), log: pino({ level: 'silent' }), concurrency: 2 })
+    while (await worker.runOnce() > 0) { /* drain */ }
+    t.same((await db('jobs').where({ queue: 'tieout.run' }).pluck('state')).sort(), ['done', 'done'])
+    t.equal(await db('tieout_runs').where({ tenant_id: b.tenantId, trigger: 'daily', status: 'clean' }).count('* as n').first().then(r => Number((r as { n: string }).n)), 1)
+  })
+})
