@@ -1,6 +1,10 @@
 import t from 'tap'
 import type { Knex } from 'knex'
 import pino from 'pino'
+import Fastify from 'fastify'
+import errorsPlugin from '../../src/plugins/errors.js'
+import tieoutRoutes from '../../src/routes/api/tieout.js'
+import { createApiKey } from '../../src/security/api-keys.js'
 import { testDb } from '../helpers/db.js'
 import { makeTenant } from '../helpers/fixtures.js'
 import { FakePsa } from '../helpers/fake-psa.js'
@@ -243,13 +247,47 @@ t.test('three-way tie-out', async t => {
   })
 
   await t.test('one run at a time per tenant; not connected is an error a person can act on', async t => {
-    await db('tieout_runs').insert({ tenant_id: b.tenantId, trigger: 'manual', started_at: new Date(now.getTime() - 60_000) })
-    await t.rejects(runTieout(db, b.tenantId, b.books.port(), { trigger: 'manual', now }), { code: 'TIEOUT_IN_PROGRESS' })
+    await db('tieout_runs').insert({ tenant_id: b.tenantId, trigger: 'manual', started_at: new Date(Date.now() - 60_000) })
+    await t.rejects(runTieout(db, b.tenantId, b.books.port(), { trigger: 'manual' }), { code: 'TIEOUT_IN_PROGRESS' })
     // A run abandoned long ago no longer blocks.
-    const later = new Date(now.getTime() + 60 * 60_000)
+    const later = new Date(Date.now() + 60 * 60_000)
     t.equal((await runTieout(db, b.tenantId, b.books.port(), { trigger: 'manual', now: later })).run.status, 'clean')
     t.match(await db('tieout_runs').where({ tenant_id: b.tenantId, status: 'failed' }).first(), { error: /Abandoned/ })
     await t.rejects(runTieout(db, b.tenantId, null, { trigger: 'manual', now }), { code: 'ACCOUNTING_NOT_CONNECTED' })
+  })
+
+  await t.test('the admin API: latest run, run now, scoped and per tenant', async t => {
+    const app = Fastify({ logger: false })
+    await app.register(errorsPlugin)
+    app.decorate('db', db)
+    const ports = new Map<string, AccountingPort>([[a.tenantId, a.books.port()], [b.tenantId, b.books.port()]])
+    await app.register(tieoutRoutes, { accountingFor: async (tenantId: string) => ports.get(tenantId) ?? null })
+    t.teardown(async () => { await app.close() })
+    const reader = await createApiKey(db, b.tenantId, 'reports', ['payments:read'])
+    const operator = await createApiKey(db, b.tenantId, 'finance lead', ['payments:read', 'exceptions:resolve'])
+    const theirs = await createApiKey(db, a.tenantId, 'a finance', ['payments:read', 'exceptions:resolve'])
+    const call = async (key: string | null, method: 'GET' | 'POST', url: string): Promise<{ statusCode: number, json: () => any }> =>
+      await app.inject({ method, url, headers: key === null ? {} : { authorization: `Bearer ${key}` } })
+
+    t.equal((await call(null, 'GET', '/api/v1/tieout')).statusCode, 401)
+    const denied = await call(reader.key, 'POST', '/api/v1/tieout/runs')
+    t.equal(denied.statusCode, 403)
+    t.match(denied.json().error.message, /exceptions:resolve/)
+    const ran = await call(operator.key, 'POST', '/api/v1/tieout/runs')
+    t.equal(ran.statusCode, 201)
+    t.match(ran.json(), { state: 'clean', run: { status: 'clean', trigger: 'manual', differencesCount: 0 }, differences: [], lines: [{ name: 'Harbor Dental', psa: 70_000, settle: 70_000, qbo: 70_000 }] })
+    const latest = await call(reader.key, 'GET', '/api/v1/tieout')
+    t.equal(latest.statusCode, 200)
+    t.match(latest.json(), { state: 'clean', run: { id: ran.json().run.id }, differences: [], running: null })
+    t.equal((await call(reader.key, 'GET', `/api/v1/tieout/runs/${String(ran.json().run.id)}`)).statusCode, 200)
+    t.equal((await call(theirs.key, 'GET', `/api/v1/tieout/runs/${String(ran.json().run.id)}`)).statusCode, 404, 'another tenant\'s run is not found')
+    t.equal((await call(reader.key, 'GET', '/api/v1/tieout/runs/nope')).statusCode, 400)
+    const aView = (await call(theirs.key, 'GET', '/api/v1/tieout')).json()
+    t.equal(aView.state, 'failed')
+    t.ok(aView.differences.length > 0 && aView.differences.every((d: { summary: string, suggestedRepair: string }) => d.summary !== '' && d.suggestedRepair !== ''), 'tenant A sees its own open differences, each with a repair')
+    ports.delete(b.tenantId)
+    t.match((await call(operator.key, 'POST', '/api/v1/tieout/runs')).json(), { error: { code: 'ACCOUNTING_NOT_CONNECTED' } })
+    ports.set(b.tenantId, b.books.port())
   })
 
   await t.test('the daily job: one per tenant and day, however often it is scheduled', async t => {
