@@ -11,6 +11,7 @@ import { removeMethod } from '../services/checkout.js'
 import { tenantToday } from '../db/tenants.js'
 import { queueDailyRuns } from './daily.js'
 import { recordDispute } from '../services/disputes.js'
+import { applyPayout } from '../services/payouts.js'
 import { scheduleInstallmentRuns } from './installment-jobs.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
 
@@ -61,6 +62,13 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       if (objectType === 'dispute' && typeof objectId === 'string') {
         const dispute = await (await paymentsFor(db, job.tenantId)).retrieveDispute({ disputeId: objectId })
         log.info({ dispute: dispute.id, status: dispute.status, result: await recordDispute(db, job.tenantId, dispute) }, 'dispute applied')
+        return
+      }
+      if (objectType === 'payout' && typeof objectId === 'string') {
+        // created, updated, paid, failed, canceled: all a hint to read the payout again.
+        const result = await applyPayout(db, job.tenantId, await paymentsFor(db, job.tenantId), objectId)
+        if (result.waitingFor.length > 0) throw new RetryLaterError(`payout ${objectId} settles ${result.waitingFor.length} item(s) Settle has not booked yet`, 30_000)
+        log.info({ payout: objectId, status: result.payout.status, posted: result.posted, reversed: result.reversed, unmatched: result.unmatched.length }, 'payout applied')
         return
       }
       if (objectType !== 'payment_intent' || typeof objectId !== 'string') {
