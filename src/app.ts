@@ -21,6 +21,9 @@ import { createPaymentsFactory } from './services/processor.js'
 import stripeWebhook from './routes/webhooks/stripe.js'
 import brandRoutes from './routes/brand/index.js'
 import apiRoutes from './routes/api/index.js'
+import tieoutRoutes from './routes/api/tieout.js'
+import { startTieoutScheduler, tieoutJobHandlers } from './jobs/tieout-jobs.js'
+import type { AccountingFactory } from './ports/accounting.js'
 import payRoutes from './routes/pay/index.js'
 import { noticeJobHandlers } from './jobs/notice-jobs.js'
 import { installmentJobHandlers } from './jobs/installment-jobs.js'
@@ -77,14 +80,23 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     keyring: app.keyring,
     ...(config.demo ? { sandbox: { origin: () => listeningOrigin(app), apiKey: STRIPE_SANDBOX_API_KEY, publishableKey: STRIPE_SANDBOX_PUBLISHABLE_KEY } } : {})
   }))
+  // The tie-out reads the books through the tenant's QuickBooks connection, once the connection factory is decorated (null: not connected).
+  const accountingFor: AccountingFactory = async tenantId =>
+    app.hasDecorator('accountingFor') ? await (app as unknown as { accountingFor: AccountingFactory }).accountingFor(tenantId) : null
   app.decorate('jobHandlers', {
     ...syncJobHandlers(app.psaFor),
     ...paymentJobHandlers(app.paymentsFor),
     ...installmentJobHandlers(app.paymentsFor),
+    ...tieoutJobHandlers(accountingFor),
     ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
     ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app)) } : {})
   })
   await app.register(workerPlugin, { config })
+  if (config.workerEnabled) {
+    let stopTieouts = (): void => {}
+    app.addHook('onListen', async () => { stopTieouts = startTieoutScheduler(app.db, app.log.child({ component: 'tieout-scheduler' })) })
+    app.addHook('preClose', async () => { stopTieouts() })
+  }
   if (config.demo) {
     // The stand-ins answer in the real wire formats, so the demo runs the real adapters.
     await app.register(sandboxRoutes, { origin: () => listeningOrigin(app) })
@@ -97,6 +109,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(payRoutes, { publicUrl: config.publicUrl })
   await app.register(brandRoutes)
   await app.register(apiRoutes, { publicUrl: config.publicUrl })
+  await app.register(tieoutRoutes, { accountingFor })
   await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
 }

@@ -6,7 +6,8 @@ import errorsPlugin from '../../src/plugins/errors.js'
 import tieoutRoutes from '../../src/routes/api/tieout.js'
 import { createApiKey } from '../../src/security/api-keys.js'
 import { testDb } from '../helpers/db.js'
-import { makeTenant } from '../helpers/fixtures.js'
+import { makeTenant, testConfig, testKeyring } from '../helpers/fixtures.js'
+import { buildApp } from '../../src/app.js'
 import { FakePsa } from '../helpers/fake-psa.js'
 import { syncInvoices } from '../../src/services/sync.js'
 import { latestTieoutRun, runTieout } from '../../src/services/tieout.js'
@@ -302,4 +303,18 @@ t.test('three-way tie-out', async t => {
     t.same((await db('jobs').where({ queue: 'tieout.run' }).pluck('state')).sort(), ['done', 'done'])
     t.equal(await db('tieout_runs').where({ tenant_id: b.tenantId, trigger: 'daily', status: 'clean' }).count('* as n').first().then(r => Number((r as { n: string }).n)), 1)
   })
+})
+
+t.test('the app mounts the tie-out API and its daily job', async t => {
+  const db = await testDb(t)
+  const app = await buildApp(testConfig(), { db, keyring: testKeyring() })
+  t.teardown(async () => { await app.close() })
+  const tenant = await makeTenant(db)
+  const key = await createApiKey(db, tenant.id, 'finance', ['payments:read', 'exceptions:resolve'])
+  const headers = { authorization: `Bearer ${key.key}` }
+  t.match((await app.inject({ method: 'GET', url: '/api/v1/tieout', headers })).json(), { state: 'never_run', run: null, lines: [], differences: [] })
+  const run = await app.inject({ method: 'POST', url: '/api/v1/tieout/runs', headers })
+  t.equal(run.statusCode, 409)
+  t.match(run.json(), { error: { code: 'ACCOUNTING_NOT_CONNECTED', message: /Connect QuickBooks/ } })
+  t.type(app.jobHandlers['tieout.run'], 'function')
 })
