@@ -22,6 +22,8 @@ export type TieoutCause =
   | 'not_in_psa'
   | 'duplicate_in_qbo'
   | 'currency_mismatch'
+  /** The QuickBooks twin is on a QuickBooks customer linked to another Settle customer. */
+  | 'wrong_customer_in_qbo'
   /** Settle collected, the PSA still shows it open: the push-back has not landed. */
   | 'psa_not_updated'
   /** Settle's open balance and the PSA's differ otherwise: the mirror is behind. */
@@ -288,6 +290,17 @@ export function compareTieout (input: TieoutInput): TieoutResult {
         suggestedRepair: `Void QBO invoice ${q.id} and create it again in ${c} for the ${c} customer; amounts in different currencies are never compared.`
       })
       continue
+    }
+    const owner = qboCustomerMap.get(q.customerId)
+    if (owner?.settleCustomerId != null && owner.settleCustomerId !== i.customerId) {
+      add({
+        cause: 'wrong_customer_in_qbo',
+        difference: { amount: qbo, currency: c },
+        figures: { psa, settle, qbo },
+        summary: `${who} is on ${owner.displayName} in QuickBooks (QBO invoice ${q.id}), which is linked to ${names.get(owner.settleCustomerId) ?? 'another customer'} in Settle.`,
+        likelyCause: 'The invoice was exported to the wrong QuickBooks customer, or the customer link in Settle is wrong.',
+        suggestedRepair: `If the invoice is on the wrong customer, change its customer in QuickBooks to ${i.customerName}; if the link is wrong, relink ${owner.displayName} to the right Settle customer. Payments posted to it would otherwise land on the wrong customer's account.`
+      })
     }
     if (i.voided) {
       if (qbo !== 0) {

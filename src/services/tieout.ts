@@ -172,11 +172,9 @@ async function tieOut (db: Knex, tenantId: string, accounting: AccountingPort, r
     .groupBy('a.customer_id', 'p.currency').select('a.customer_id', 'p.currency').sum({ total: 'p.amount' }) as Array<{ customer_id: string, currency: string, total: number | string }>
   const customerIds = new Set([...receivableRows.map(r => r.customer_id), ...[...invoices.values()].map(i => i.customerId)])
   const allCustomers = await db('customers').where({ tenant_id: tenantId }).select('id', 'name') as Array<{ id: string, name: string }>
-  const customers: OurCustomerView[] = allCustomers.filter(c => customerIds.has(c.id)).map(c => ({
-    customerId: c.id,
-    name: c.name,
-    receivable: receivableRows.filter(r => r.customer_id === c.id).map(r => ({ amount: Number(r.total), currency: asCurrency(r.currency) }))
-  }))
+  const receivables = new Map<string, Money[]>()
+  for (const r of receivableRows) receivables.set(r.customer_id, [...(receivables.get(r.customer_id) ?? []), { amount: Number(r.total), currency: asCurrency(r.currency) }])
+  const customers: OurCustomerView[] = allCustomers.filter(c => customerIds.has(c.id)).map(c => ({ customerId: c.id, name: c.name, receivable: receivables.get(c.id) ?? [] }))
   const links = new Map((await db('accounting_customer_links').where({ tenant_id: tenantId }).select('customer_id', 'external_customer_id') as Array<{ customer_id: string, external_customer_id: string }>)
     .map(l => [l.external_customer_id, l.customer_id]))
   // A name two customers share maps to neither: a person links those.

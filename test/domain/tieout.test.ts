@@ -83,6 +83,17 @@ t.test('the DocNumber prefix, duplicates and currency mismatches', async t => {
   t.same(r.totals.USD?.psa, 100_000)
 })
 
+t.test('an invoice on a QuickBooks customer linked to someone else', async t => {
+  const r = compareTieout(input({
+    invoices: [ours('1001')],
+    customers: [{ customerId: 'c1', name: 'Harbor Dental', receivable: [{ amount: 50_000, currency: 'USD' }] }, { customerId: 'c2', name: 'Summit Logistics', receivable: [] }],
+    qboInvoices: [qbo('1001', 50_000, 50_000, { customerId: 'qc2' })],
+    qboCustomers: [{ id: 'qc2', displayName: 'Summit Logistics', balance: { amount: 50_000, currency: 'USD' }, settleCustomerId: 'c2' }]
+  }))
+  t.same(r.differences.map(d => d.cause), ['wrong_customer_in_qbo'])
+  t.match(r.differences[0], { summary: /on Summit Logistics in QuickBooks \(QBO invoice q1001\), which is linked to Summit Logistics in Settle/, suggestedRepair: /change its customer in QuickBooks to Harbor Dental/ })
+})
+
 t.test('which DocNumbers need a lookup', async t => {
   const list = [ours('1001'), ours('1002', { psaBalance: 0, settleOpen: 0 }), ours('1003'), ours('1004', { voided: true, settleOpen: 0 })]
   t.same(docNumbersToLookUp(list, [qbo('1003', 50_000, 50_000)], 'X'), ['X1001', 'X1003'], 'the prefix is part of the DocNumber')
