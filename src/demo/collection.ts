@@ -4,6 +4,9 @@ import { enrolAutopay, recordConsent } from '../db/autopay.js'
 import { savePaymentMethod } from '../db/payments.js'
 import { getTenant } from '../db/tenants.js'
 import { achMandateText, autopayAuthorisationText, CONSENT_TEXT_VERSION } from '../domain/consents.js'
+import type { Knex } from 'knex'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Job } from '../db/jobs.js'
 import { RetryLaterError, type JobHandler } from '../jobs/worker.js'
 import { runAutopay } from '../services/autopay.js'
 import { chargeInvoice } from '../services/charge.js'
@@ -35,7 +38,8 @@ export function demoCollectionSetup (origin: () => string | null): JobHandler {
       .whereExists(q => { void q.select(db.raw('1')).from('invoices as i').whereRaw('i.customer_id = c.id').whereIn('i.status', ['open', 'partially_paid']) })
       .orderBy('c.name').limit(PLAN.length).select('c.id', 'c.name') as Array<{ id: string, name: string }>
     if (base === null || clients.length < PLAN.length) throw new RetryLaterError('waiting for the first PSA sync', 3000)
-    if (await db('payment_methods').where({ tenant_id: tenantId }).first('id') !== undefined) return
+    // Set up already (this is a re-run): only the payout may be left to do.
+    if (await db('payment_methods').where({ tenant_id: tenantId }).first('id') !== undefined) { await demoPayout(job, db, tenantId, base, log); return }
     const tenant = await getTenant(db, tenantId)
     const stripe = createStripeClient({ secretKey: STRIPE_SANDBOX_API_KEY, baseUrl: base })
     const payments = createStripePayments(stripe)
@@ -71,5 +75,28 @@ export function demoCollectionSetup (origin: () => string | null): JobHandler {
       }
     }
     log.info({ tenantId, ...(await runAutopay(db, tenantId, new Date().toISOString().slice(0, 10))) }, 'demo collection ready')
+    await demoPayout(job, db, tenantId, base, log)
   }
+}
+
+/**
+ * Once the demo's charges have settled, the stand-in pays them out (Stripe
+ * would on its daily schedule; the demo cannot wait two days), and the
+ * payout reaches the ledger through the same webhook job as in production.
+ * Waits by asking the worker to come back, so the boot itself is not held up.
+ */
+async function demoPayout (job: Job, db: Knex, tenantId: string, base: string, log: FastifyBaseLogger): Promise<void> {
+  if (await db('payouts').where({ tenant_id: tenantId }).first('id') !== undefined) return
+  const inFlight = await db('payment_attempts').where({ tenant_id: tenantId }).whereIn('status', ['created', 'processing', 'unknown']).first('id')
+  const queued = await db('jobs').where({ tenant_id: tenantId }).whereIn('queue', ['autopay.run', 'autopay.charge']).whereIn('state', ['pending', 'running']).first('id')
+  // A few attempts are kept back so a charge stuck processing cannot keep the demo from ever showing a payout.
+  if ((inFlight !== undefined || queued !== undefined) && job.attempts < job.maxAttempts - 5) throw new RetryLaterError('the demo payout waits for the charges to settle', 4000)
+  const res = await fetch(`${base}/v1/test_helpers/payouts/run`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${STRIPE_SANDBOX_API_KEY}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'include_pending=true',
+    signal: AbortSignal.timeout(10_000)
+  })
+  const body = await res.json() as { id?: string, amount?: number, error?: { message?: string } }
+  log.info({ tenantId, payout: body.id ?? null, amount: body.amount ?? null, note: body.error?.message }, 'demo payout requested')
 }
