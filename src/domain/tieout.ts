@@ -472,8 +472,8 @@ export function compareTieout (input: TieoutInput): TieoutResult {
     }
     const posted = p.posting?.status === 'posted' && p.posting.externalId !== null
     if (!posted) {
-      // Posting runs right after the payout lands: one still queued from today or yesterday is in flight.
-      if (p.posting?.status === 'pending' && p.arrivalDate >= previousDay(input.today)) continue
+      // The deposit is queued with the bank entry and posted right after: one not posted yet for a payout of today or yesterday is in flight.
+      if ((p.posting === null || p.posting.status === 'pending') && p.bankPosting !== null && p.arrivalDate >= previousDay(input.today)) continue
       add({
         cause: 'missing_deposit',
         difference: { amount: p.net, currency: c },

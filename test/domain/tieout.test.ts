@@ -127,6 +127,7 @@ t.test('payouts: Stripe net, Settle bank posting, QuickBooks deposit', async t =
       payout('nodeposit', { posting: null, qboDeposit: null }),
       payout('failed', { posting: { status: 'failed', externalId: null, lastError: 'Account 44 is inactive' }, qboDeposit: null }),
       payout('inflight', { arrivalDate: '2026-12-03', posting: { status: 'pending', externalId: null, lastError: null }, qboDeposit: null }),
+      payout('inflight2', { arrivalDate: '2026-12-02', posting: null, qboDeposit: null }),
       payout('stale', { arrivalDate: '2026-11-25', posting: { status: 'pending', externalId: null, lastError: null }, qboDeposit: null }),
       payout('edited', { qboDeposit: { id: 'd9', total: { amount: 96_500, currency: 'USD' }, txnDate: '2026-11-20' } }),
       payout('deleted', { qboDeposit: null }),
@@ -139,11 +140,12 @@ t.test('payouts: Stripe net, Settle bank posting, QuickBooks deposit', async t =
   t.same(by('nodeposit'), ['missing_deposit'])
   t.match(r.differences.find(d => d.payoutId === 'failed'), { cause: 'missing_deposit', likelyCause: /failed: Account 44 is inactive/ })
   t.same(by('inflight'), [], 'queued today: in flight, not missing')
+  t.same(by('inflight2'), [], 'booked yesterday, deposit not queued yet: in flight')
   t.same(by('stale'), ['missing_deposit'])
   t.same(by('edited'), ['deposit_amount_differs'])
   t.match(r.differences.find(d => d.payoutId === 'edited'), { difference: { amount: -500 }, summary: /deposit d9 in QuickBooks for \$965\.00/, suggestedRepair: /back to \$970\.00/ })
   t.same(by('deleted'), ['deposit_deleted_in_qbo'])
   t.same(by('nobank'), ['bank_posting_missing'])
   t.same(by('bankdiff'), ['bank_posting_differs'])
-  t.equal(r.totals.USD?.stripePayouts, 9 * 97_000)
+  t.equal(r.totals.USD?.stripePayouts, 10 * 97_000)
 })
