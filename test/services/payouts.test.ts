@@ -198,6 +198,18 @@ t.test('a payout, end to end: stand-in, webhook job, ledger and outbox', async t
     t.equal(await db('journal_entries').where({ tenant_id: tenant.id, kind: 'payout.paid' }).count('* as n').first().then(r => Number(r?.n)), 3)
   })
 
+  await t.test('the same payout applied by three workers at once is booked once', async t => {
+    await charge('pm_card_visa')
+    const po4 = String(store.runPayout({ includePending: true })?.id)
+    const results = await Promise.all([1, 2, 3].map(async () => await applyPayout(db, tenant.id, payments, po4)))
+    t.equal(results.filter(r => r.posted).length, 1)
+    t.equal(new Set(results.map(r => r.payout.id)).size, 1, 'one payout row')
+    await drain()
+    t.equal(await db('journal_entries').where({ tenant_id: tenant.id, idempotency_key: `payout:${po4}:paid` }).count('* as n').first().then(r => Number(r?.n)), 1)
+    t.equal((await depositJobs()).length, 4)
+    t.equal(await pending(), atStripe())
+  })
+
   await t.test('a charge Settle did not take is paid out all the same, and raised for a person', async t => {
     const foreign = await stripe.paymentIntents.create({ amount: 12_300, currency: 'usd', payment_method: 'pm_card_visa', confirm: true })
     const bankBefore = await bank()
