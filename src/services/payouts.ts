@@ -173,6 +173,16 @@ async function record (trx: Knex.Transaction, tenantId: string, state: PayoutSta
       if (await findEntryByKey(trx, tenantId, reversalKey) === null) {
         await reverseEntry(trx, tenantId, existing.id, { idempotencyKey: reversalKey, effectiveAt: new Date(), memo: `Payout ${state.id} ${state.status}${state.failureCode === null ? '' : ` (${state.failureCode})`}: the money is back at the processor` })
         result.reversed = true
+        // The deposit may already be in QuickBooks: a person undoes it there (nothing does that on its own yet).
+        await raiseException(trx, tenantId, {
+          kind: 'tieout_difference',
+          dedupeKey: `payout-${state.status}:${state.id}`,
+          amount: state.amount,
+          summary: `Stripe payout ${state.id} ${state.status} after it was paid${state.failureCode === null ? '' : ` (${state.failureCode})`}; the money is back at Stripe.`,
+          likelyCause: 'The bank refused the transfer (closed or wrong account, for example).',
+          suggestedRepair: 'Delete or void its bank deposit in QuickBooks, fix the bank account in Stripe; the money goes out again in a later payout.',
+          details: { payout: state.id, payoutId: payout.id, failureCode: state.failureCode, failureMessage: state.failureMessage }
+        })
       }
     }
     return result
