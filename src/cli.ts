@@ -21,6 +21,9 @@ const USAGE = `Usage: settle <command> [options]
   tenants:time-zone --tenant SLUG --zone America/Chicago   ("today" for auto-pay and installments)
   tenants:installments --tenant SLUG --min-amount DOLLARS|off [--max-parts 2-12]
   api-keys:create --tenant SLUG --name NAME --scopes payments:read,payments:charge,…
+  install connectwise --tenant SLUG
+                     (registers the pods, tab, toolbar button and callback in manifest/connectwise/; re-run to update)
+  uninstall connectwise --tenant SLUG
   sync --tenant SLUG [--system connectwise|autotask] [--full] [--recheck-open]
   sync:status --tenant SLUG
   migrate            apply pending migrations
@@ -42,7 +45,7 @@ async function main (argv: string[]): Promise<number> {
     process.stdout.write(Keyring.generateEntry() + '\n')
     return 0
   }
-  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal', 'tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'sync', 'sync:status'].includes(command)) {
+  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal', 'tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'install', 'uninstall', 'sync', 'sync:status'].includes(command)) {
     process.stderr.write(USAGE)
     return command === undefined || command === '--help' ? 0 : 64
   }
@@ -52,7 +55,7 @@ async function main (argv: string[]): Promise<number> {
   const target = databaseTarget({ ...config, demo: false })
   const db = createDb(target)
   try {
-    if (['tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'sync', 'sync:status'].includes(command)) {
+    if (['tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'install', 'uninstall', 'sync', 'sync:status'].includes(command)) {
       const keyring = config.encryptionKeys !== null ? new Keyring(config.encryptionKeys) : Keyring.loadOrCreateLocal(config.dataDir)
       return await runTenantCommand(command, argv.slice(1), { db, keyring, publicUrl: config.publicUrl })
     }

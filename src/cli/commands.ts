@@ -1,6 +1,7 @@
 import type { Knex } from 'knex'
 import { parseArgs } from 'node:util'
-import { createConnectWisePsa } from '../adapters/connectwise/psa.js'
+import { createConnectWisePsa, type ConnectWisePsa } from '../adapters/connectwise/psa.js'
+import { describeInstall, installConnectWise, loadConnectWiseManifest, uninstallConnectWise } from '../services/psa-install.js'
 import { createTenant, findTenantBySlug, getTenantSurcharge, setTenantSurcharge, setTenantTimeZone, type Tenant } from '../db/tenants.js'
 import { getSyncState, listPsaConnections, listSyncRuns } from '../db/psa.js'
 import { AppError } from '../errors.js'
@@ -52,7 +53,7 @@ export async function runTenantCommand (command: string, args: string[], deps: D
   const { db, keyring } = deps
   const [sub, ...rest] = args
   const { values } = parseArgs({
-    args: command === 'connect' ? rest : args,
+    args: ['connect', 'install', 'uninstall'].includes(command) ? rest : args,
     options: {
       tenant: { type: 'string' }, slug: { type: 'string' }, name: { type: 'string' }, currency: { type: 'string' },
       system: { type: 'string' }, full: { type: 'boolean' }, 'recheck-open': { type: 'boolean' },
@@ -158,6 +159,22 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       return 0
     }
     throw new AppError('VALIDATION_FAILED', 'Say what to connect: settle connect connectwise …, autotask … or stripe …')
+  }
+
+  if (command === 'install' || command === 'uninstall') {
+    if (sub !== 'connectwise') throw new AppError('VALIDATION_FAILED', `Only ConnectWise installs through its API: settle ${command} connectwise --tenant SLUG. For Autotask follow manifest/autotask/README.md.`)
+    const connection = (await listPsaConnections(db, { tenantId: tenant.id })).find(c => c.system === 'connectwise')
+    if (connection === undefined) throw new AppError('PSA_NOT_CONNECTED', `${tenant.slug} has no ConnectWise connection; add one with settle connect connectwise.`)
+    const psa = await createPsaFactory({ keyring, sandboxOrigin: () => deps.publicUrl })(db, tenant.id, 'connectwise') as ConnectWisePsa
+    const manifest = await loadConnectWiseManifest()
+    if (command === 'install') {
+      const summary = await installConnectWise({ psa, manifest, publicUrl: deps.publicUrl, slug: tenant.slug, clientId: String(connection.settings.clientId ?? '') })
+      out(`Installed Settle in ConnectWise for ${tenant.slug} (pages at ${deps.publicUrl}):\n${describeInstall(summary)}`)
+    } else {
+      const removed = await uninstallConnectWise({ psa, manifest, publicUrl: deps.publicUrl, slug: tenant.slug })
+      out(`Removed Settle from ConnectWise for ${tenant.slug}: ${removed.setupsRemoved} hosted setups, ${removed.callbacksRemoved} callbacks.`)
+    }
+    return 0
   }
 
   const connections = await listPsaConnections(db, { tenantId: tenant.id })

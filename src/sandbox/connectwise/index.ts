@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ConditionSyntaxError, evaluate, getPath, parseConditions, type Node } from './conditions.js'
-import { STATUSES, type ConnectWiseStore, type SandboxCallback, type SandboxCompany, type SandboxInvoice, type SandboxPayment } from './store.js'
+import { STATUSES, type ConnectWiseStore, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment } from './store.js'
 import { simplePdf } from '../pdf.js'
 
 export { createConnectWiseStore } from './store.js'
@@ -252,6 +252,47 @@ function callbackWire (c: SandboxCallback): Record<string, unknown> {
   return { ...rest, _info: { lastUpdated: iso(lastUpdatedMs), updatedBy: 'SettleAPI' } }
 }
 
+function hostedSetupWire (h: SandboxHostedSetup): Record<string, unknown> {
+  const { lastUpdatedMs, dateCreatedMs, ...rest } = h
+  return { ...rest, dateCreated: iso(dateCreatedMs), _info: { lastUpdated: iso(lastUpdatedMs), updatedBy: 'SettleAPI' } }
+}
+
+const HOSTED_TYPES = ['Tab', 'Pod', 'ToolbarButton'] as const
+type HostedFields = Omit<SandboxHostedSetup, 'id' | 'dateCreatedMs' | 'lastUpdatedMs' | 'createdBy'>
+
+/** Validates a ConnectWiseHostedSetup body against the contract's required fields and lengths; the first problem wins. */
+function hostedSetupFields (store: ConnectWiseStore, raw: unknown): HostedFields | { field: string, message: string } {
+  const b = (raw ?? {}) as Record<string, unknown>
+  const str = (k: string): string => typeof b[k] === 'string' ? b[k] as string : ''
+  const num = (k: string): number | null => typeof b[k] === 'number' ? b[k] as number : null
+  if (typeof b.screenId !== 'number') return { field: 'screenId', message: 'screenId is required' }
+  if (!store.hostedScreens.some(s => s.id === b.screenId)) return { field: 'screenId', message: `screenId ${String(b.screenId)} is not a hosted screen` }
+  if (str('description') === '') return { field: 'description', message: 'description is required' }
+  if (str('description').length > 50) return { field: 'description', message: 'description may not exceed 50 characters' }
+  if (str('url') === '') return { field: 'url', message: 'url is required' }
+  if (str('url').length > 1024) return { field: 'url', message: 'url may not exceed 1024 characters' }
+  if (!HOSTED_TYPES.includes(b.type as never)) return { field: 'type', message: 'type must be Tab, Pod or ToolbarButton' }
+  if (b.type === 'ToolbarButton' && str('toolbarButtonText') === '') return { field: 'toolbarButtonText', message: 'toolbarButtonText is required for toolbar buttons' }
+  if (str('toolbarButtonText').length > 50) return { field: 'toolbarButtonText', message: 'toolbarButtonText may not exceed 50 characters' }
+  if (str('origin').length > 100) return { field: 'origin', message: 'origin may not exceed 100 characters' }
+  return {
+    screenId: b.screenId,
+    description: str('description'),
+    url: str('url'),
+    type: b.type as HostedFields['type'],
+    clientId: str('clientId'),
+    origin: str('origin'),
+    podHeight: num('podHeight'),
+    toolbarButtonText: str('toolbarButtonText'),
+    toolbarButtonToolTip: str('toolbarButtonToolTip'),
+    toolbarButtonDialogHeight: num('toolbarButtonDialogHeight'),
+    toolbarButtonDialogWidth: num('toolbarButtonDialogWidth'),
+    disabledFlag: b.disabledFlag === true,
+    locationIds: Array.isArray(b.locationIds) ? b.locationIds.filter((x): x is number => typeof x === 'number') : [],
+    locationsEnabledFlag: b.locationsEnabledFlag === true
+  }
+}
+
 interface ListQuery { conditions?: string, orderBy?: string, page?: string, pageSize?: string, pageId?: string }
 
 /** Sort keys the stand-in understands: `field asc|desc` terms, comma-separated. */
@@ -498,6 +539,68 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
       const at = store.callbacks.findIndex(c => c.id === id)
       if (at < 0) return await cwError(reply, 404, 'NotFound', `Callback recId ${id} not found`)
       store.callbacks.splice(at, 1)
+      return await reply.code(204).send()
+    })
+
+    // The contract spells this path with capitals; ConnectWise matches paths case-insensitively [check], so answer both.
+    for (const path of ['/system/connectWiseHostedScreens', '/system/connectwisehostedscreens']) {
+      api.get(path, async (request, reply) =>
+        list(request, reply, store.hostedScreens, (h, f) => getPath(h as unknown as Record<string, unknown>, f), h => ({ ...h, _info: {} }), h => h.id, 'id asc'))
+    }
+
+    api.get('/system/connectwisehostedsetups', async (request, reply) =>
+      list(request, reply, store.hostedSetups, (h, f) => getPath(hostedSetupWire(h), f), hostedSetupWire, h => h.id, 'id asc'))
+
+    const hostedInvalid = (reply: FastifyReply, problem: { field: string, message: string }): FastifyReply =>
+      cwError(reply, 400, 'InvalidObject', 'connectWiseHostedSetup object is invalid', [{ code: problem.field === 'screenId' || problem.message.endsWith('required') ? 'MissingRequiredField' : 'InvalidField', message: problem.message, resource: 'connectWiseHostedSetup', field: problem.field }])
+    const hostedLookup = (reply: FastifyReply, raw: string): SandboxHostedSetup | null => {
+      const found = store.hostedSetups.find(h => String(h.id) === raw)
+      if (found === undefined) { void cwError(reply, 404, 'NotFound', `ConnectWiseHostedSetup recId ${raw} not found`); return null }
+      return found
+    }
+
+    api.get('/system/connectwisehostedsetups/:id', async (request, reply) => {
+      const found = hostedLookup(reply, (request.params as { id: string }).id)
+      return found === null ? reply : hostedSetupWire(found)
+    })
+
+    api.post('/system/connectwisehostedsetups', async (request, reply) => {
+      const fields = hostedSetupFields(store, request.body)
+      if ('field' in fields) return await hostedInvalid(reply, fields)
+      return await reply.code(201).send(hostedSetupWire(store.addHostedSetup(fields)))
+    })
+
+    api.put('/system/connectwisehostedsetups/:id', async (request, reply) => {
+      const found = hostedLookup(reply, (request.params as { id: string }).id)
+      if (found === null) return reply
+      const fields = hostedSetupFields(store, request.body)
+      if ('field' in fields) return await hostedInvalid(reply, fields)
+      Object.assign(found, fields, { lastUpdatedMs: Date.now() })
+      return hostedSetupWire(found)
+    })
+
+    // JSON-Patch-like `[{op:"replace", path:"podHeight", value}]`; only replace, as the adapter uses.
+    api.patch('/system/connectwisehostedsetups/:id', async (request, reply) => {
+      const found = hostedLookup(reply, (request.params as { id: string }).id)
+      if (found === null) return reply
+      const ops = request.body
+      if (!Array.isArray(ops)) return await cwError(reply, 400, 'InvalidObject', 'The request body must be an array of patch operations')
+      const next: Record<string, unknown> = { ...hostedSetupWire(found) }
+      for (const op of ops as Array<{ op?: unknown, path?: unknown, value?: unknown }>) {
+        const field = typeof op.path === 'string' ? op.path.replace(/^\//, '') : ''
+        if (op.op !== 'replace' || field === '' || field === 'id' || !(field in next)) return await cwError(reply, 400, 'InvalidObject', `Patch operation on ${field === '' ? 'an unnamed path' : field} is not supported`)
+        next[field] = op.value
+      }
+      const fields = hostedSetupFields(store, next)
+      if ('field' in fields) return await hostedInvalid(reply, fields)
+      Object.assign(found, fields, { lastUpdatedMs: Date.now() })
+      return hostedSetupWire(found)
+    })
+
+    api.delete('/system/connectwisehostedsetups/:id', async (request, reply) => {
+      const found = hostedLookup(reply, (request.params as { id: string }).id)
+      if (found === null) return reply
+      store.hostedSetups.splice(store.hostedSetups.indexOf(found), 1)
       return await reply.code(204).send()
     })
 

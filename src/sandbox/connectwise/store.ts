@@ -64,6 +64,31 @@ export interface SandboxCallback {
   lastUpdatedMs: number
 }
 
+/** A screen the Hosted API can place setups on (ConnectWiseHostedScreen). */
+export interface SandboxHostedScreen { id: number, screenId: string, name: string }
+
+/** A ConnectWiseHostedSetup record: a pod, tab or toolbar button. */
+export interface SandboxHostedSetup {
+  id: number
+  screenId: number
+  description: string
+  url: string
+  type: 'Tab' | 'Pod' | 'ToolbarButton'
+  clientId: string
+  origin: string
+  podHeight: number | null
+  toolbarButtonText: string
+  toolbarButtonToolTip: string
+  toolbarButtonDialogHeight: number | null
+  toolbarButtonDialogWidth: number | null
+  disabledFlag: boolean
+  locationIds: number[]
+  locationsEnabledFlag: boolean
+  createdBy: string
+  dateCreatedMs: number
+  lastUpdatedMs: number
+}
+
 export interface Faults {
   latencyMs: number
   /** Share of API requests answered 500, 0..1, spread evenly (deterministic). */
@@ -137,6 +162,10 @@ export interface ConnectWiseStore {
   /** Deletes a payment (the invoice reopens); false when there was none. */
   removePayment: (invoiceId: number, paymentId: number) => boolean
   addCallback: (entry: Omit<SandboxCallback, 'id' | 'lastUpdatedMs'>) => SandboxCallback
+  /** Screens offered to the Hosted API; tests splice Invoice out to model tenants without invoice pods. */
+  readonly hostedScreens: SandboxHostedScreen[]
+  readonly hostedSetups: SandboxHostedSetup[]
+  addHostedSetup: (entry: Omit<SandboxHostedSetup, 'id' | 'dateCreatedMs' | 'lastUpdatedMs' | 'createdBy'>) => SandboxHostedSetup
   /** What the fault switch says for the next API request. */
   nextFault: () => { latencyMs: number, status: 429 | 500 | null }
   /** The signing key the stand-in's callback key URL serves. */
@@ -284,6 +313,16 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
   let sorted: SandboxInvoice[] | null = null
   const callbacks: SandboxCallback[] = []
   let callbackId = 1
+  // Ids as a real tenant numbers them [check: ids vary per tenant; match by screenId/name, never by id].
+  const hostedScreens: SandboxHostedScreen[] = [
+    { id: 1, screenId: 'Ticket', name: 'Service Ticket' },
+    { id: 2, screenId: 'Company', name: 'Company' },
+    { id: 3, screenId: 'Contact', name: 'Contact' },
+    { id: 4, screenId: 'SalesOrder', name: 'Sales Order' },
+    { id: 5, screenId: 'Invoice', name: 'Invoice' }
+  ]
+  const hostedSetups: SandboxHostedSetup[] = []
+  let hostedSetupId = 1
   let faultCounter = 0
 
   const totalCents = (inv: SandboxInvoice): number => inv.subtotalCents + inv.taxCents
@@ -345,6 +384,13 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
       if (totalCents(inv) - paidCents(inv) === 0) inv.statusId = 3
       inv.lastUpdatedMs = stamp
       sorted = null
+      return record
+    },
+    hostedScreens,
+    hostedSetups,
+    addHostedSetup (entry) {
+      const record: SandboxHostedSetup = { ...entry, id: hostedSetupId++, createdBy: 'SettleAPI', dateCreatedMs: Date.now(), lastUpdatedMs: Date.now() }
+      hostedSetups.push(record)
       return record
     },
     addCallback (entry) {
