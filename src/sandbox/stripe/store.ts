@@ -892,9 +892,11 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
     const net = due.reduce((sum, bt) => sum + bt.net, 0)
     if (due.length === 0 || net <= 0) return null
     const id = newId('po')
+    // Stripe's arrival_date is midnight UTC of the day the bank gets it: today when it is paid at once.
+    const today = Math.floor(ts() / 86_400) * 86_400
     const own: BalanceTransaction = { id: newId('txn'), created: ts(), amount: -net, currency, description: 'STRIPE PAYOUT', fee: 0, feeDescription: '', net: -net, source: id, type: 'payout', reportingCategory: 'payout', availableOn: ts(), payout: id }
     balanceTransactions.set(own.id, own)
-    const po: Payout = { id, created: ts(), amount: net, currency, arrivalDate: o.arrivalDate ?? ts() + 86_400, status: 'pending', balanceTransaction: own.id, transactions: due.map(bt => bt.id), failureBalanceTransaction: null, failureCode: null, failureMessage: null }
+    const po: Payout = { id, created: ts(), amount: net, currency, arrivalDate: o.arrivalDate ?? today + (o.status === 'in_transit' ? 86_400 : 0), status: 'pending', balanceTransaction: own.id, transactions: due.map(bt => bt.id), failureBalanceTransaction: null, failureCode: null, failureMessage: null }
     for (const bt of due) bt.payout = id
     payouts.set(id, po)
     emit('payout.created', payoutWire(po), NO_REQUEST)

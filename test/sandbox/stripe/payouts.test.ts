@@ -30,7 +30,8 @@ t.test('automatic payout: available charges net of fees, refunds and dispute wit
   const payout = await stripe.payouts.retrieve(payoutId)
   t.match(payout, { object: 'payout', id: payoutId, amount: expectedNet, currency: 'usd', status: 'paid', automatic: true, type: 'bank_account', failure_code: null })
   t.match(payout.balance_transaction, /^txn_/)
-  t.ok(payout.arrival_date > payout.created, 'arrives after it was made')
+  t.equal(payout.arrival_date % 86_400, 0, 'arrival_date is a day (midnight UTC)')
+  t.ok(payout.arrival_date <= payout.created && payout.created - payout.arrival_date < 86_400, 'paid at once: it arrives today')
 
   // Paged by 2 so auto-pagination has to follow starting_after several times.
   const seen: Stripe.BalanceTransaction[] = []
@@ -74,7 +75,9 @@ t.test('lists and errors in Stripe\'s shapes', async t => {
   const { stripe, store } = await start(t)
   for (let i = 0; i < 5; i++) await stripe.paymentIntents.create({ amount: 1_000 + i, currency: 'usd', payment_method: 'pm_card_visa', confirm: true })
   const po = store.runPayout({ includePending: true, status: 'in_transit' })
-  t.equal((await stripe.payouts.retrieve(String(po?.id))).status, 'in_transit')
+  const inTransit = await stripe.payouts.retrieve(String(po?.id))
+  t.equal(inTransit.status, 'in_transit')
+  t.ok(inTransit.arrival_date > inTransit.created, 'in transit: it arrives tomorrow')
   const first = await stripe.balanceTransactions.list({ payout: String(po?.id), limit: 4 })
   t.equal(first.data.length, 4)
   t.equal(first.has_more, true)
