@@ -9,6 +9,7 @@ import { testDb } from '../helpers/db.js'
 import { makeTenant, testConfig, testKeyring } from '../helpers/fixtures.js'
 import { buildApp } from '../../src/app.js'
 import { FakePsa } from '../helpers/fake-psa.js'
+import { FakeAccounting } from '../helpers/fake-accounting.js'
 import { syncInvoices } from '../../src/services/sync.js'
 import { latestTieoutRun, runTieout } from '../../src/services/tieout.js'
 import { closeException, listExceptions } from '../../src/db/reconciliation-exceptions.js'
@@ -76,6 +77,7 @@ async function ensurePostingTables (db: Knex): Promise<void> {
       t.uuid('tenant_id').notNullable()
       t.uuid('customer_id').notNullable()
       t.text('external_customer_id').notNullable()
+      t.text('linked_by').notNullable()
     })
   }
   if (!await db.schema.hasTable('accounting_postings')) {
@@ -84,8 +86,10 @@ async function ensurePostingTables (db: Knex): Promise<void> {
       t.uuid('tenant_id').notNullable()
       t.text('source_kind').notNullable()
       t.text('source_id').notNullable()
+      t.text('request_id').notNullable()
       t.text('external_id')
-      t.bigInteger('amount')
+      t.bigInteger('amount').notNullable()
+      t.specificType('currency', 'char(3)').notNullable()
       t.text('status').notNullable()
       t.text('last_error')
     })
@@ -115,7 +119,7 @@ async function addPayout (db: Knex, tenantId: string, ref: string, net: number, 
   const [row] = await db('payouts').insert({ tenant_id: tenantId, processor_payout_ref: ref, amount: net, currency: 'USD', arrival_date: '2026-11-28', status: 'paid', ledger_entry_id: entryId }).returning('id') as Array<{ id: string }>
   const id = (row as { id: string }).id
   if (options.deposit !== undefined) {
-    await db('accounting_postings').insert({ tenant_id: tenantId, source_kind: 'deposit', source_id: id, external_id: options.deposit.externalId ?? null, amount: net, status: options.deposit.status, last_error: options.deposit.lastError ?? null })
+    await db('accounting_postings').insert({ tenant_id: tenantId, source_kind: 'deposit', source_id: id, request_id: `deposit-${ref}`, external_id: options.deposit.externalId ?? null, amount: net, currency: 'USD', status: options.deposit.status, last_error: options.deposit.lastError ?? null })
   }
   return id
 }
@@ -143,7 +147,7 @@ t.test('three-way tie-out', async t => {
   const summit = await a.customer('2')
   a.books.customer('Q1', 'Harbor Dental', 50_000 + 40_000)
   a.books.customer('Q2', 'Summit Logistics', 20_000)
-  await db('accounting_customer_links').insert({ tenant_id: a.tenantId, customer_id: summit, external_customer_id: 'Q2' })
+  await db('accounting_customer_links').insert({ tenant_id: a.tenantId, customer_id: summit, external_customer_id: 'Q2', linked_by: 'person' })
   a.books.invoice('101', 'INV-1', 'Q1', 50_000) // agrees
   // INV-2 missing in QuickBooks
   a.books.invoice('103', 'INV-3', 'Q1', 40_000) // total edited after sync
@@ -317,4 +321,31 @@ t.test('the app mounts the tie-out API and its daily job', async t => {
   t.equal(run.statusCode, 409)
   t.match(run.json(), { error: { code: 'ACCOUNTING_NOT_CONNECTED', message: /Connect QuickBooks/ } })
   t.type(app.jobHandlers['tieout.run'], 'function')
+})
+
+t.test('against the shared QuickBooks fake: a payment applied by hand, unapplied credit, a deposit Settle posted', async t => {
+  const db = await testDb(t)
+  await ensurePostingTables(db)
+  const c = await seedTenant(db, 'Contoso')
+  const psa = new FakePsa()
+  psa.addCompany('1', 'Harbor Dental')
+  psa.put('1', { company: '1', total: 50_000 })
+  psa.put('2', { company: '1', total: 20_000 })
+  await syncInvoices({ db, tenantId: c.tenantId, psa, trigger: 'test' })
+  const books = new FakeAccounting()
+  const harbor = books.addCustomer({ displayName: 'Harbor Dental' }) // linked by exact name
+  books.addInvoice({ customerId: harbor.id, docNumber: 'INV-1', total: 50_000 })
+  const second = books.addInvoice({ customerId: harbor.id, docNumber: 'INV-2', total: 20_000 })
+  const common = { customerId: harbor.id, txnDate: '2026-11-20', paymentMethodId: null, reference: 'check 1182', depositToAccountId: '4', note: 'entered by hand' }
+  await books.createPayment({ ...common, requestId: 'hand-1', amount: money(20_000, 'USD'), applications: [{ invoiceId: second.id, amount: money(20_000, 'USD') }] })
+  await books.createPayment({ ...common, requestId: 'hand-2', amount: money(5_000, 'USD'), applications: [] })
+  const deposit = await books.createDeposit({ requestId: 'dep-1', bankAccountId: '35', txnDate: '2026-11-28', currency: 'USD', note: 'po_c', lines: [{ accountId: '4', amount: money(61_000, 'USD') }] })
+  await addPayout(db, c.tenantId, 'po_c', 61_000, { deposit: { status: 'posted', externalId: deposit.id } })
+
+  const outcome = await runTieout(db, c.tenantId, books, { trigger: 'manual', now })
+  t.same(outcome.differences.map(d => d.cause).sort(), ['payment_applied_in_qbo', 'qbo_customer_balance_differs'])
+  t.match(outcome.differences.find(d => d.cause === 'payment_applied_in_qbo'), { summary: /invoice INV-2 with \$0\.00 open; Settle shows \$200\.00/ })
+  t.match(outcome.differences.find(d => d.cause === 'qbo_customer_balance_differs'), { difference: { amount: -5_000 }, likelyCause: /\$50\.00 of credit sits unapplied/ })
+  t.match(outcome.run.totals, { USD: { psa: 70_000, settle: 70_000, qbo: 50_000, stripePayouts: 61_000, bankPostings: 61_000, qboDeposits: 61_000 } })
+  t.ok(outcome.run.summary.qboCalls as number >= 4, 'listing, customers, one DocNumber lookup, one deposit read')
 })
