@@ -122,7 +122,12 @@ export async function applyPayout (db: Knex, tenantId: string, payments: Payment
   return await db.transaction(async trx => await record(trx, tenantId, state, items))
 }
 
-async function record (trx: Knex.Transaction, tenantId: string, state: PayoutState, items: Mapped[]): Promise<PayoutResult> {
+/** A payout only moves forward: a read that raced a later event never takes it back (paid after failed, in transit after paid). */
+const STAGE: Record<PayoutState['status'], number> = { pending: 0, in_transit: 1, paid: 2, failed: 3, canceled: 3 }
+
+async function record (trx: Knex.Transaction, tenantId: string, read: PayoutState, items: Mapped[]): Promise<PayoutResult> {
+  const before = await trx('payouts').where({ tenant_id: tenantId, processor: PROCESSOR, processor_payout_ref: read.id }).forUpdate().first('status', 'failure_code') as { status: PayoutState['status'], failure_code: string | null } | undefined
+  const state: PayoutState = before !== undefined && STAGE[before.status] > STAGE[read.status] ? { ...read, status: before.status, failureCode: before.failure_code } : read
   const currency = state.amount.currency
   const parts = totals(items)
   const fields = {

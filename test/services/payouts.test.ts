@@ -166,6 +166,11 @@ t.test('a payout, end to end: stand-in, webhook job, ledger and outbox', async t
     t.equal(await bank(), 0)
     t.equal(await pending(), atStripe(), 'the money is back at Stripe, and in pending')
     t.equal((await applyPayout(db, tenant.id, payments, po)).reversed, false, 'a replayed failure reverses nothing more')
+    // A worker that read the payout while it was still paid, committing after the failure, changes nothing.
+    const stale: PaymentsPort = { ...payments, retrievePayout: async input => ({ ...(await payments.retrievePayout(input)), status: 'paid', failureCode: null }) }
+    const raced = await applyPayout(db, tenant.id, stale, po)
+    t.match(raced, { posted: false, reversed: false, payout: { status: 'failed' } })
+    t.equal(await bank(), 0)
     const raised = await listExceptions(db, tenant.id, { kind: 'tieout_difference' })
     t.equal(raised.length, 1, 'a person is told to undo the deposit in the books')
     t.match(raised[0], { amount: { amount: payout?.amount.amount }, summary: new RegExp(`${po} failed after it was paid`) })
