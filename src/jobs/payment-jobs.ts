@@ -67,7 +67,8 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       if (objectType === 'payout' && typeof objectId === 'string') {
         // created, updated, paid, failed, canceled: all a hint to read the payout again.
         const result = await applyPayout(db, job.tenantId, await paymentsFor(db, job.tenantId), objectId)
-        if (result.waitingFor.length > 0) throw new RetryLaterError(`payout ${objectId} settles ${result.waitingFor.length} item(s) Settle has not booked yet`, 30_000)
+        // Their own events are usually seconds behind; waiting longer each time covers a processor having a bad hour.
+        if (result.waitingFor.length > 0) throw new RetryLaterError(`payout ${objectId} settles ${result.waitingFor.length} item(s) Settle has not booked yet`, 30_000 * Math.max(1, job.attempts))
         log.info({ payout: objectId, status: result.payout.status, posted: result.posted, reversed: result.reversed, unmatched: result.unmatched.length }, 'payout applied')
         return
       }
