@@ -3,6 +3,7 @@ import { report, note } from './lib.js'
 /** `npm run bench` runs every benchmark; `npm run bench -- NAME` runs one. Each ends with one JSON line. */
 const BENCHES: Record<string, () => Promise<{ run: () => Promise<Record<string, unknown>> }>> = {
   ledger: async () => await import('./ledger.js'),
+  matching: async () => await import('./matching.js'),
   sync: async () => await import('./sync.js'),
   webhooks: async () => await import('./webhooks.js')
 }
