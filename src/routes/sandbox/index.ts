@@ -3,6 +3,7 @@ import autotaskSandbox, { AUTOTASK_SANDBOX_CREDENTIALS, createAutotaskStore } fr
 import stripeSandbox, { createStripeStore, STRIPE_SANDBOX_API_KEY } from '../../sandbox/stripe/index.js'
 import { DEMO_STRIPE_WEBHOOK_SECRET } from '../../demo/seed.js'
 import connectwiseSandbox, { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_PREFIX, createConnectWiseStore } from '../../sandbox/connectwise/index.js'
+import quickbooksSandbox, { createQuickBooksStore, QUICKBOOKS_SANDBOX_CREDENTIALS, QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN, QUICKBOOKS_SANDBOX_PREFIX, QUICKBOOKS_SANDBOX_REALM_ID, quickbooksSandboxUrls, seedFromConnectWise } from '../../sandbox/quickbooks/index.js'
 
 const AUTOTASK_PREFIX = '/sandbox/autotask'
 
@@ -16,6 +17,10 @@ export default async function sandboxRoutes (app: FastifyInstance, { origin }: {
   const autotask = createAutotaskStore({ seed: 11 })
   await app.register(connectwiseSandbox, { prefix: CONNECTWISE_SANDBOX_PREFIX, store: connectwise, credentials: CONNECTWISE_SANDBOX_CREDENTIALS })
   await app.register(autotaskSandbox, { prefix: AUTOTASK_PREFIX, store: autotask, credentials: AUTOTASK_SANDBOX_CREDENTIALS })
+  // QuickBooks holds what a PSA sync would have written from the ConnectWise stand-in, with a few
+  // deliberate differences for the tie-out (see src/sandbox/quickbooks/README.md).
+  const quickbooks = createQuickBooksStore({ seed: 7, realmId: QUICKBOOKS_SANDBOX_REALM_ID, demoRefreshToken: QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN, ...seedFromConnectWise(connectwise) })
+  await app.register(quickbooksSandbox, { prefix: QUICKBOOKS_SANDBOX_PREFIX, store: quickbooks })
   // Stripe's SDK calls /v1/… at the root of its host. Events go to the demo tenant's
   // webhook route a few seconds after each change, so ACH visibly goes from processing to paid.
   // Seeded by the clock: the demo's database outlives this in-memory stand-in, so ids must not repeat across restarts.
@@ -58,6 +63,15 @@ export default async function sandboxRoutes (app: FastifyInstance, { origin }: {
           credentials: AUTOTASK_SANDBOX_CREDENTIALS,
           auth: 'ApiIntegrationcode, UserName and Secret headers',
           tenant: 'cobalt'
+        },
+        {
+          name: 'quickbooks',
+          title: 'QuickBooks Online',
+          ...quickbooksSandboxUrls(base),
+          credentials: { ...QUICKBOOKS_SANDBOX_CREDENTIALS, realmId: QUICKBOOKS_SANDBOX_REALM_ID, refreshToken: QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN },
+          auth: 'Authorization: Bearer <access token>; tokens from tokenUrl (Basic client auth, grant_type=refresh_token); refresh tokens rotate',
+          sdk: 'node-quickbooks: QuickBooks.V3_ENDPOINT_BASE_URL = apiBase, QuickBooks.TOKEN_URL = tokenUrl; intuit-oauth: OAuthClient.tokenEndpoint = tokenUrl',
+          tenant: 'brightline'
         }
       ]
     }

@@ -14,6 +14,9 @@ export const QUICKBOOKS_SANDBOX_CREDENTIALS = {
   clientSecret: 'sandboxClientSecretSettleDemo000000000000'
 } as const
 
+/** Always accepted by a store created with `demoRefreshToken` (the mounted demo one is); rotation still hands out fresh pairs. */
+export const QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN = 'RT1-sandbox-settle-demo-refresh-token'
+
 /** Paths under the prefix, for node-quickbooks (V3_ENDPOINT_BASE_URL, TOKEN_URL, REVOKE_URL) and intuit-oauth. */
 export function quickbooksSandboxUrls (origin: string, prefix = QUICKBOOKS_SANDBOX_PREFIX): { baseUrl: string, apiBase: string, tokenUrl: string, revokeUrl: string, authorizeUrl: string } {
   const base = `${origin.replace(/\/+$/, '')}${prefix}`

@@ -25,6 +25,8 @@ export interface QuickBooksStoreOptions {
   /** How long a rotated-out refresh token still works, seconds. */
   refreshGraceS?: number
   now?: () => number
+  /** A fixed refresh token that always works (it never retires), so a demo survives restarts of this in-memory store. */
+  demoRefreshToken?: string
   rateLimit?: { perSecond: number, perMinute: number } | false
 }
 
@@ -71,7 +73,7 @@ interface Realm {
 }
 
 interface AccessToken { realm: string, expiresMs: number, family: string }
-interface RefreshToken { realm: string, family: string, expiresMs: number, retiredMs?: number }
+interface RefreshToken { realm: string, family: string, expiresMs: number, retiredMs?: number, permanent?: boolean }
 
 export interface QuickBooksStore {
   readonly realmId: string
@@ -528,7 +530,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
       const t = refreshTokens.get(rt)
       if (t === undefined || t.expiresMs < now() || (t.retiredMs !== undefined && t.retiredMs + graceMs < now())) throw invalidGrant()
       // Rotation: a new refresh token each time; the old one keeps working for the grace period.
-      t.retiredMs ??= now()
+      if (t.permanent !== true) t.retiredMs ??= now()
       return tokenPair(t.realm, t.family)
     },
     revoke (tok) {
@@ -563,6 +565,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
     find: (id, entity, pred) => { const o = [...table(realmOf(id), entity).values()].find(pred); return o === undefined ? undefined : clone(o) }
   }
   realms.set(realmId, seedRealm(realmId))
+  if (options.demoRefreshToken !== undefined) refreshTokens.set(options.demoRefreshToken, { realm: realmId, family: 'demo', expiresMs: Number.MAX_SAFE_INTEGER, permanent: true })
   for (const p of options.payments ?? []) {
     const inv = store.find(realmId, 'Invoice', i => i.DocNumber === p.docNumber)
     if (inv === undefined) throw new Error(`seed payment: no invoice ${p.docNumber}`)

@@ -372,3 +372,14 @@ t.test('seedFromConnectWise: the QBO side of the demo with three known differenc
   t.equal(same, docs.size - 2)
   t.equal(store.all(REALM, 'Customer').length, cw.companies.length)
 })
+
+t.test('the demo refresh token keeps working after use (it never retires)', async t => {
+  const r = await start(t, { demoRefreshToken: 'RT1-demo' })
+  const first = r.store.refresh('RT1-demo')
+  r.store.refresh(first.refresh_token)
+  r.clock.ms += 10 * 86_400_000
+  const second = r.store.refresh('RT1-demo')
+  t.not(first.refresh_token, second.refresh_token)
+  t.equal(r.store.checkAccess(second.access_token, REALM), 'ok')
+  t.throws(() => r.store.refresh(first.refresh_token), { message: 'invalid_grant' }, 'ordinary rotated tokens still retire')
+})
