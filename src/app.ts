@@ -14,6 +14,7 @@ import { seedDemo } from './demo/seed.js'
 import type { Keyring } from './security/keyring.js'
 import connectwiseWebhook from './routes/webhooks/connectwise.js'
 import sandboxRoutes from './routes/sandbox/index.js'
+import demoHostRoutes from './routes/demo/index.js'
 import { createPsaFactory } from './services/psa-connections.js'
 import { syncJobHandlers, type PsaFactory } from './jobs/sync-jobs.js'
 import { paymentJobHandlers, type PaymentsFactory } from './jobs/payment-jobs.js'
@@ -100,6 +101,8 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   if (config.demo) {
     // The stand-ins answer in the real wire formats, so the demo runs the real adapters.
     await app.register(sandboxRoutes, { origin: () => listeningOrigin(app) })
+    // A PSA-like host page that frames the embedded pages the way ConnectWise does.
+    await app.register(demoHostRoutes)
     const tenants = await seedDemo(app.db, app.keyring)
     app.log.info({ tenants: tenants.map(t => t.slug) }, 'demo tenants ready')
   }
