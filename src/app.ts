@@ -26,6 +26,7 @@ import tieoutRoutes from './routes/api/tieout.js'
 import { startTieoutScheduler, tieoutJobHandlers } from './jobs/tieout-jobs.js'
 import type { AccountingFactory } from './ports/accounting.js'
 import payRoutes from './routes/pay/index.js'
+import embeddedRoutes from './routes/embedded/index.js'
 import { noticeJobHandlers } from './jobs/notice-jobs.js'
 import { installmentJobHandlers } from './jobs/installment-jobs.js'
 import { createLogMailer } from './adapters/mail/log-mailer.js'
@@ -112,6 +113,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(payRoutes, { publicUrl: config.publicUrl })
   await app.register(brandRoutes)
   await app.register(apiRoutes, { publicUrl: config.publicUrl })
+  await app.register(embeddedRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
   await app.register(tieoutRoutes, { accountingFor })
   await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
