@@ -10,7 +10,8 @@ import type { PsaSystem } from '../ports/psa.js'
 import type { Keyring } from '../security/keyring.js'
 import { connectAutotask, connectConnectWise } from '../services/psa-connections.js'
 import { AUTOTASK_SANDBOX_CREDENTIALS } from '../sandbox/autotask/index.js'
-import { CONNECTWISE_SANDBOX_CREDENTIALS } from '../sandbox/connectwise/index.js'
+import { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_MEMBER } from '../sandbox/connectwise/index.js'
+import { grantMember } from '../services/embedded.js'
 
 /** Two demo MSPs, one on each PSA, so the demo also shows that tenants never see each other. */
 export const DEMO_TENANTS: ReadonlyArray<{ slug: string, name: string, psa: PsaSystem, stripe: boolean, accent: string }> = [
@@ -48,6 +49,8 @@ export async function seedDemo (db: Knex, keyring: Keyring): Promise<Tenant[]> {
     }
     if (demo.psa === 'connectwise') {
       await connectConnectWise(db, keyring, tenant.id, { site: 'sandbox', ...CONNECTWISE_SANDBOX_CREDENTIALS })
+      // The demo host page's member may view, charge and sync inside ConnectWise.
+      await grantMember(db, tenant.id, 'connectwise', CONNECTWISE_SANDBOX_MEMBER.memberId, ['view', 'charge', 'sync'])
     } else {
       await connectAutotask(db, keyring, tenant.id, { ...AUTOTASK_SANDBOX_CREDENTIALS, sandbox: true })
     }

@@ -20,6 +20,7 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'autopay_rules',
     'collection_exceptions',
     'customers',
+    'embedded_member_permissions',
     'installment_parts',
     'installment_plans',
     'invoice_lines',

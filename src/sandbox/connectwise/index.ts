@@ -18,6 +18,18 @@ export const CONNECTWISE_SANDBOX_CREDENTIALS: ConnectWiseCredentials = {
 
 export const CONNECTWISE_SANDBOX_PREFIX = '/sandbox/connectwise'
 
+/**
+ * The demo member the demo host page sends from getMemberAuthentication. The
+ * stand-in accepts member cookie auth (companyName, memberHash, MemberID,
+ * MemberContext + clientId) for this member and hash only; not a secret.
+ */
+export const CONNECTWISE_SANDBOX_MEMBER = {
+  memberId: 'demo.tech',
+  memberHash: 'c2V0dGxlLWRlbW8tbWVtYmVyLWhhc2g',
+  memberContext: 'demo-context-1',
+  memberEmail: 'demo.tech@brightline.example'
+} as const
+
 /** `site` for the adapter from a listening server's address, e.g. http://127.0.0.1:3000/sandbox/connectwise. */
 export function connectwiseSandboxSite (address: string | { port: number, address?: string }, prefix = CONNECTWISE_SANDBOX_PREFIX): string {
   const origin = typeof address === 'string' ? address.replace(/\/+$/, '') : `http://${address.address !== undefined && address.address !== '::' && address.address !== '0.0.0.0' ? address.address : '127.0.0.1'}:${address.port}`
@@ -329,6 +341,15 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
       // Cloudflare answers before ConnectWise sees the request, so 429 comes before auth.
       if (fault.status === 429) return await cwError(reply.header('retry-after', '1'), 429, 'TooManyRequests', 'Rate limit exceeded; retry after 1 second.')
       if (fault.status === 500) return await cwError(reply, 500, 'UnexpectedServerError', 'An unexpected server error has occurred.')
+      if (request.headers.authorization === undefined && typeof request.headers.cookie === 'string') {
+        // Hosted API member auth: only GET /system/info, only the demo member with its hash.
+        const cookies = Object.fromEntries(request.headers.cookie.split(';').map(c => c.trim().split('=').map(decodeURIComponent) as [string, string]))
+        const m = CONNECTWISE_SANDBOX_MEMBER
+        const ok = request.method === 'GET' && request.url.split('?')[0]!.endsWith('/system/info') && cookies.companyName?.toLowerCase() === credentials.companyId.toLowerCase() &&
+          cookies.MemberID === m.memberId && cookies.memberHash === m.memberHash && cookies.MemberContext === m.memberContext && request.headers.clientid === credentials.clientId
+        if (ok) return
+        return await cwError(reply, 401, 'Unauthorized', 'The member session is not valid.')
+      }
       if (request.headers.authorization !== expectedAuth) return await cwError(reply, 401, 'Unauthorized', 'The credentials are not valid for this company.')
       // The real service's answer to a missing clientId is not documented; we refuse it the same way as bad auth.
       if (request.headers.clientid !== credentials.clientId) return await cwError(reply, 401, 'Unauthorized', 'A valid clientId header is required; register one at developer.connectwise.com.')

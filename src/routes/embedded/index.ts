@@ -1,0 +1,243 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { AppError } from '../../errors.js'
+import { audit } from '../../db/audit.js'
+import { getPsaConnection } from '../../db/psa.js'
+import { getAttempt, listPaymentMethods } from '../../db/payments.js'
+import { isUuid } from '../../db/tenants.js'
+import { formatMoney } from '../../domain/money.js'
+import { payLinkUrl } from '../../jobs/notice-jobs.js'
+import { verifyHostedMember } from '../../adapters/connectwise/member.js'
+import { authenticateApiKey } from '../../security/api-keys.js'
+import {
+  checkCsrf, CSRF_HEADER, issueSession, liveLinkValid, requirePermission, SESSION_HEADER, verifySession,
+  type EmbeddedPermission, type EmbeddedSession, type EmbeddedSystem
+} from '../../security/embedded-sessions.js'
+import { chargeInvoice, quoteCharge } from '../../services/charge.js'
+import {
+  attemptView, autotaskOrigins, companyModel, connectWiseEmbedding, embedTenant, invoiceModel, liveLinkKey, memberPermissions, quickbooksModel, syncQuickBooks,
+  type EmbedTenant, type QuickBooksDeps
+} from '../../services/embedded.js'
+import type { AccountingFactory } from '../../ports/accounting.js'
+
+export interface EmbeddedRouteOptions {
+  publicUrl: string
+  /** The server's own origin on the embedded default (the ConnectWise stand-in and the demo host live there). */
+  sandboxOrigin: () => string | null
+}
+
+const SURFACES = ['invoice', 'company', 'quickbooks'] as const
+type Surface = typeof SURFACES[number]
+const LAYOUT = { layout: 'layouts/embedded.hbs' } as const
+
+const surfaceOf = (value: string): Surface => {
+  if (!(SURFACES as readonly string[]).includes(value)) throw new AppError('ROUTE_NOT_FOUND', 'No such embedded page.')
+  return value as Surface
+}
+
+/** PSA record ids are numbers in both PSAs; anything else is refused before it reaches a query. */
+const recordId = (value: unknown, surface: Surface): string => {
+  if (surface === 'quickbooks') return ''
+  if (typeof value !== 'string' || !/^\d{1,18}$/.test(value)) throw new AppError('VALIDATION_FAILED', 'The PSA record id is missing or not a number; check the URL in the PSA setup ([cw_id]).')
+  return value
+}
+
+/** Helmet refuses all framing; these pages allow exactly the tenant's PSA origins. */
+function allowFraming (reply: FastifyReply, origins: readonly string[]): void {
+  const current = String(reply.getHeader('content-security-policy') ?? "default-src 'self'")
+  const ancestors = origins.length === 0 ? "'none'" : origins.join(' ')
+  const csp = current.split(';').map(d => d.trim()).filter(d => d !== '' && !d.startsWith('frame-ancestors')).concat(`frame-ancestors ${ancestors}`).join('; ')
+  reply.header('content-security-policy', csp).removeHeader('x-frame-options').header('cache-control', 'no-store').header('referrer-policy', 'no-referrer')
+}
+
+/**
+ * Pages that ConnectWise frames (Hosted API pods, tabs, toolbar dialogs) and
+ * Autotask opens by LiveLink. The first response carries no data: a
+ * ConnectWise page proves its member through the Hosted API handshake
+ * (views/assets/embedded.js) and POST /embedded/cw/session; an Autotask page
+ * needs a signed link or a sign-in. Either way the result is a session token
+ * the script sends as a header, and each change also needs its CSRF token.
+ */
+export default async function embeddedRoutes (app: FastifyInstance, options: EmbeddedRouteOptions): Promise<void> {
+  // QuickBooks through app.accountingFor once the reconciliation side decorates it; until then "not connected".
+  const qb: QuickBooksDeps = { db: app.db, accountingFor: () => app.hasDecorator('accountingFor') ? (app as unknown as { accountingFor: AccountingFactory }).accountingFor : null }
+
+  const cwOrigins = async (tenantId: string): Promise<string[]> => (await connectWiseEmbedding(app.db, tenantId, options.sandboxOrigin()))?.origins ?? []
+  const originsFor = async (system: EmbeddedSystem, tenantId: string): Promise<string[]> => system === 'connectwise' ? await cwOrigins(tenantId) : await autotaskOrigins(app.db, tenantId, options.sandboxOrigin())
+
+  const shell = async (reply: FastifyReply, system: EmbeddedSystem, surface: Surface, t: EmbedTenant, id: string, extra: Record<string, unknown> = {}): Promise<FastifyReply> => {
+    const origins = await originsFor(system, t.tenant.id)
+    allowFraming(reply, origins)
+    return await reply.view('embedded/shell', {
+      title: `${surface === 'quickbooks' ? 'QuickBooks sync' : surface === 'invoice' ? 'Invoice payments' : 'Payment status'} · Settle`,
+      tenantId: t.tenant.id, slug: t.tenant.slug, system, surface, id, origins: origins.join(' '), ...extra
+    }, LAYOUT)
+  }
+
+  // --- ConnectWise: the page, then the member proof -------------------------------------------
+  app.get<{ Params: { surface: string }, Querystring: { tenant?: string, id?: string } }>('/embedded/cw/:surface', async (request, reply) => {
+    const surface = surfaceOf(request.params.surface)
+    const t = await embedTenant(app.db, request.query.tenant)
+    return await shell(reply, 'connectwise', surface, t, recordId(request.query.id, surface))
+  })
+
+  app.post<{ Body: Record<string, unknown> }>('/embedded/cw/session', async request => {
+    const b = request.body ?? {}
+    const t = await embedTenant(app.db, b.tenant)
+    const cw = await connectWiseEmbedding(app.db, t.tenant.id, options.sandboxOrigin())
+    if (cw === null) throw new AppError('PSA_NOT_CONNECTED', 'This Settle account has no ConnectWise connection.')
+    const field = (name: string): string => { const v = b[name]; if (typeof v !== 'string' || v === '') throw new AppError('UNAUTHENTICATED', 'ConnectWise did not send the member\'s sign-in; reload the screen.'); return v }
+    const member = { companyId: field('companyid'), memberId: field('memberid'), memberHash: field('memberHash'), memberContext: field('memberContext') }
+    const stored = (await getPsaConnection(app.db, t.tenant.id, 'connectwise')).settings
+    // The member must belong to the tenant's own ConnectWise company, whatever the frame claims.
+    const companyOk = String(stored.companyId ?? '').toLowerCase() === member.companyId.toLowerCase()
+    let verified = false
+    if (companyOk) {
+      try { verified = await verifyHostedMember(cw, member) } catch (error) {
+        request.log.warn({ err: error }, 'connectwise member verification failed')
+        throw new AppError('UPSTREAM_FAILED', 'ConnectWise did not answer to confirm who you are. Try again in a minute.')
+      }
+    }
+    if (!verified) {
+      await audit(app.db, t.tenant.id, `cw:${member.memberId}`, 'embedded.sign_in_refused', null, { companyOk })
+      throw new AppError('UNAUTHENTICATED', 'ConnectWise did not confirm your sign-in. Reload the screen; if it keeps happening, sign out of ConnectWise and back in.')
+    }
+    const permissions = await memberPermissions(app.db, t.tenant.id, 'connectwise', [member.memberId])
+    const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'connectwise', member: `cw:${member.memberId}`, permissions })
+    return { session: issued.token, csrf: issued.csrf, expiresAt: issued.session.expiresAt, permissions }
+  })
+
+  // --- Autotask: LiveLinks, signed or followed by sign-in --------------------------------------
+  app.get<{ Params: { surface: string }, Querystring: { tenant?: string, id?: string, exp?: string, sig?: string } }>('/embedded/autotask/:surface', async (request, reply) => {
+    const surface = surfaceOf(request.params.surface)
+    const t = await embedTenant(app.db, request.query.tenant)
+    const id = recordId(request.query.id, surface)
+    const key = await liveLinkKey(app.db, app.keyring, t.tenant.id)
+    if (!liveLinkValid(key, { tenantSlug: t.tenant.slug, kind: surface, recordId: id, exp: request.query.exp, sig: request.query.sig })) {
+      allowFraming(reply, await autotaskOrigins(app.db, t.tenant.id, options.sandboxOrigin()))
+      return await reply.view('embedded/sign-in', {
+        title: 'Sign in · Settle', tenantId: t.tenant.id, slug: t.tenant.slug, surface, id,
+        stale: request.query.sig !== undefined
+      }, LAYOUT)
+    }
+    const permissions = await memberPermissions(app.db, t.tenant.id, 'autotask', ['livelink'])
+    const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'autotask', member: 'at:livelink', permissions })
+    return await shell(reply, 'autotask', surface, t, id, { session: issued.token, csrf: issued.csrf })
+  })
+
+  app.post<{ Body: Record<string, unknown> }>('/embedded/autotask/sign-in', async (request, reply) => {
+    const b = request.body ?? {}
+    const t = await embedTenant(app.db, b.tenant)
+    const surface = surfaceOf(String(b.surface ?? ''))
+    const id = recordId(b.id, surface)
+    let principal
+    try { principal = await authenticateApiKey(app.db, `Bearer ${String(b.apiKey ?? '').trim()}`) } catch { principal = null }
+    if (principal === null || principal.tenantId !== t.tenant.id || !principal.scopes.includes('payments:read')) {
+      allowFraming(reply, await autotaskOrigins(app.db, t.tenant.id, options.sandboxOrigin()))
+      return await reply.status(401).view('embedded/sign-in', { title: 'Sign in · Settle', tenantId: t.tenant.id, slug: t.tenant.slug, surface, id, refused: true }, LAYOUT)
+    }
+    const permissions: EmbeddedPermission[] = ['view', ...(principal.scopes.includes('payments:charge') ? ['charge' as const] : []), ...(principal.scopes.includes('exceptions:resolve') ? ['sync' as const] : [])]
+    const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'autotask', member: `api:${principal.name}`, permissions })
+    await audit(app.db, t.tenant.id, `api:${principal.name}`, 'embedded.sign_in', null, { surface })
+    return await shell(reply, 'autotask', surface, t, id, { session: issued.token, csrf: issued.csrf })
+  })
+
+  // --- Data: only with a session ---------------------------------------------------------------
+  const sessionOf = (request: FastifyRequest, system: EmbeddedSystem): EmbeddedSession => {
+    const session = verifySession(app.keyring, request.headers[SESSION_HEADER])
+    if (session.system !== system) throw new AppError('UNAUTHENTICATED', 'This session belongs to another PSA. Reload the screen.')
+    return session
+  }
+  const changing = (request: FastifyRequest, system: EmbeddedSystem, permission: EmbeddedPermission): EmbeddedSession => {
+    const session = sessionOf(request, system)
+    checkCsrf(app.keyring, String(request.headers[SESSION_HEADER]), session, request.headers[CSRF_HEADER])
+    requirePermission(session, permission)
+    return session
+  }
+  const systemOf = (prefix: string): EmbeddedSystem => {
+    if (prefix === 'cw') return 'connectwise'
+    if (prefix === 'autotask') return 'autotask'
+    throw new AppError('ROUTE_NOT_FOUND', 'No such embedded page.')
+  }
+
+  app.get<{ Params: { psa: string, surface: string }, Querystring: { id?: string } }>('/embedded/:psa/:surface/view', async (request, reply) => {
+    const system = systemOf(request.params.psa)
+    const surface = surfaceOf(request.params.surface)
+    const session = sessionOf(request, system)
+    const id = recordId(request.query.id, surface)
+    const can = { charge: session.permissions.includes('charge'), sync: session.permissions.includes('sync') }
+    const model = surface === 'invoice'
+      ? await invoiceModel(app.db, session.tenantId, system, id)
+      : surface === 'company' ? await companyModel(app.db, session.tenantId, system, id) : await quickbooksModel(qb, session.tenantId)
+    reply.header('cache-control', 'no-store')
+    return await reply.type('text/html; charset=utf-8').view(`embedded/${surface}`, { ...model, can, member: session.member })
+  })
+
+  const invoiceIdOf = (value: unknown): string => {
+    if (!isUuid(value)) throw new AppError('VALIDATION_FAILED', 'invoiceId is missing.')
+    return value
+  }
+  const amountOf = (value: unknown): number | undefined => {
+    if (value === undefined || value === null || value === '') return undefined
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new AppError('INVALID_AMOUNT', 'Enter an amount greater than zero, for example 125.00.')
+    return value
+  }
+
+  app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/invoice/quote', async request => {
+    const session = changing(request, systemOf(request.params.psa), 'charge')
+    const b = request.body ?? {}
+    const amount = amountOf(b.amount)
+    const quote = await quoteCharge(app.db, session.tenantId, { invoiceId: invoiceIdOf(b.invoiceId), paymentMethodId: String(b.paymentMethodId ?? ''), ...(amount !== undefined ? { amount } : {}) })
+    const method = (await listPaymentMethods(app.db, session.tenantId, (await app.db('invoices').where({ tenant_id: session.tenantId, id: b.invoiceId }).first('customer_id') as { customer_id: string }).customer_id)).find(m => m.id === b.paymentMethodId)
+    return {
+      quote,
+      surchargeCents: quote.surcharge.amount,
+      text: `Charge ${formatMoney(quote.total)} to ${method === undefined ? 'the selected method' : `${method.brand ?? (method.type === 'ach' ? 'bank account' : 'card')} ending ${method.last4}`}` +
+        (quote.surcharge.amount > 0 ? `: ${formatMoney(quote.amount)} applied to the invoice plus a ${formatMoney(quote.surcharge)} card surcharge.` : ', applied to the invoice.')
+    }
+  })
+
+  app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/invoice/charge', async (request, reply) => {
+    const session = changing(request, systemOf(request.params.psa), 'charge')
+    const b = request.body ?? {}
+    const invoiceId = invoiceIdOf(b.invoiceId)
+    const amount = amountOf(b.amount)
+    const expected = b.expectedSurcharge
+    if (typeof b.paymentMethodId !== 'string' || !isUuid(b.paymentMethodId)) throw new AppError('VALIDATION_FAILED', 'Pick a stored payment method.')
+    const result = await chargeInvoice(app.db, await app.paymentsFor(app.db, session.tenantId), {
+      tenantId: session.tenantId, invoiceId, paymentMethodId: b.paymentMethodId, actor: session.member, trigger: 'charge_card',
+      ...(amount !== undefined ? { amount } : {}), ...(typeof expected === 'number' ? { expectedSurcharge: expected } : {})
+    })
+    await audit(app.db, session.tenantId, session.member, 'payment.charge', invoiceId, { attemptId: result.attempt.id, outcome: result.outcome, amount: result.attempt.amount.amount, via: 'embedded' })
+    const methods = await listPaymentMethods(app.db, session.tenantId, result.attempt.customerId)
+    const view = attemptView(result.attempt, methods)
+    if (result.outcome === 'already_processing') {
+      return await reply.status(409).send({ error: { code: 'PAYMENT_IN_PROGRESS', message: `A payment on this invoice is already ${result.attempt.status}; wait for it before charging again.` }, attempt: view })
+    }
+    return await reply.status(result.outcome === 'failed' ? 402 : 201).send({ outcome: result.outcome, attempt: view, amountText: formatMoney(result.attempt.amount) })
+  })
+
+  app.get<{ Params: { psa: string, attemptId: string } }>('/embedded/:psa/attempts/:attemptId', async request => {
+    const session = sessionOf(request, systemOf(request.params.psa))
+    if (!isUuid(request.params.attemptId)) throw new AppError('ATTEMPT_NOT_FOUND', 'No such payment.')
+    const attempt = await getAttempt(app.db, session.tenantId, request.params.attemptId)
+    const view = attemptView(attempt, await listPaymentMethods(app.db, session.tenantId, attempt.customerId))
+    return { attempt: view, amountText: formatMoney(attempt.amount), done: ['succeeded', 'failed', 'refunded', 'disputed'].includes(attempt.status) }
+  })
+
+  app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/invoice/pay-link', async request => {
+    const session = changing(request, systemOf(request.params.psa), 'view')
+    const invoiceId = invoiceIdOf(request.body?.invoiceId)
+    const row = await app.db('invoices').where({ tenant_id: session.tenantId, id: invoiceId }).first('id') as { id: string } | undefined
+    if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'No such invoice.')
+    const link = payLinkUrl({ keyring: app.keyring, publicUrl: options.publicUrl }, session.tenantId, invoiceId)
+    await audit(app.db, session.tenantId, session.member, 'pay_link.create', invoiceId, { expiresAt: link.expiresAt, via: 'embedded' })
+    return link
+  })
+
+  app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/quickbooks/sync', async request => {
+    const session = changing(request, systemOf(request.params.psa), 'sync')
+    const result = await syncQuickBooks(qb, session.tenantId)
+    await audit(app.db, session.tenantId, session.member, 'quickbooks.sync', null, { connected: result.connected, posted: result.posted.length, failed: result.failed.length })
+    return result
+  })
+}

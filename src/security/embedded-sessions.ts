@@ -1,0 +1,99 @@
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { AppError } from '../errors.js'
+import type { Keyring } from './keyring.js'
+
+/**
+ * Sessions for pages framed inside a PSA. Third-party iframes lose cookies
+ * in most browsers (and Partitioned cookies are not universal), so the
+ * session is a signed token: the server puts it in the page after the member
+ * is verified, our script sends it as `X-Settle-Session` on every request.
+ * It names tenant, PSA, member and permissions and expires in 15 minutes;
+ * the HMAC key is derived from the key ring (HKDF), like pay links.
+ *
+ * CSRF: each state-changing request also carries `X-CSRF-Token`, an HMAC of
+ * the session's nonce under a separate derived key, so a token lifted from
+ * one session is useless in another and a forged form (which cannot set
+ * headers) carries neither.
+ */
+export type EmbeddedPermission = 'view' | 'charge' | 'sync'
+export type EmbeddedSystem = 'connectwise' | 'autotask'
+
+export interface EmbeddedSession {
+  tenantId: string
+  system: EmbeddedSystem
+  /** `cw:<member id>`, `at:livelink`, or `api:<key name>`. */
+  member: string
+  permissions: EmbeddedPermission[]
+  expiresAt: Date
+  nonce: string
+}
+
+export const SESSION_TTL_MS = 15 * 60_000
+export const SESSION_HEADER = 'x-settle-session'
+export const CSRF_HEADER = 'x-csrf-token'
+
+const b64 = (buf: Buffer): string => buf.toString('base64url')
+const derive = (keyring: Keyring, keyId: string, purpose: string): Buffer =>
+  Buffer.from(hkdfSync('sha256', keyring.keyMaterial(keyId), Buffer.from('settle'), Buffer.from(purpose), 32))
+
+const equal = (a: Buffer, b: Buffer): boolean => a.length === b.length && timingSafeEqual(a, b)
+
+export function issueSession (keyring: Keyring, input: Omit<EmbeddedSession, 'expiresAt' | 'nonce'>, now = new Date()): { token: string, csrf: string, session: EmbeddedSession } {
+  const session: EmbeddedSession = { ...input, expiresAt: new Date(now.getTime() + SESSION_TTL_MS), nonce: b64(randomBytes(12)) }
+  const payload = Buffer.from(JSON.stringify({ t: session.tenantId, s: session.system, m: session.member, p: session.permissions, e: Math.floor(session.expiresAt.getTime() / 1000), n: session.nonce }))
+  const keyId = keyring.activeKeyId
+  const mac = createHmac('sha256', derive(keyring, keyId, 'embedded-sessions v1')).update(payload).digest()
+  return { token: `${b64(payload)}.${keyId}.${b64(mac)}`, csrf: csrfFor(keyring, keyId, session.nonce), session }
+}
+
+function csrfFor (keyring: Keyring, keyId: string, nonce: string): string {
+  return `${keyId}.${b64(createHmac('sha256', derive(keyring, keyId, 'embedded-csrf v1')).update(nonce).digest())}`
+}
+
+const unauthenticated = (): AppError => new AppError('UNAUTHENTICATED', 'Your session inside the PSA has ended. Reload the screen to sign in again.')
+
+export function verifySession (keyring: Keyring, token: unknown, now = new Date()): EmbeddedSession {
+  if (typeof token !== 'string') throw unauthenticated()
+  const [payloadText, keyId, macText] = token.split('.')
+  if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw unauthenticated()
+  const payload = Buffer.from(payloadText, 'base64url')
+  if (!equal(Buffer.from(macText, 'base64url'), createHmac('sha256', derive(keyring, keyId, 'embedded-sessions v1')).update(payload).digest())) throw unauthenticated()
+  let p: { t?: unknown, s?: unknown, m?: unknown, p?: unknown, e?: unknown, n?: unknown }
+  try { p = JSON.parse(payload.toString('utf8')) as typeof p } catch { throw unauthenticated() }
+  if (typeof p.t !== 'string' || (p.s !== 'connectwise' && p.s !== 'autotask') || typeof p.m !== 'string' || !Array.isArray(p.p) || typeof p.e !== 'number' || typeof p.n !== 'string') throw unauthenticated()
+  const expiresAt = new Date(p.e * 1000)
+  if (expiresAt <= now) throw unauthenticated()
+  return { tenantId: p.t, system: p.s, member: p.m, permissions: p.p.filter((x): x is EmbeddedPermission => x === 'view' || x === 'charge' || x === 'sync'), expiresAt, nonce: p.n }
+}
+
+/** Throws FORBIDDEN unless the CSRF token belongs to this session. */
+export function checkCsrf (keyring: Keyring, token: string, session: EmbeddedSession, presented: unknown): void {
+  const keyId = token.split('.')[1] ?? ''
+  if (typeof presented !== 'string' || !keyring.hasKey(keyId) || !equal(Buffer.from(presented), Buffer.from(csrfFor(keyring, keyId, session.nonce)))) {
+    throw new AppError('FORBIDDEN', 'This request is missing its security token. Reload the screen and try again.')
+  }
+}
+
+export function requirePermission (session: EmbeddedSession, permission: EmbeddedPermission): void {
+  if (!session.permissions.includes(permission)) {
+    throw new AppError('FORBIDDEN', permission === 'charge'
+      ? 'You are not allowed to charge cards for this company. Ask a Settle admin to grant you "charge".'
+      : `You are not allowed to ${permission} here. Ask a Settle admin to grant you "${permission}".`)
+  }
+}
+
+/**
+ * LiveLinks: `exp` and `sig` in the query, an HMAC over tenant, kind, record
+ * and expiry with the tenant's own LiveLink key (kept with putSecret).
+ */
+export function signLiveLink (key: string, input: { tenantSlug: string, kind: string, recordId: string, expiresAt: Date }): { exp: number, sig: string } {
+  const exp = Math.floor(input.expiresAt.getTime() / 1000)
+  return { exp, sig: b64(createHmac('sha256', key).update(`${input.tenantSlug}\n${input.kind}\n${input.recordId}\n${exp}`).digest()) }
+}
+
+export function liveLinkValid (key: string, input: { tenantSlug: string, kind: string, recordId: string, exp: unknown, sig: unknown }, now = new Date()): boolean {
+  const exp = Number(input.exp)
+  if (!Number.isSafeInteger(exp) || exp * 1000 <= now.getTime() || typeof input.sig !== 'string') return false
+  const expected = signLiveLink(key, { ...input, expiresAt: new Date(exp * 1000) }).sig
+  return equal(Buffer.from(input.sig), Buffer.from(expected))
+}

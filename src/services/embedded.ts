@@ -1,0 +1,294 @@
+import type { Knex } from 'knex'
+import { getBrand } from '../db/branding.js'
+import { getPsaConnection } from '../db/psa.js'
+import { findTenantBySlug, tenantToday, type Tenant } from '../db/tenants.js'
+import { openBalance, toInvoice, type InvoiceRow } from '../db/invoices.js'
+import { listAttempts, listPaymentMethods, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
+import { activeConsents, getTenantRule } from '../db/autopay.js'
+import { listExceptions } from '../db/reconciliation-exceptions.js'
+import { getSecret, putSecret } from '../db/secrets.js'
+import { AppError } from '../errors.js'
+import { asCurrency, type Money } from '../domain/money.js'
+import { classifyFailure } from '../domain/retry-policy.js'
+import type { Keyring } from '../security/keyring.js'
+import type { EmbeddedPermission, EmbeddedSystem } from '../security/embedded-sessions.js'
+import { randomBytes } from 'node:crypto'
+import type { AccountingFactory, AccountingPort } from '../ports/accounting.js'
+
+/** View models for the pages inside the PSA; routes only pick one and render it. */
+
+export interface EmbedTenant { tenant: Tenant, accent: string, brandName: string }
+
+const ACCENT = /^#[0-9a-fA-F]{6}$/
+
+export async function embedTenant (db: Knex, slug: unknown): Promise<EmbedTenant> {
+  const tenant = typeof slug === 'string' && /^[a-z0-9-]{1,64}$/.test(slug) ? await findTenantBySlug(db, slug) : null
+  if (tenant === null) throw new AppError('TENANT_NOT_FOUND', 'This link names no Settle account. Check the tenant in the PSA setup.')
+  const brand = await getBrand(db, tenant.id)
+  // The accent goes into a style attribute: only a plain hex colour is accepted.
+  return { tenant, accent: brand.accent !== null && ACCENT.test(brand.accent) ? brand.accent : '#2563eb', brandName: brand.name }
+}
+
+/**
+ * The ConnectWise side of a tenant: the API site the member is verified
+ * against and the browser origins allowed to frame us and post to us. The
+ * site `https://api-na.myconnectwise.net` is framed from
+ * `https://na.myconnectwise.net`; a connection may list `embedOrigins`
+ * (comma separated) to override. The sandbox is this server itself.
+ */
+export async function connectWiseEmbedding (db: Knex, tenantId: string, sandboxOrigin: string | null): Promise<{ site: string, clientId: string, codebase?: string, origins: string[] } | null> {
+  let settings: Record<string, unknown>
+  try { settings = (await getPsaConnection(db, tenantId, 'connectwise')).settings } catch { return null }
+  const clientId = String(settings.clientId ?? '')
+  const codebase = typeof settings.codebase === 'string' ? settings.codebase : undefined
+  if (settings.site === 'sandbox') {
+    if (sandboxOrigin === null) return null
+    return { site: `${sandboxOrigin}/sandbox/connectwise`, clientId, ...(codebase !== undefined ? { codebase } : {}), origins: [sandboxOrigin] }
+  }
+  const site = String(settings.site ?? '')
+  let origins: string[]
+  if (typeof settings.embedOrigins === 'string' && settings.embedOrigins.trim() !== '') {
+    origins = settings.embedOrigins.split(',').map(o => o.trim()).filter(o => /^https:\/\/[a-z0-9.-]+(:\d+)?$/i.test(o))
+  } else {
+    try {
+      const url = new URL(site)
+      origins = [`${url.protocol}//${url.host.replace(/^api-/, '')}`]
+    } catch { origins = [] }
+  }
+  return { site, clientId, ...(codebase !== undefined ? { codebase } : {}), origins }
+}
+
+/** Autotask opens LiveLinks in its own window or an iframe from its web zones. */
+export async function autotaskOrigins (db: Knex, tenantId: string, sandboxOrigin: string | null): Promise<string[]> {
+  let settings: Record<string, unknown>
+  try { settings = (await getPsaConnection(db, tenantId, 'autotask')).settings } catch { return [] }
+  if (typeof settings.embedOrigins === 'string' && settings.embedOrigins.trim() !== '') return settings.embedOrigins.split(',').map(o => o.trim()).filter(o => /^https:\/\/[a-z0-9.*-]+$/i.test(o))
+  if (settings.site === 'sandbox') return sandboxOrigin === null ? [] : [sandboxOrigin]
+  return ['https://*.autotask.net']
+}
+
+/** Everyone may view; charge and sync only where granted to the member, a role of theirs, or `*`. */
+export async function memberPermissions (db: Knex, tenantId: string, system: EmbeddedSystem, memberRefs: readonly string[]): Promise<EmbeddedPermission[]> {
+  const rows = await db('embedded_member_permissions').where({ tenant_id: tenantId, psa_system: system }).whereIn('member_ref', [...memberRefs, '*']).select('permission') as Array<{ permission: EmbeddedPermission }>
+  return ['view', ...(['charge', 'sync'] as const).filter(p => rows.some(r => r.permission === p))]
+}
+
+export async function grantMember (db: Knex, tenantId: string, system: EmbeddedSystem, memberRef: string, permissions: readonly EmbeddedPermission[]): Promise<void> {
+  if (permissions.length === 0) return
+  await db('embedded_member_permissions').insert(permissions.map(permission => ({ tenant_id: tenantId, psa_system: system, member_ref: memberRef, permission }))).onConflict(['tenant_id', 'psa_system', 'member_ref', 'permission']).ignore()
+}
+
+/** The tenant's LiveLink key (created on first use), kept encrypted. */
+export async function liveLinkKey (db: Knex, keyring: Keyring, tenantId: string, options: { rotate?: boolean } = {}): Promise<string> {
+  const existing = options.rotate === true ? null : await getSecret(db, keyring, tenantId, 'autotask.livelink_key')
+  if (existing !== null) return existing
+  const key = randomBytes(32).toString('base64url')
+  await putSecret(db, keyring, tenantId, 'autotask.livelink_key', key)
+  return key
+}
+
+/** The LiveLink URL templates to paste into Autotask's LiveLinks Designer. */
+export function liveLinkTemplates (publicUrl: string, slug: string): { invoice: string, company: string } {
+  const base = publicUrl.replace(/\/+$/, '')
+  return {
+    invoice: `${base}/embedded/autotask/invoice?tenant=${encodeURIComponent(slug)}&id=<Invoice ID>`,
+    company: `${base}/embedded/autotask/company?tenant=${encodeURIComponent(slug)}&id=<Account ID>`
+  }
+}
+
+const STATUS_LABEL: Record<string, string> = { open: 'Open', partially_paid: 'Open', paid: 'Paid', voided: 'Voided', disputed: 'Disputed', in_collections: 'In collections', processing: 'Processing', failed: 'Failed' }
+
+const methodLabel = (m: PaymentMethod): string => m.type === 'ach'
+  ? `${m.brand ?? 'Bank account'} ····${m.last4}`
+  : `${(m.brand ?? 'Card').replace(/^\w/, c => c.toUpperCase())} ····${m.last4}`
+
+const methodView = (m: PaymentMethod): Record<string, unknown> => ({
+  id: m.id,
+  label: methodLabel(m),
+  kind: m.type === 'ach' ? 'Bank (ACH)' : 'Card',
+  expiry: m.expMonth !== null && m.expYear !== null ? `${String(m.expMonth).padStart(2, '0')}/${String(m.expYear).slice(-2)}` : null,
+  isDefault: m.isDefault
+})
+
+export interface AttemptView { id: string, when: Date, amount: Money, surcharge: Money | null, status: string, statusLabel: string, method: string, actor: string, explanation: string | null, nextStep: string | null }
+
+/** Plain words for an attempt, including what to do about a decline. */
+export function attemptView (a: PaymentAttempt, methods: readonly PaymentMethod[]): AttemptView {
+  const method = methods.find(m => m.id === a.paymentMethodId)
+  let explanation: string | null = null
+  let nextStep: string | null = null
+  if (a.status === 'failed') {
+    const v = classifyFailure({ method: method?.type === 'ach' ? 'ach' : 'card', code: a.failure.code, declineCode: a.failure.declineCode, adviceCode: a.failure.adviceCode })
+    explanation = v.explanation
+    nextStep = v.nextStep
+  } else if (a.status === 'processing') {
+    explanation = 'The bank is processing this payment; ACH takes up to 4 business days.'
+  } else if (a.status === 'unknown') {
+    explanation = 'We are confirming the outcome with the processor.'
+  }
+  const labels: Record<string, string> = { created: 'Processing', processing: 'Processing', unknown: 'Checking', succeeded: 'Paid', failed: 'Declined', refunded: 'Refunded', disputed: 'Disputed' }
+  return {
+    id: a.id, when: a.createdAt, amount: a.amount, surcharge: a.surcharge.amount > 0 ? a.surcharge : null, status: a.status, statusLabel: labels[a.status] ?? a.status,
+    method: method !== undefined ? methodLabel(method) : 'Removed method', actor: a.actor, explanation, nextStep
+  }
+}
+
+const daysBetween = (from: string, to: string): number => Math.round((Date.parse(to) - Date.parse(from)) / 86_400_000)
+
+async function invoiceByPsaId (db: Knex, tenantId: string, system: EmbeddedSystem, psaId: string): Promise<InvoiceRow> {
+  const row = await db('invoices').where({ tenant_id: tenantId, psa_system: system, psa_invoice_id: psaId }).first() as InvoiceRow | undefined
+  if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')
+  return row
+}
+
+export async function invoiceModel (db: Knex, tenantId: string, system: EmbeddedSystem, psaId: string, attemptsLimit = 100): Promise<Record<string, unknown>> {
+  const row = await invoiceByPsaId(db, tenantId, system, psaId)
+  const invoice = toInvoice(row)
+  const customer = await db('customers').where({ tenant_id: tenantId, id: invoice.customerId }).first('name') as { name: string }
+  const methods = (await listPaymentMethods(db, tenantId, invoice.customerId)).filter(m => m.status === 'active')
+  const attempts = (await listAttempts(db, tenantId, invoice.id)).slice(-attemptsLimit).reverse()
+  const currency = asCurrency(invoice.currency)
+  const open = openBalance(row)
+  const today = await tenantToday(db, tenantId)
+  const overdue = invoice.dueOn !== null && open > 0 ? Math.max(0, daysBetween(invoice.dueOn, today)) : 0
+  const latest = attempts[0]
+  const status = latest !== undefined && (latest.status === 'processing' || latest.status === 'created' || latest.status === 'unknown')
+    ? 'processing'
+    : invoice.status === 'open' && latest?.status === 'failed' ? 'failed' : invoice.status === 'partially_paid' ? 'open' : invoice.status
+  const retries = await db('jobs').where({ tenant_id: tenantId, queue: 'payments.retry' }).whereRaw("payload->>'attemptId' = any(?)", [attempts.map(a => a.id)]).where('state', 'pending').select('run_at') as Array<{ run_at: Date }>
+  return {
+    invoice: { id: invoice.id, psaId: invoice.psaInvoiceId, number: invoice.number, customer: customer.name, dueOn: invoice.dueOn, issuedOn: invoice.issuedOn },
+    total: invoice.total,
+    paid: { amount: invoice.total.amount - open, currency },
+    balance: { amount: open, currency },
+    balanceCents: open,
+    overdueDays: overdue,
+    status,
+    statusLabel: STATUS_LABEL[status] ?? status,
+    chargeable: open > 0 && !invoice.voided && status !== 'processing' && methods.length > 0,
+    methods: methods.map(methodView),
+    attempts: attempts.map(a => attemptView(a, methods)),
+    retries: retries.map(r => r.run_at)
+  }
+}
+
+export async function customerByPsaId (db: Knex, tenantId: string, system: EmbeddedSystem, psaCompanyId: string): Promise<{ id: string, name: string }> {
+  const row = await db('customers').where({ tenant_id: tenantId, psa_system: system, psa_company_id: psaCompanyId }).first('id', 'name') as { id: string, name: string } | undefined
+  if (row === undefined) throw new AppError('CUSTOMER_NOT_FOUND', 'This company is not in Settle yet. It appears after the next PSA sync.')
+  return row
+}
+
+const AGING = [{ label: 'Current', max: 0 }, { label: '1–30 days', max: 30 }, { label: '31–60 days', max: 60 }, { label: '61–90 days', max: 90 }, { label: '90+ days', max: Infinity }]
+
+export async function companyModel (db: Knex, tenantId: string, system: EmbeddedSystem, psaCompanyId: string): Promise<Record<string, unknown>> {
+  const customer = await customerByPsaId(db, tenantId, system, psaCompanyId)
+  const today = await tenantToday(db, tenantId)
+  const methods = (await listPaymentMethods(db, tenantId, customer.id)).filter(m => m.status === 'active')
+  const consents = await activeConsents(db, tenantId, customer.id)
+  const enrolment = await db('autopay_rules').where({ tenant_id: tenantId, customer_id: customer.id }).first('enrolled', 'rule') as { enrolled: boolean, rule: Record<string, unknown> } | undefined
+  const rule = { ...await getTenantRule(db, tenantId), ...(enrolment?.rule ?? {}) }
+  const rows = await db('invoices').where({ tenant_id: tenantId, customer_id: customer.id, voided: false }).orderBy('due_on') as InvoiceRow[]
+  const open = rows.map(r => ({ row: r, inv: toInvoice(r), open: openBalance(r) })).filter(x => x.open > 0)
+  const currency = asCurrency(open[0]?.inv.currency ?? 'USD')
+  const aging = AGING.map(b => ({ label: b.label, amount: { amount: 0, currency } as Money, count: 0 }))
+  const openInvoices = open.map(x => {
+    const days = x.inv.dueOn === null ? 0 : Math.max(0, daysBetween(x.inv.dueOn, today))
+    const bucket = aging[AGING.findIndex(b => days <= b.max)]!
+    if (x.inv.currency === currency) { bucket.amount = { amount: bucket.amount.amount + x.open, currency }; bucket.count++ }
+    return { number: x.inv.number, psaId: x.inv.psaInvoiceId, dueOn: x.inv.dueOn, days, balance: { amount: x.open, currency: x.inv.currency } }
+  })
+  const recent = await db('payment_attempts').where({ tenant_id: tenantId, customer_id: customer.id }).orderBy('created_at', 'desc').limit(10).select('id') as Array<{ id: string }>
+  const attempts: AttemptView[] = []
+  for (const inv of rows) {
+    for (const a of await listAttempts(db, tenantId, inv.id)) if (recent.some(r => r.id === a.id)) attempts.push(attemptView(a, methods))
+  }
+  attempts.sort((a, b) => b.when.getTime() - a.when.getTime())
+  const collection = await db('collection_exceptions as c').join('invoices as i', function () { this.on('i.tenant_id', 'c.tenant_id').andOn('i.id', 'c.invoice_id') })
+    .where({ 'c.tenant_id': tenantId, 'i.customer_id': customer.id }).whereNull('c.resolved_at').select('c.explanation', 'c.next_step', 'i.number', 'c.created_at') as Array<{ explanation: string, next_step: string, number: string, created_at: Date }>
+  const reconciliation = await listExceptions(db, tenantId, { customerId: customer.id, status: 'open', limit: 20 })
+  const plans = await db('installment_plans as p').join('invoices as i', function () { this.on('i.tenant_id', 'p.tenant_id').andOn('i.id', 'p.invoice_id') })
+    .where({ 'p.tenant_id': tenantId, 'p.customer_id': customer.id }).select('p.id', 'p.part_count', 'p.status', 'i.number') as Array<{ id: string, part_count: number, status: string, number: string }>
+  return {
+    customer,
+    autopay: { enrolled: enrolment?.enrolled === true, paused: rule.paused === true, preference: String(rule.methodPreference ?? '').replace(/_/g, ' '), cap: typeof rule.amountCap === 'number' ? { amount: rule.amountCap, currency } : null },
+    methods: methods.map(m => ({ ...methodView(m), consents: consents.filter(c => c.paymentMethodId === m.id).map(c => ({ kind: c.kind.replace(/_/g, ' '), acceptedAt: c.acceptedAt })) })),
+    openInvoices,
+    aging,
+    attempts,
+    failures: attempts.filter(a => a.status === 'failed').length,
+    exceptions: [
+      ...collection.map(c => ({ source: 'Collection', title: `Invoice ${c.number}: ${c.explanation}`, hint: c.next_step, at: c.created_at })),
+      ...reconciliation.map(e => ({ source: 'Reconciliation', title: e.summary, hint: e.suggestedRepair ?? e.likelyCause, at: e.createdAt }))
+    ],
+    plans: plans.map(p => ({ invoice: p.number, parts: p.part_count, status: p.status }))
+  }
+}
+
+// --- QuickBooks sync slot ------------------------------------------------------------------------
+
+export interface QuickBooksDeps { db: Knex, accountingFor: () => AccountingFactory | null }
+
+interface PostingModule { syncNow: (db: Knex, accounting: AccountingPort, tenantId: string, options?: { customerId?: string }) => Promise<{ posted: unknown[], failed: unknown[], pending: unknown }> }
+
+// A variable specifier: the posting service is built in parallel and may not exist yet.
+const POSTING_MODULE = './posting.js'
+async function postingService (): Promise<PostingModule | null> {
+  try {
+    const mod = await import(POSTING_MODULE) as Partial<PostingModule>
+    return typeof mod.syncNow === 'function' ? mod as PostingModule : null
+  } catch { return null }
+}
+
+async function accountingOf (deps: QuickBooksDeps, tenantId: string): Promise<AccountingPort | null> {
+  const factory = deps.accountingFor()
+  if (factory === null) return null
+  try { return await factory(tenantId) } catch { return null }
+}
+
+const FIX_HINTS: Array<[RegExp, string]> = [
+  [/customer|mapping/i, 'Map this client to its QuickBooks customer in Settle, then sync again.'],
+  [/token|auth|expired|401/i, 'Reconnect QuickBooks (the sign-in expired), then sync again.'],
+  [/account/i, 'Choose the deposit and fee accounts in Settle\'s QuickBooks settings.']
+]
+
+export interface SyncDocument { label: string, ok: boolean, url: string | null, error: string | null, hint: string | null }
+
+function documentView (item: unknown, ok: boolean, realmId: string | null): SyncDocument {
+  const o = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>
+  const label = String(o.label ?? o.kind ?? o.type ?? 'Document') + (o.number !== undefined ? ` ${String(o.number)}` : o.id !== undefined ? ` ${String(o.id)}` : '')
+  const qboId = o.qboId ?? o.externalId ?? o.remoteId
+  const qboType = String(o.qboType ?? o.kind ?? 'payment').toLowerCase().replace(/[^a-z]/g, '')
+  const error = ok ? null : String(o.error ?? o.message ?? 'QuickBooks refused this document.')
+  return {
+    label, ok,
+    url: ok && typeof o.url === 'string' && /^https:\/\//.test(o.url) ? o.url : ok && qboId !== undefined && realmId !== null ? `https://app.qbo.intuit.com/app/${qboType === 'deposit' ? 'deposit' : 'recvpayment'}?txnId=${encodeURIComponent(String(qboId))}` : null,
+    error,
+    hint: error === null ? null : (FIX_HINTS.find(([re]) => re.test(error))?.[1] ?? 'Open the exception in Settle for the details, fix it, then sync again.')
+  }
+}
+
+export async function quickbooksModel (deps: QuickBooksDeps, tenantId: string): Promise<Record<string, unknown>> {
+  const accounting = await accountingOf(deps, tenantId)
+  const pending = await deps.db('jobs').where({ tenant_id: tenantId, state: 'pending' }).where('queue', 'like', 'qbo.%').count<Array<{ count: string | number }>>('* as count')
+  const failed = await listExceptions(deps.db, tenantId, { kind: 'posting_failed', status: 'open', limit: 20 })
+  return {
+    connected: accounting !== null,
+    realmId: accounting?.realmId ?? null,
+    serviceReady: (await postingService()) !== null,
+    pending: Number(pending[0]?.count ?? 0),
+    failures: failed.map(e => ({ label: e.summary, ok: false, url: null, error: e.likelyCause ?? e.summary, hint: e.suggestedRepair }))
+  }
+}
+
+export async function syncQuickBooks (deps: QuickBooksDeps, tenantId: string, customerId?: string): Promise<{ connected: boolean, posted: SyncDocument[], failed: SyncDocument[], pending: number, message: string }> {
+  const accounting = await accountingOf(deps, tenantId)
+  const service = await postingService()
+  if (accounting === null || service === null) {
+    return { connected: false, posted: [], failed: [], pending: 0, message: 'QuickBooks is not connected. Connect it in Settle\'s settings, then sync.' }
+  }
+  const result = await service.syncNow(deps.db, accounting, tenantId, customerId !== undefined ? { customerId } : {})
+  const posted = result.posted.map(p => documentView(p, true, accounting.realmId))
+  const failed = result.failed.map(f => documentView(f, false, accounting.realmId))
+  const pending = typeof result.pending === 'number' ? result.pending : Array.isArray(result.pending) ? result.pending.length : 0
+  return { connected: true, posted, failed, pending, message: `${posted.length} posted, ${failed.length} failed, ${pending} still pending.` }
+}

@@ -1,0 +1,184 @@
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { startDemoApp } from '../helpers/demo-app.js'
+import { client } from '../helpers/stripe-harness.js'
+import { countRows } from '../helpers/fixtures.js'
+import { savePaymentMethod } from '../../src/db/payments.js'
+import { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_MEMBER } from '../../src/sandbox/connectwise/index.js'
+import { grantMember, liveLinkKey, liveLinkTemplates } from '../../src/services/embedded.js'
+import { signLiveLink } from '../../src/security/embedded-sessions.js'
+import { createApiKey } from '../../src/security/api-keys.js'
+
+const member = (over: Record<string, string> = {}): Record<string, string> => ({
+  tenant: 'brightline', site: 'ignored', companyid: CONNECTWISE_SANDBOX_CREDENTIALS.companyId,
+  memberid: CONNECTWISE_SANDBOX_MEMBER.memberId, memberHash: CONNECTWISE_SANDBOX_MEMBER.memberHash, memberContext: CONNECTWISE_SANDBOX_MEMBER.memberContext, ...over
+})
+
+async function signIn (app: FastifyInstance, over: Record<string, string> = {}): Promise<{ statusCode: number, body: any }> {
+  const res = await app.inject({ method: 'POST', url: '/embedded/cw/session', payload: member(over) })
+  return { statusCode: res.statusCode, body: res.json() }
+}
+
+t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing, escaping, Charge card', async t => {
+  const { app, db, base, tenants } = await startDemoApp(t)
+  const cw = tenants.find(x => x.slug === 'brightline')!
+  const at = tenants.find(x => x.slug === 'cobalt')!
+  const origin = new URL(base).origin
+
+  // A ConnectWise invoice with a balance, its client given a stored card in the Stripe stand-in.
+  const row = await db('invoices').where({ tenant_id: cw.id, voided: false }).whereRaw('ledger_billed - paid_via_settle - ledger_paid_elsewhere > 5000').orderBy('psa_invoice_id').first() as { id: string, psa_invoice_id: string, customer_id: string, number: string }
+  const stripe = client(Number(new URL(base).port))
+  const sc = await stripe.customers.create({ name: 'Embedded test' })
+  const pm = await stripe.paymentMethods.attach('pm_card_visa', { customer: sc.id })
+  const card = await savePaymentMethod(db, cw.id, { customerId: row.customer_id, processorCustomerRef: sc.id, processorMethodRef: pm.id, type: 'card', brand: 'visa', last4: '4242', expMonth: 12, expYear: 2030, funding: 'credit', isDefault: true })
+  const psaCompany = (await db('customers').where({ tenant_id: cw.id, id: row.customer_id }).first('psa_company_id') as { psa_company_id: string }).psa_company_id
+  // XSS attempts in PSA data.
+  await db('customers').where({ tenant_id: cw.id, id: row.customer_id }).update({ name: '<script>alert("co")</script>' })
+  await db('invoices').where({ tenant_id: cw.id, id: row.id }).update({ number: '<img src=x onerror=alert(1)>' })
+
+  await t.test('the shell carries no data and frames only for the tenant\'s ConnectWise origin', async t => {
+    for (const surface of ['invoice', 'company', 'quickbooks']) {
+      const res = await app.inject({ method: 'GET', url: `/embedded/cw/${surface}?tenant=brightline&id=${surface === 'company' ? psaCompany : row.psa_invoice_id}` })
+      t.equal(res.statusCode, 200, surface)
+      const csp = String(res.headers['content-security-policy'])
+      t.match(csp, new RegExp(`frame-ancestors ${origin.replace(/[.]/g, '\\.')}$`), `${surface}: frame-ancestors names only the tenant's origin`)
+      t.notOk(/frame-ancestors[^;]*'self'/.test(csp))
+      t.equal(res.headers['x-frame-options'], undefined, 'no X-Frame-Options to contradict it')
+      t.match(res.body, `data-origins="${origin}"`)
+      t.notMatch(res.body, /script>alert|4242|onerror/, 'no PSA data before the member is verified')
+    }
+    t.equal((await app.inject({ method: 'GET', url: '/embedded/cw/invoice?tenant=nobody&id=1' })).statusCode, 404)
+    t.equal((await app.inject({ method: 'GET', url: '/embedded/cw/invoice?tenant=brightline&id=1%20or%201' })).statusCode, 400)
+  })
+
+  await t.test('the stand-in rejects a wrong memberHash: no session, no data', async t => {
+    const wrong = await signIn(app, { memberHash: 'forged-hash' })
+    t.equal(wrong.statusCode, 401)
+    t.equal(wrong.body.error.code, 'UNAUTHENTICATED')
+    t.equal((await signIn(app, { companyid: 'othercompany' })).statusCode, 401, 'another company\'s member')
+    t.equal((await signIn(app, { memberid: 'someone.else' })).statusCode, 401, 'the hash of another member')
+    t.equal((await app.inject({ method: 'GET', url: `/embedded/cw/invoice/view?id=${row.psa_invoice_id}` })).statusCode, 401, 'no session header')
+    t.equal((await app.inject({ method: 'GET', url: `/embedded/cw/invoice/view?id=${row.psa_invoice_id}`, headers: { 'x-settle-session': 'e30.k.x' } })).statusCode, 401, 'a forged token')
+    t.ok(await db('audit_log').where({ tenant_id: cw.id, action: 'embedded.sign_in_refused' }).first(), 'refusals are audited')
+  })
+
+  const ok = await signIn(app)
+  t.equal(ok.statusCode, 200, 'the demo member is verified')
+  t.same(ok.body.permissions, ['view', 'charge', 'sync'])
+  const session = ok.body.session as string
+  const csrf = ok.body.csrf as string
+  const headers = { 'x-settle-session': session, 'x-csrf-token': csrf }
+
+  await t.test('every page renders with the session, PSA data escaped', async t => {
+    const inv = await app.inject({ method: 'GET', url: `/embedded/cw/invoice/view?id=${row.psa_invoice_id}`, headers })
+    t.equal(inv.statusCode, 200)
+    t.match(inv.body, 'Visa ····4242')
+    t.match(inv.body, 'id="charge-form"')
+    t.match(inv.body, '&lt;img src&#x3D;x onerror&#x3D;alert(1)&gt;')
+    t.match(inv.body, '&lt;script&gt;alert(&quot;co&quot;)&lt;/script&gt;')
+    t.notMatch(inv.body, '<img src=x')
+    t.notMatch(inv.body, '<script>alert')
+    t.match(inv.body, /class="badge badge-open">Open/)
+    const co = await app.inject({ method: 'GET', url: `/embedded/cw/company/view?id=${psaCompany}`, headers })
+    t.equal(co.statusCode, 200)
+    t.match(co.body, '&lt;script&gt;alert(&quot;co&quot;)&lt;/script&gt;')
+    t.notMatch(co.body, '<script>alert')
+    t.match(co.body, 'Open invoices')
+    t.match(co.body, 'Not enrolled in auto-pay')
+    const qb = await app.inject({ method: 'GET', url: '/embedded/cw/quickbooks/view', headers })
+    t.equal(qb.statusCode, 200)
+    t.match(qb.body, 'QuickBooks is not connected')
+    const sync = await app.inject({ method: 'POST', url: '/embedded/cw/quickbooks/sync', headers, payload: {} })
+    t.equal(sync.statusCode, 200)
+    t.match(sync.json(), { connected: false, message: /not connected/ })
+    t.ok(await db('audit_log').where({ tenant_id: cw.id, actor: `cw:${CONNECTWISE_SANDBOX_MEMBER.memberId}`, action: 'quickbooks.sync' }).first(), 'sync audited with the member')
+    t.equal((await app.inject({ method: 'GET', url: '/embedded/cw/invoice/view?id=999999999', headers })).statusCode, 404, 'an invoice not synced yet')
+  })
+
+  await t.test('CSRF missing or wrong: 403 and nothing charged', async t => {
+    const before = await countRows(db, 'payment_attempts')
+    const payload = { invoiceId: row.id, paymentMethodId: card.id, amount: 1000 }
+    const none = await app.inject({ method: 'POST', url: '/embedded/cw/invoice/charge', headers: { 'x-settle-session': session }, payload })
+    t.equal(none.statusCode, 403)
+    const other = (await signIn(app)).body.csrf as string
+    t.not(other, csrf)
+    t.equal((await app.inject({ method: 'POST', url: '/embedded/cw/invoice/charge', headers: { 'x-settle-session': session, 'x-csrf-token': other }, payload })).statusCode, 403, 'another session\'s token')
+    t.equal((await app.inject({ method: 'POST', url: '/embedded/cw/invoice/charge', headers: { 'x-settle-session': session, 'x-csrf-token': csrf + 'x' }, payload })).statusCode, 403)
+    t.equal(await countRows(db, 'payment_attempts'), before)
+  })
+
+  await t.test('a view-only member cannot charge', async t => {
+    await db('embedded_member_permissions').where({ tenant_id: cw.id }).delete()
+    const view = await signIn(app)
+    t.same(view.body.permissions, ['view'])
+    const h = { 'x-settle-session': view.body.session, 'x-csrf-token': view.body.csrf }
+    const page = await app.inject({ method: 'GET', url: `/embedded/cw/invoice/view?id=${row.psa_invoice_id}`, headers: h })
+    t.notMatch(page.body, 'id="charge-form"', 'no Charge card form')
+    const res = await app.inject({ method: 'POST', url: '/embedded/cw/invoice/charge', headers: h, payload: { invoiceId: row.id, paymentMethodId: card.id } })
+    t.equal(res.statusCode, 403)
+    t.match(res.json().error.message, /charge/)
+    t.equal((await app.inject({ method: 'POST', url: '/embedded/cw/quickbooks/sync', headers: h, payload: {} })).statusCode, 403, 'nor sync')
+    t.equal(await db('payment_attempts').where({ tenant_id: cw.id, invoice_id: row.id }).count('* as n').first().then(r => Number(r?.n)), 0)
+    await grantMember(db, cw.id, 'connectwise', CONNECTWISE_SANDBOX_MEMBER.memberId, ['charge', 'sync'])
+  })
+
+  await t.test('Charge card through the pod: quote, confirm, attempt and audit with the member, status poll', async t => {
+    const quote = await app.inject({ method: 'POST', url: '/embedded/cw/invoice/quote', headers, payload: { invoiceId: row.id, paymentMethodId: card.id, amount: 2500 } })
+    t.equal(quote.statusCode, 200)
+    t.match(quote.json().text, /^Charge \$25\.00 to visa ending 4242/)
+    const res = await app.inject({ method: 'POST', url: '/embedded/cw/invoice/charge', headers, payload: { invoiceId: row.id, paymentMethodId: card.id, amount: 2500, expectedSurcharge: quote.json().surchargeCents } })
+    t.equal(res.statusCode, 201)
+    t.match(res.json(), { outcome: 'succeeded', attempt: { status: 'succeeded', statusLabel: 'Paid' } })
+    const attempt = await db('payment_attempts').where({ tenant_id: cw.id, invoice_id: row.id }).first() as { id: string, actor: string, amount: number, trigger: string }
+    t.match(attempt, { actor: `cw:${CONNECTWISE_SANDBOX_MEMBER.memberId}`, amount: 2500, trigger: 'charge_card' })
+    const auditRow = await db('audit_log').where({ tenant_id: cw.id, action: 'payment.charge', subject: row.id }).first() as { actor: string }
+    t.equal(auditRow.actor, `cw:${CONNECTWISE_SANDBOX_MEMBER.memberId}`)
+    const status = await app.inject({ method: 'GET', url: `/embedded/cw/attempts/${attempt.id}`, headers: { 'x-settle-session': session } })
+    t.match(status.json(), { done: true, attempt: { status: 'succeeded' }, amountText: '$25.00' })
+    const page = await app.inject({ method: 'GET', url: `/embedded/cw/invoice/view?id=${row.psa_invoice_id}`, headers })
+    t.match(page.body, /\$25\.00/, 'the history shows the attempt')
+    const tooMuch = await app.inject({ method: 'POST', url: '/embedded/cw/invoice/charge', headers, payload: { invoiceId: row.id, paymentMethodId: card.id, amount: 999_999_999 } })
+    t.equal(tooMuch.statusCode, 422)
+    const link = await app.inject({ method: 'POST', url: '/embedded/cw/invoice/pay-link', headers, payload: { invoiceId: row.id } })
+    t.equal(link.statusCode, 200)
+    t.match(link.json().url, /\/pay\//)
+  })
+
+  await t.test('Autotask: unsigned or stale LiveLink → sign-in; signed → page; API-key sign-in', async t => {
+    const inv = await db('invoices').where({ tenant_id: at.id }).orderBy('psa_invoice_id').first() as { psa_invoice_id: string }
+    const unsigned = await app.inject({ method: 'GET', url: `/embedded/autotask/invoice?tenant=cobalt&id=${inv.psa_invoice_id}` })
+    t.equal(unsigned.statusCode, 200)
+    t.match(unsigned.body, 'Sign in to Settle')
+    t.notMatch(unsigned.body, 'data-session')
+    const key = await liveLinkKey(db, app.keyring, at.id)
+    const stale = signLiveLink(key, { tenantSlug: 'cobalt', kind: 'invoice', recordId: inv.psa_invoice_id, expiresAt: new Date(Date.now() - 1000) })
+    const staleRes = await app.inject({ method: 'GET', url: `/embedded/autotask/invoice?tenant=cobalt&id=${inv.psa_invoice_id}&exp=${stale.exp}&sig=${stale.sig}` })
+    t.match(staleRes.body, 'This link has expired')
+    const good = signLiveLink(key, { tenantSlug: 'cobalt', kind: 'invoice', recordId: inv.psa_invoice_id, expiresAt: new Date(Date.now() + 600_000) })
+    const other = await app.inject({ method: 'GET', url: `/embedded/autotask/invoice?tenant=cobalt&id=1${inv.psa_invoice_id}&exp=${good.exp}&sig=${good.sig}` })
+    t.match(other.body, 'Sign in to Settle', 'a signature for another record')
+    const signed = await app.inject({ method: 'GET', url: `/embedded/autotask/invoice?tenant=cobalt&id=${inv.psa_invoice_id}&exp=${good.exp}&sig=${good.sig}` })
+    t.match(signed.body, 'data-session="')
+    const token = /data-session="([^"]+)"/.exec(signed.body)![1]!
+    const view = await app.inject({ method: 'GET', url: `/embedded/autotask/invoice/view?id=${inv.psa_invoice_id}`, headers: { 'x-settle-session': token } })
+    t.equal(view.statusCode, 200)
+    t.match(view.body, 'Payment history')
+    t.notMatch(view.body, 'id="charge-form"', 'a LiveLink alone may only view')
+    t.equal((await app.inject({ method: 'GET', url: `/embedded/cw/invoice/view?id=${row.psa_invoice_id}`, headers: { 'x-settle-session': token } })).statusCode, 401, 'an Autotask session is not a ConnectWise one')
+
+    const bad = await app.inject({ method: 'POST', url: '/embedded/autotask/sign-in', payload: { tenant: 'cobalt', surface: 'company', id: '1', apiKey: 'nope' } })
+    t.equal(bad.statusCode, 401)
+    t.match(bad.body, 'That key was not accepted')
+    const cwKey = await createApiKey(db, cw.id, 'wrong tenant', ['payments:read'])
+    t.equal((await app.inject({ method: 'POST', url: '/embedded/autotask/sign-in', payload: { tenant: 'cobalt', surface: 'company', id: '1', apiKey: cwKey.key } })).statusCode, 401, 'another tenant\'s key')
+    const staff = await createApiKey(db, at.id, 'finance', ['payments:read', 'payments:charge'])
+    const company = await db('customers').where({ tenant_id: at.id }).first('psa_company_id') as { psa_company_id: string }
+    const inRes = await app.inject({ method: 'POST', url: '/embedded/autotask/sign-in', payload: { tenant: 'cobalt', surface: 'company', id: company.psa_company_id, apiKey: staff.key } })
+    t.equal(inRes.statusCode, 200)
+    const staffToken = /data-session="([^"]+)"/.exec(inRes.body)![1]!
+    const co = await app.inject({ method: 'GET', url: `/embedded/autotask/company/view?id=${company.psa_company_id}`, headers: { 'x-settle-session': staffToken } })
+    t.equal(co.statusCode, 200)
+    t.match(co.body, 'Auto-pay')
+    t.match(liveLinkTemplates('https://settle.example', 'cobalt').invoice, 'https://settle.example/embedded/autotask/invoice?tenant=cobalt&id=')
+  })
+})

@@ -1,0 +1,194 @@
+// Settle inside the PSA: the ConnectWise Hosted API handshake, then the
+// page's data and the Charge card flow. No framework; every server answer is
+// shown with textContent, except the fragment our own server rendered (escaped).
+(function () {
+  'use strict'
+  var root = document.getElementById('embedded')
+  if (!root) return
+  var status = document.getElementById('emb-status')
+  var system = root.dataset.system
+  var prefix = system === 'connectwise' ? '/embedded/cw' : '/embedded/autotask'
+  var origins = (root.dataset.origins || '').split(' ').filter(Boolean)
+  var session = root.dataset.session || null
+  var csrf = root.dataset.csrf || null
+  var frameId = null
+  var pendingMember = null
+
+  function say (text, isError) {
+    status.textContent = text
+    status.className = isError ? 'emb-status emb-error' : 'emb-status'
+  }
+
+  // Only the tenant's PSA origin may talk to us, and we only talk to it.
+  function toHost (message) {
+    if (window.parent === window) return
+    var text = JSON.stringify(message)
+    origins.forEach(function (o) { try { window.parent.postMessage(text, o) } catch (e) {} })
+  }
+
+  function api (method, path, body) {
+    var headers = { 'x-settle-session': session, accept: 'application/json' }
+    if (method !== 'GET') { headers['x-csrf-token'] = csrf; headers['content-type'] = 'application/json' }
+    return fetch(path, { method: method, headers: headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'omit' })
+      .then(function (r) {
+        var type = r.headers.get('content-type') || ''
+        return (type.indexOf('json') >= 0 ? r.json() : r.text()).then(function (data) { return { ok: r.ok, status: r.status, data: data } })
+      })
+  }
+
+  function errorText (res) {
+    return (res.data && res.data.error && res.data.error.message) || 'Something went wrong (' + res.status + '). Try again.'
+  }
+
+  window.addEventListener('message', function (event) {
+    if (origins.indexOf(event.origin) < 0) return
+    var msg
+    try { msg = typeof event.data === 'string' ? JSON.parse(event.data) : event.data } catch (e) { return }
+    if (!msg || typeof msg !== 'object') return
+    if (msg.MessageFrameID !== undefined && frameId === null) {
+      frameId = msg.MessageFrameID
+      toHost({ hosted_request: 'getMemberAuthentication', frameID: frameId })
+      return
+    }
+    // Host events wait for our answer; never leave them hanging.
+    if (typeof msg.event === 'string') {
+      toHost({ event: msg.event, _id: msg._id, result: 'success' })
+      return
+    }
+    if (String(msg.response).toLowerCase() === 'getmemberauthentication' && msg.data && session === null && pendingMember === null) {
+      pendingMember = msg.data
+      verify(msg.data)
+    }
+  })
+
+  function verify (data) {
+    say('Confirming your ConnectWise sign-in…')
+    fetch('/embedded/cw/session', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      credentials: 'omit',
+      body: JSON.stringify({ tenant: root.dataset.tenant, site: data.site, companyid: data.companyid, memberid: data.memberid, memberHash: data.memberHash, memberContext: data.memberContext })
+    }).then(function (r) { return r.json().then(function (d) { return { ok: r.ok, status: r.status, data: d } }) })
+      .then(function (res) {
+        if (!res.ok) { say(errorText(res), true); return }
+        session = res.data.session
+        csrf = res.data.csrf
+        load()
+      })
+      .catch(function () { say('Settle could not be reached. Check your connection and reload.', true) })
+  }
+
+  function load () {
+    say('Loading…')
+    var q = root.dataset.id ? '?id=' + encodeURIComponent(root.dataset.id) : ''
+    api('GET', prefix + '/' + root.dataset.surface + '/view' + q).then(function (res) {
+      if (!res.ok) { say(errorText(res), true); return }
+      var holder = document.createElement('div')
+      holder.innerHTML = res.data // our own server's render; every PSA value is escaped there
+      root.appendChild(holder)
+      say('')
+      wire(holder)
+    }).catch(function () { say('Settle could not be reached. Reload to try again.', true) })
+  }
+
+  function cents (text) {
+    var m = /^\s*(\d+)(?:\.(\d{1,2}))?\s*$/.exec(String(text).replace(/[,$\s]/g, ''))
+    if (!m) return null
+    return Number(m[1]) * 100 + Number(((m[2] || '') + '00').slice(0, 2))
+  }
+
+  function wire (el) {
+    var section = el.querySelector('.emb-invoice')
+    if (section) wireInvoice(section)
+    var sync = el.querySelector('#qbo-sync')
+    if (sync) {
+      sync.addEventListener('click', function () {
+        var out = el.querySelector('#qbo-result')
+        sync.disabled = true
+        out.textContent = 'Syncing…'
+        api('POST', prefix + '/quickbooks/sync', {}).then(function (res) {
+          sync.disabled = false
+          if (!res.ok) { out.textContent = errorText(res); return }
+          out.textContent = res.data.message
+          var list = document.createElement('ul')
+          res.data.posted.concat(res.data.failed).forEach(function (d) {
+            var li = document.createElement('li')
+            if (d.url) { var a = document.createElement('a'); a.href = d.url; a.target = '_blank'; a.rel = 'noopener'; a.textContent = d.label; li.appendChild(a) } else li.textContent = d.label
+            if (d.error) li.appendChild(document.createTextNode(': ' + d.error + (d.hint ? ' ' + d.hint : '')))
+            list.appendChild(li)
+          })
+          out.appendChild(list)
+        })
+      })
+    }
+  }
+
+  function wireInvoice (section) {
+    var invoiceId = section.dataset.invoiceId
+    var form = section.querySelector('#charge-form')
+    var result = section.querySelector('#charge-result')
+    var confirmBox = section.querySelector('#charge-confirm')
+    var chosen = null
+    if (form) {
+      var amountInput = form.querySelector('#charge-amount')
+      amountInput.value = (Number(amountInput.dataset.default) / 100).toFixed(2)
+      form.addEventListener('submit', function (e) {
+        e.preventDefault()
+        var amount = cents(amountInput.value)
+        if (amount === null || amount <= 0) { result.textContent = 'Enter an amount like 125.00.'; amountInput.focus(); return }
+        chosen = { invoiceId: invoiceId, paymentMethodId: form.querySelector('#charge-method').value, amount: amount }
+        api('POST', prefix + '/invoice/quote', chosen).then(function (res) {
+          if (!res.ok) { result.textContent = errorText(res); return }
+          chosen.expectedSurcharge = res.data.surchargeCents
+          section.querySelector('#charge-confirm-text').textContent = res.data.text
+          form.hidden = true
+          confirmBox.hidden = false
+          section.querySelector('#charge-go').focus()
+        })
+      })
+      section.querySelector('#charge-cancel').addEventListener('click', function () { confirmBox.hidden = true; form.hidden = false; amountInput.focus() })
+      section.querySelector('#charge-go').addEventListener('click', function (e) {
+        e.target.disabled = true
+        result.textContent = 'Charging…'
+        api('POST', prefix + '/invoice/charge', chosen).then(function (res) {
+          confirmBox.hidden = true
+          if (res.status === 409 || !res.data.attempt) { result.textContent = errorText(res); form.hidden = false; e.target.disabled = false; return }
+          show(res.data.attempt, res.data.amountText)
+          if (['succeeded', 'failed'].indexOf(res.data.attempt.status) < 0) poll(res.data.attempt.id, 0)
+        })
+      })
+    }
+    function show (attempt, amountText) {
+      result.className = 'emb-result result-' + attempt.status
+      var words = { succeeded: 'Paid: ' + amountText + ' charged.', failed: 'Declined.', processing: 'Processing: ' + amountText + ' submitted.', created: 'Processing…', unknown: 'Checking the result with the processor…' }
+      result.textContent = (words[attempt.status] || attempt.statusLabel) + (attempt.explanation ? ' ' + attempt.explanation : '') + (attempt.nextStep ? ' Next: ' + attempt.nextStep : '')
+      result.dataset.status = attempt.status
+    }
+    function poll (id, n) {
+      if (n > 30) return
+      setTimeout(function () {
+        api('GET', prefix + '/attempts/' + id).then(function (res) {
+          if (!res.ok) return
+          show(res.data.attempt, res.data.amountText)
+          if (!res.data.done) poll(id, n + 1)
+          else if (res.data.attempt.status === 'succeeded') toHost({ hosted_request: 'refreshScreen', frameID: frameId })
+        })
+      }, 1000)
+    }
+    var payLink = section.querySelector('#pay-link')
+    if (payLink) {
+      payLink.addEventListener('click', function () {
+        var out = section.querySelector('#pay-link-out')
+        api('POST', prefix + '/invoice/pay-link', { invoiceId: invoiceId }).then(function (res) {
+          out.textContent = res.ok ? 'Pay link (valid 14 days): ' + res.data.url : errorText(res)
+        })
+      })
+    }
+  }
+
+  if (session !== null) load()
+  else if (system === 'connectwise') {
+    if (window.parent === window) say('Open this page from ConnectWise: it needs the PSA to confirm who you are.', true)
+    else toHost({ message: 'ready' })
+  }
+})()
