@@ -261,7 +261,7 @@ function makeCandidate (p: OutsidePaymentView, rule: keyof typeof BASE, invoices
   }
   if (config.rules.includes('date_window')) {
     const inWindow = invoices.every(i => Math.abs(dayDiff(p.receivedOn, i.dueOn)) <= config.dateWindowDays)
-    if (inWindow) { confidence += 0.01; all.push({ rule: 'date_window', detail: `within ${config.dateWindowDays} days of due` }) } else confidence -= 0.05
+    if (inWindow) { confidence += 0.01; all.push({ rule: 'date_window', detail: `within ${config.dateWindowDays} days of due` }) } else confidence -= 0.1
   }
   if (s.unapplied > 0 || s.fit === 'partial') confidence = Math.min(confidence, config.autoThreshold - 0.1)
   return { customerId: first.customerId, currency: first.currency, ...s, reasons: all, confidence: Math.max(0, Math.min(1, Math.round(confidence * 1000) / 1000)) }
@@ -383,8 +383,11 @@ const keyOfSort = (c: Candidate): string => c.applications.map(a => a.invoiceId)
 
 function confident (ranked: Candidate[], config: MatchingConfig): boolean {
   const [top, second] = ranked
-  return top !== undefined && top.confidence >= config.autoThreshold && top.unapplied === 0 &&
-    (second === undefined || top.confidence - second.confidence >= config.autoMargin)
+  if (top === undefined || top.confidence < config.autoThreshold || top.unapplied !== 0) return false
+  if (second !== undefined && top.confidence - second.confidence < config.autoMargin) return false
+  // The memo names another invoice than the one the amount points to: a person decides.
+  const named = (c: Candidate): boolean => c.reasons.some(r => r.rule === 'reference' || r.rule === 'fuzzy_reference')
+  return named(top) || !ranked.some(named)
 }
 
 /** Matches one payment. Rules run in the configured order; the first point at which one candidate is clearly confident wins. */
