@@ -383,3 +383,31 @@ t.test('the demo refresh token keeps working after use (it never retires)', asyn
   t.equal(r.store.checkAccess(second.access_token, REALM), 'ok')
   t.throws(() => r.store.refresh(first.refresh_token), { message: 'invalid_grant' }, 'ordinary rotated tokens still retire')
 })
+
+t.test('invoices: create totals the lines; an edited total moves the open balance; POST query; batch requestid', async t => {
+  const r = await start(t)
+  const cust = customer(r, 'Northwind Dental')
+  const item = r.store.find(REALM, 'Item', i => i.Name === 'Services') as Obj
+  const line = (amount: number): Obj => ({ Amount: amount, DetailType: 'SalesItemLineDetail', SalesItemLineDetail: { ItemRef: { value: item.Id } } })
+  const inv = await r.call('createInvoice', { CustomerRef: { value: cust.Id }, DocNumber: '3001', Line: [line(100), line(23.45)], Balance: 1 })
+  t.equal(inv.TotalAmt, 123.45)
+  t.equal(inv.Balance, 123.45, 'Balance is computed, not taken from the body')
+  t.equal(customer(r, 'Northwind Dental').Balance, 1123.44)
+  await r.call('createPayment', { CustomerRef: { value: cust.Id }, TotalAmt: 23.45, Line: [{ Amount: 23.45, LinkedTxn: [{ TxnId: inv.Id, TxnType: 'Invoice' }] }] })
+  const current = invoice(r, '3001')
+  const edited = await r.call('updateInvoice', { Id: inv.Id, SyncToken: current.SyncToken, sparse: true, Line: [line(150)] })
+  t.equal(edited.TotalAmt, 150)
+  t.equal(edited.Balance, 126.55, 'new total less what was paid')
+  const tooSmall = await inj(r, 'POST', `/v3/company/${REALM}/invoice?operation=update`, { Id: inv.Id, SyncToken: edited.SyncToken, sparse: true, Line: [line(10)] })
+  t.match(tooSmall.body.Fault.Error[0].Detail, /less than the payments/)
+  t.equal(invoice(r, '3001').TotalAmt, 150, 'unchanged after the fault')
+
+  const posted = await r.app.inject({ method: 'POST', url: `${QUICKBOOKS_SANDBOX_PREFIX}/v3/company/${REALM}/query?minorversion=75`, headers: { authorization: `Bearer ${r.qbo.token}`, 'content-type': 'application/text' }, payload: "select * from Invoice where DocNumber = '3001'" })
+  t.equal(posted.json().QueryResponse.Invoice[0].Id, inv.Id)
+
+  const items = { BatchItemRequest: [{ bId: 'p', operation: 'create', Payment: { CustomerRef: { value: cust.Id }, TotalAmt: 5 } }] }
+  const b1 = await inj(r, 'POST', `/v3/company/${REALM}/batch?requestid=batch-1`, items)
+  const b2 = await inj(r, 'POST', `/v3/company/${REALM}/batch?requestid=batch-1`, items)
+  t.same(b2.body, b1.body)
+  t.equal(r.store.all(REALM, 'Payment').filter(p => p.TotalAmt === 5).length, 1, 'replayed batch wrote nothing')
+})
