@@ -168,7 +168,8 @@ export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], custom
       push(index.byRef, token, inv)
       ;(index.refsOf.get(inv) ?? index.refsOf.set(inv, []).get(inv)!).push(token)
       // No de-duplication here: lookups de-duplicate, and these lists can be long.
-      if (token.length >= FUZZY_MIN) for (const d of deletions(token)) { const l = index.byDeletion.get(d); if (l === undefined) index.byDeletion.set(d, [inv]); else l.push(inv) }
+      // Keyed by position too, so a lookup finds only true one-edit neighbours (no verification pass).
+      if (token.length >= FUZZY_MIN) deletions(token).forEach((d, i) => { const k = `${i}:${d}`; const l = index.byDeletion.get(k); if (l === undefined) index.byDeletion.set(k, [inv]); else l.push(inv) })
     }
     push(index.byCustomer, `${inv.customerId}|${inv.currency}`, inv)
     push(index.byCustomerAmount, `${inv.customerId}|${inv.currency}|${inv.openBalance}`, inv)
@@ -274,16 +275,16 @@ function referenceHits (p: OutsidePaymentView, index: MatchingIndex, fuzzy: bool
       for (const inv of index.byRef.get(token) ?? []) hits.set(inv, token)
       continue
     }
-    if (token.length < FUZZY_MIN) continue
-    const seen = new Set<OpenInvoiceView>()
-    for (const key of [token, ...deletions(token)]) {
-      for (const inv of [...(index.byRef.get(key) ?? []), ...(index.byDeletion.get(key) ?? [])]) {
-        if (seen.has(inv)) continue
-        seen.add(inv)
-        const refs = index.refsOf.get(inv) ?? []
-        if (refs.some(r => r.length >= FUZZY_MIN && r !== token && withinOneEdit(r, token))) hits.set(inv, token)
-      }
-    }
+    if (token.length < FUZZY_MIN - 1) continue
+    const exact = new Set(index.byRef.get(token) ?? [])
+    const hit = (inv: OpenInvoiceView): void => { if (!exact.has(inv)) hits.set(inv, token) }
+    const dels = deletions(token)
+    // Substitution: same position deleted on both sides gives the same key.
+    if (token.length >= FUZZY_MIN) dels.forEach((d, i) => { for (const inv of index.byDeletion.get(`${i}:${d}`) ?? []) hit(inv) })
+    // A digit dropped in the memo: the token is a deletion of the reference.
+    for (let i = 0; i <= token.length; i++) for (const inv of index.byDeletion.get(`${i}:${token}`) ?? []) hit(inv)
+    // A digit added in the memo: a deletion of the token is the reference.
+    if (token.length > FUZZY_MIN) for (const d of dels) for (const inv of index.byRef.get(d) ?? []) hit(inv)
   }
   return hits
 }
@@ -300,6 +301,25 @@ function keyOf (c: Candidate): string {
 function subsets (target: number, pool: readonly OpenInvoiceView[], config: MatchingConfig): { found: OpenInvoiceView[][], exhausted: boolean } {
   const found: OpenInvoiceView[][] = []
   const items = pool.filter(i => i.openBalance <= target + config.toleranceCents)
+  // Exact pairs and triples by hash lookup, exhaustively: the smallest exact subset wins when it is the only one of its size or smaller.
+  const at = new Map<number, number[]>()
+  items.forEach((inv, i) => { const l = at.get(inv.openBalance); if (l === undefined) at.set(inv.openBalance, [i]); else l.push(i) })
+  const LIMIT = 4
+  for (let i = 0; i < items.length && found.length < LIMIT; i++) {
+    const need = target - items[i]!.openBalance
+    if (need < items[i]!.openBalance) break
+    for (const j of at.get(need) ?? []) if (j > i) found.push([items[i]!, items[j]!])
+  }
+  if (found.length === 0 && config.maxSubsetSize >= 3) {
+    outer: for (let i = 0; i < items.length; i++) {
+      for (let j = i + 1; j < items.length; j++) {
+        const need = target - items[i]!.openBalance - items[j]!.openBalance
+        if (need < items[j]!.openBalance) break
+        for (const k of at.get(need) ?? []) if (k > j) { found.push([items[i]!, items[j]!, items[k]!]); if (found.length >= LIMIT) break outer }
+      }
+    }
+  }
+  if (found.length > 0) return { found, exhausted: true }
   let nodes = 0
   let exhausted = true
   const chosen: OpenInvoiceView[] = []
