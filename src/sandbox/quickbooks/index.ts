@@ -144,7 +144,7 @@ export default async function quickbooksSandbox (app: FastifyInstance, { store }
           if (key === undefined || entity === undefined) throw new QboFault(400, '2020', 'Required param missing, need to supply the required value for the API', 'A batch item needs an entity or a Query')
           const op = (item.operation ?? 'create') as 'create' | 'update' | 'delete'
           if (!['create', 'update', 'delete'].includes(op)) throw new QboFault(400, '500', 'Unsupported Operation', `Operation ${String(op)} is not supported here`)
-          out.push({ bId, [entity]: store.write(realm, entity, op, item[key]) })
+          out.push({ bId, [entity]: op === 'update' && item.optionsData === 'void' ? store.voidTxn(realm, entity, item[key]) : store.write(realm, entity, op, item[key]) })
         } catch (err) {
           if (!(err instanceof QboFault)) throw err
           out.push({ bId, Fault: err.wire() })
@@ -174,8 +174,10 @@ export default async function quickbooksSandbox (app: FastifyInstance, { store }
       let status = 200
       let body: Obj
       try {
-        if (op !== 'create' && op !== 'update' && op !== 'delete') throw new QboFault(400, '500', 'Unsupported Operation', `Operation ${op} is not supported by the stand-in`)
-        body = { [entity]: store.write(p.realm, entity, op, req.body as Obj), time: time() }
+        const voiding = op === 'void' || (op === 'update' && q.include === 'void')
+        if (!voiding && op !== 'create' && op !== 'update' && op !== 'delete') throw new QboFault(400, '500', 'Unsupported Operation', `Operation ${op} is not supported by the stand-in`)
+        const result = voiding ? store.voidTxn(p.realm, entity, req.body as Obj) : store.write(p.realm, entity, op as 'create' | 'update' | 'delete', req.body as Obj)
+        body = { [entity]: result, time: time() }
       } catch (err) {
         if (!(err instanceof QboFault)) throw err
         status = store.faults.faultsAs200 && err.type === 'ValidationFault' ? 200 : err.status

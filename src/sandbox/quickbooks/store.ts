@@ -95,6 +95,8 @@ export interface QuickBooksStore {
   read: (realmId: string, entity: EntityName, id: string) => Obj
   /** create or update (body has Id) or delete, as QBO does it; throws QboFault. */
   write: (realmId: string, entity: EntityName, operation: 'create' | 'update' | 'delete', body: Obj) => Obj
+  /** Void a Payment (`?operation=update&include=void`) or an Invoice (`?operation=void`): amounts go to zero, the record stays. */
+  voidTxn: (realmId: string, entity: EntityName, body: Obj) => Obj
   query: (realmId: string, statement: string) => Obj
   cdc: (realmId: string, entities: string[], sinceMs: number) => Obj
   /** Replay memory for `requestid`. */
@@ -460,6 +462,27 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
     }
   }
 
+  function voidTxn (realmId: string, entity: EntityName, body: Obj): Obj {
+    const r = realmOf(realmId)
+    if (entity !== 'Payment' && entity !== 'Invoice') throw new QboFault(400, '500', 'Unsupported Operation', `Operation void is not supported for ${entity}`)
+    if (body?.Id === undefined) throw required('Id')
+    const current = get(r, entity, body.Id)
+    if (String(body.SyncToken) !== current.SyncToken) throw new QboFault(400, '5010', 'Stale Object Error', 'Stale Object Error : You and Settle Sandbox were working on this at the same time. Settle Sandbox finished before you did, so your work was not saved.')
+    if (entity === 'Payment' && r.depositedIn.has(current.Id)) throw businessFault('This payment has been deposited. Remove it from the deposit before voiding it.')
+    if (entity === 'Invoice' && (current.LinkedTxn ?? []).some((t: Obj) => t.TxnType === 'Payment')) throw businessFault('This invoice has payments applied. Delete or unlink them first.')
+    const snapshot = snapshotOf(r)
+    try {
+      const o = get(r, entity, current.Id)
+      if (entity === 'Payment') { unapplyPayment(r, o); o.UnappliedAmt = 0 } else o.Balance = 0
+      o.TotalAmt = 0
+      for (const l of o.Line ?? []) l.Amount = 0
+      o.PrivateNote = 'Voided'
+      touch(o)
+      for (const c of new Set(customersTouchedBy(entity, o))) recomputeCustomer(r, c)
+      return clone(o)
+    } catch (err) { restore(r, snapshot); throw err }
+  }
+
   function snapshotOf (r: Realm): Obj {
     return { entities: clone(r.entities), tombstones: [...r.tombstones], nextId: r.nextId, depositedIn: new Map(r.depositedIn) }
   }
@@ -557,6 +580,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
     },
     read: (id, entity, objId) => clone(get(realmOf(id), entity, objId)),
     write,
+    voidTxn,
     query,
     cdc,
     replay: (id, rid) => realms.get(id)?.replies.get(rid),
