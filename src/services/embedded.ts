@@ -8,7 +8,7 @@ import { activeConsents, getTenantRule } from '../db/autopay.js'
 import { listExceptions } from '../db/reconciliation-exceptions.js'
 import { getSecret, putSecret } from '../db/secrets.js'
 import { AppError } from '../errors.js'
-import { asCurrency, type Money } from '../domain/money.js'
+import { asCurrency, formatMoney, type Money } from '../domain/money.js'
 import { classifyFailure } from '../domain/retry-policy.js'
 import type { Keyring } from '../security/keyring.js'
 import type { EmbeddedPermission, EmbeddedSystem } from '../security/embedded-sessions.js'
@@ -36,14 +36,15 @@ export async function embedTenant (db: Knex, slug: unknown): Promise<EmbedTenant
  * `https://na.myconnectwise.net`; a connection may list `embedOrigins`
  * (comma separated) to override. The sandbox is this server itself.
  */
-export async function connectWiseEmbedding (db: Knex, tenantId: string, sandboxOrigin: string | null): Promise<{ site: string, clientId: string, codebase?: string, origins: string[] } | null> {
+export async function connectWiseEmbedding (db: Knex, tenantId: string, sandboxOrigin: string | null, browserOrigin: string | null = sandboxOrigin): Promise<{ site: string, clientId: string, codebase?: string, origins: string[] } | null> {
   let settings: Record<string, unknown>
   try { settings = (await getPsaConnection(db, tenantId, 'connectwise')).settings } catch { return null }
   const clientId = String(settings.clientId ?? '')
   const codebase = typeof settings.codebase === 'string' ? settings.codebase : undefined
   if (settings.site === 'sandbox') {
     if (sandboxOrigin === null) return null
-    return { site: `${sandboxOrigin}/sandbox/connectwise`, clientId, ...(codebase !== undefined ? { codebase } : {}), origins: [sandboxOrigin] }
+    // The demo host is this server, under whatever name the browser used (localhost or 127.0.0.1); the API call goes to the listening address.
+    return { site: `${sandboxOrigin}/sandbox/connectwise`, clientId, ...(codebase !== undefined ? { codebase } : {}), origins: [browserOrigin ?? sandboxOrigin] }
   }
   const site = String(settings.site ?? '')
   let origins: string[]
@@ -59,11 +60,11 @@ export async function connectWiseEmbedding (db: Knex, tenantId: string, sandboxO
 }
 
 /** Autotask opens LiveLinks in its own window or an iframe from its web zones. */
-export async function autotaskOrigins (db: Knex, tenantId: string, sandboxOrigin: string | null): Promise<string[]> {
+export async function autotaskOrigins (db: Knex, tenantId: string, sandboxOrigin: string | null, browserOrigin: string | null = sandboxOrigin): Promise<string[]> {
   let settings: Record<string, unknown>
   try { settings = (await getPsaConnection(db, tenantId, 'autotask')).settings } catch { return [] }
   if (typeof settings.embedOrigins === 'string' && settings.embedOrigins.trim() !== '') return settings.embedOrigins.split(',').map(o => o.trim()).filter(o => /^https:\/\/[a-z0-9.*-]+$/i.test(o))
-  if (settings.site === 'sandbox') return sandboxOrigin === null ? [] : [sandboxOrigin]
+  if (settings.site === 'sandbox') return sandboxOrigin === null ? [] : [browserOrigin ?? sandboxOrigin]
   return ['https://*.autotask.net']
 }
 
@@ -253,19 +254,25 @@ const FIX_HINTS: Array<[RegExp, string]> = [
 
 export interface SyncDocument { label: string, ok: boolean, url: string | null, error: string | null, hint: string | null }
 
-function documentView (item: unknown, ok: boolean, realmId: string | null): SyncDocument {
+function documentView (item: unknown, ok: boolean): SyncDocument {
+  // The posting service's shape: posted {kind, sourceId, externalId, amount, docUrl?}, failed {kind, sourceId, reason, fixHint}.
   const o = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>
-  const label = String(o.label ?? o.kind ?? o.type ?? 'Document') + (o.number !== undefined ? ` ${String(o.number)}` : o.id !== undefined ? ` ${String(o.id)}` : '')
-  const qboId = o.qboId ?? o.externalId ?? o.remoteId
-  const qboType = String(o.qboType ?? o.kind ?? 'payment').toLowerCase().replace(/[^a-z]/g, '')
-  const error = ok ? null : String(o.error ?? o.message ?? 'QuickBooks refused this document.')
+  const amount = o.amount as Money | undefined
+  const kind = String(o.kind ?? 'document').replace(/_/g, ' ')
+  const label = `${kind.charAt(0).toUpperCase()}${kind.slice(1)}${o.externalId !== undefined ? ` #${String(o.externalId)}` : ''}${amount !== undefined && typeof amount.amount === 'number' ? ` (${formatMoney(amount)})` : ''}`
+  const error = ok ? null : String(o.reason ?? o.error ?? 'QuickBooks refused this document.')
+  const given = typeof o.fixHint === 'string' ? o.fixHint : null
   return {
     label, ok,
-    url: ok && typeof o.url === 'string' && /^https:\/\//.test(o.url) ? o.url : ok && qboId !== undefined && realmId !== null ? `https://app.qbo.intuit.com/app/${qboType === 'deposit' ? 'deposit' : 'recvpayment'}?txnId=${encodeURIComponent(String(qboId))}` : null,
+    url: ok && typeof o.docUrl === 'string' && /^https:\/\//.test(o.docUrl) ? o.docUrl : null,
     error,
-    hint: error === null ? null : (FIX_HINTS.find(([re]) => re.test(error))?.[1] ?? 'Open the exception in Settle for the details, fix it, then sync again.')
+    hint: error === null ? null : (given ?? FIX_HINTS.find(([re]) => re.test(error))?.[1] ?? 'Open the exception in Settle for the details, fix it, then sync again.')
   }
 }
+
+const countOf = (pending: unknown): number => typeof pending === 'number'
+  ? pending
+  : Array.isArray(pending) ? pending.length : typeof pending === 'object' && pending !== null ? Object.values(pending).reduce<number>((n, v) => n + (typeof v === 'number' ? v : 0), 0) : 0
 
 export async function quickbooksModel (deps: QuickBooksDeps, tenantId: string): Promise<Record<string, unknown>> {
   const accounting = await accountingOf(deps, tenantId)
@@ -287,8 +294,8 @@ export async function syncQuickBooks (deps: QuickBooksDeps, tenantId: string, cu
     return { connected: false, posted: [], failed: [], pending: 0, message: 'QuickBooks is not connected. Connect it in Settle\'s settings, then sync.' }
   }
   const result = await service.syncNow(deps.db, accounting, tenantId, customerId !== undefined ? { customerId } : {})
-  const posted = result.posted.map(p => documentView(p, true, accounting.realmId))
-  const failed = result.failed.map(f => documentView(f, false, accounting.realmId))
-  const pending = typeof result.pending === 'number' ? result.pending : Array.isArray(result.pending) ? result.pending.length : 0
+  const posted = result.posted.map(p => documentView(p, true))
+  const failed = result.failed.map(f => documentView(f, false))
+  const pending = countOf(result.pending)
   return { connected: true, posted, failed, pending, message: `${posted.length} posted, ${failed.length} failed, ${pending} still pending.` }
 }

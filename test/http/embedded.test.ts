@@ -2,10 +2,11 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { startDemoApp } from '../helpers/demo-app.js'
 import { client } from '../helpers/stripe-harness.js'
-import { countRows } from '../helpers/fixtures.js'
+import { countRows, makeTenant } from '../helpers/fixtures.js'
+import { savePsaConnection, updatePsaSettings } from '../../src/db/psa.js'
 import { savePaymentMethod } from '../../src/db/payments.js'
 import { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_MEMBER } from '../../src/sandbox/connectwise/index.js'
-import { grantMember, liveLinkKey, liveLinkTemplates } from '../../src/services/embedded.js'
+import { connectWiseEmbedding, grantMember, liveLinkKey, liveLinkTemplates } from '../../src/services/embedded.js'
 import { signLiveLink } from '../../src/security/embedded-sessions.js'
 import { createApiKey } from '../../src/security/api-keys.js'
 
@@ -38,7 +39,7 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
 
   await t.test('the shell carries no data and frames only for the tenant\'s ConnectWise origin', async t => {
     for (const surface of ['invoice', 'company', 'quickbooks']) {
-      const res = await app.inject({ method: 'GET', url: `/embedded/cw/${surface}?tenant=brightline&id=${surface === 'company' ? psaCompany : row.psa_invoice_id}` })
+      const res = await app.inject({ method: 'GET', url: `/embedded/cw/${surface}?tenant=brightline&id=${surface === 'company' ? psaCompany : row.psa_invoice_id}`, headers: { host: new URL(base).host } })
       t.equal(res.statusCode, 200, surface)
       const csp = String(res.headers['content-security-policy'])
       t.match(csp, new RegExp(`frame-ancestors ${origin.replace(/[.]/g, '\\.')}$`), `${surface}: frame-ancestors names only the tenant's origin`)
@@ -49,6 +50,16 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
     }
     t.equal((await app.inject({ method: 'GET', url: '/embedded/cw/invoice?tenant=nobody&id=1' })).statusCode, 404)
     t.equal((await app.inject({ method: 'GET', url: '/embedded/cw/invoice?tenant=brightline&id=1%20or%201' })).statusCode, 400)
+  })
+
+  await t.test('a real ConnectWise site: framed only from its browser origin (api-na → na), or the origins the connection lists', async t => {
+    const other = await makeTenant(db, 'Real Site MSP')
+    await savePsaConnection(db, other.id, 'connectwise', { site: 'https://api-na.myconnectwise.net', companyId: 'realco', publicKey: 'p', clientId: 'c' })
+    t.same((await connectWiseEmbedding(db, other.id, null))?.origins, ['https://na.myconnectwise.net'])
+    const res = await app.inject({ method: 'GET', url: `/embedded/cw/invoice?tenant=${other.slug}&id=1` })
+    t.match(String(res.headers['content-security-policy']), /frame-ancestors https:\/\/na\.myconnectwise\.net$/)
+    await updatePsaSettings(db, other.id, 'connectwise', { embedOrigins: 'https://eu.myconnectwise.net, javascript:alert(1)' })
+    t.same((await connectWiseEmbedding(db, other.id, null))?.origins, ['https://eu.myconnectwise.net'], 'only https origins survive')
   })
 
   await t.test('the stand-in rejects a wrong memberHash: no session, no data', async t => {

@@ -171,7 +171,6 @@
           if (!res.ok) return
           show(res.data.attempt, res.data.amountText)
           if (!res.data.done) poll(id, n + 1)
-          else if (res.data.attempt.status === 'succeeded') toHost({ hosted_request: 'refreshScreen', frameID: frameId })
         })
       }, 1000)
     }

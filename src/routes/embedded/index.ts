@@ -61,11 +61,13 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   // QuickBooks through app.accountingFor once the reconciliation side decorates it; until then "not connected".
   const qb: QuickBooksDeps = { db: app.db, accountingFor: () => app.hasDecorator('accountingFor') ? (app as unknown as { accountingFor: AccountingFactory }).accountingFor : null }
 
-  const cwOrigins = async (tenantId: string): Promise<string[]> => (await connectWiseEmbedding(app.db, tenantId, options.sandboxOrigin()))?.origins ?? []
-  const originsFor = async (system: EmbeddedSystem, tenantId: string): Promise<string[]> => system === 'connectwise' ? await cwOrigins(tenantId) : await autotaskOrigins(app.db, tenantId, options.sandboxOrigin())
+  const browserOrigin = (request: FastifyRequest): string | null => options.sandboxOrigin() === null ? null : `${request.protocol}://${request.host}`
+  const originsFor = async (request: FastifyRequest, system: EmbeddedSystem, tenantId: string): Promise<string[]> => system === 'connectwise'
+    ? (await connectWiseEmbedding(app.db, tenantId, options.sandboxOrigin(), browserOrigin(request)))?.origins ?? []
+    : await autotaskOrigins(app.db, tenantId, options.sandboxOrigin(), browserOrigin(request))
 
-  const shell = async (reply: FastifyReply, system: EmbeddedSystem, surface: Surface, t: EmbedTenant, id: string, extra: Record<string, unknown> = {}): Promise<FastifyReply> => {
-    const origins = await originsFor(system, t.tenant.id)
+  const shell = async (request: FastifyRequest, reply: FastifyReply, system: EmbeddedSystem, surface: Surface, t: EmbedTenant, id: string, extra: Record<string, unknown> = {}): Promise<FastifyReply> => {
+    const origins = await originsFor(request, system, t.tenant.id)
     allowFraming(reply, origins)
     return await reply.view('embedded/shell', {
       title: `${surface === 'quickbooks' ? 'QuickBooks sync' : surface === 'invoice' ? 'Invoice payments' : 'Payment status'} · Settle`,
@@ -77,7 +79,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   app.get<{ Params: { surface: string }, Querystring: { tenant?: string, id?: string } }>('/embedded/cw/:surface', async (request, reply) => {
     const surface = surfaceOf(request.params.surface)
     const t = await embedTenant(app.db, request.query.tenant)
-    return await shell(reply, 'connectwise', surface, t, recordId(request.query.id, surface))
+    return await shell(request, reply, 'connectwise', surface, t, recordId(request.query.id, surface))
   })
 
   app.post<{ Body: Record<string, unknown> }>('/embedded/cw/session', async request => {
@@ -113,7 +115,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const id = recordId(request.query.id, surface)
     const key = await liveLinkKey(app.db, app.keyring, t.tenant.id)
     if (!liveLinkValid(key, { tenantSlug: t.tenant.slug, kind: surface, recordId: id, exp: request.query.exp, sig: request.query.sig })) {
-      allowFraming(reply, await autotaskOrigins(app.db, t.tenant.id, options.sandboxOrigin()))
+      allowFraming(reply, await originsFor(request, 'autotask', t.tenant.id))
       return await reply.view('embedded/sign-in', {
         title: 'Sign in · Settle', tenantId: t.tenant.id, slug: t.tenant.slug, surface, id,
         stale: request.query.sig !== undefined
@@ -121,7 +123,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     }
     const permissions = await memberPermissions(app.db, t.tenant.id, 'autotask', ['livelink'])
     const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'autotask', member: 'at:livelink', permissions })
-    return await shell(reply, 'autotask', surface, t, id, { session: issued.token, csrf: issued.csrf })
+    return await shell(request, reply, 'autotask', surface, t, id, { session: issued.token, csrf: issued.csrf })
   })
 
   app.post<{ Body: Record<string, unknown> }>('/embedded/autotask/sign-in', async (request, reply) => {
@@ -132,13 +134,13 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     let principal
     try { principal = await authenticateApiKey(app.db, `Bearer ${String(b.apiKey ?? '').trim()}`) } catch { principal = null }
     if (principal === null || principal.tenantId !== t.tenant.id || !principal.scopes.includes('payments:read')) {
-      allowFraming(reply, await autotaskOrigins(app.db, t.tenant.id, options.sandboxOrigin()))
+      allowFraming(reply, await originsFor(request, 'autotask', t.tenant.id))
       return await reply.status(401).view('embedded/sign-in', { title: 'Sign in · Settle', tenantId: t.tenant.id, slug: t.tenant.slug, surface, id, refused: true }, LAYOUT)
     }
     const permissions: EmbeddedPermission[] = ['view', ...(principal.scopes.includes('payments:charge') ? ['charge' as const] : []), ...(principal.scopes.includes('exceptions:resolve') ? ['sync' as const] : [])]
     const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'autotask', member: `api:${principal.name}`, permissions })
     await audit(app.db, t.tenant.id, `api:${principal.name}`, 'embedded.sign_in', null, { surface })
-    return await shell(reply, 'autotask', surface, t, id, { session: issued.token, csrf: issued.csrf })
+    return await shell(request, reply, 'autotask', surface, t, id, { session: issued.token, csrf: issued.csrf })
   })
 
   // --- Data: only with a session ---------------------------------------------------------------
