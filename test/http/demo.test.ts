@@ -44,7 +44,7 @@ t.test('the embedded default: stand-ins, real adapters, ledger', async t => {
     const res = await app.inject('/sandbox.json')
     t.equal(res.statusCode, 200)
     const { standIns } = res.json() as { standIns: Array<{ name: string, baseUrl: string, credentials: Record<string, string> }> }
-    t.same(standIns.map(s => s.name), ['connectwise', 'stripe', 'autotask'])
+    t.same(standIns.map(s => s.name), ['connectwise', 'stripe', 'autotask', 'quickbooks'])
     for (const s of standIns) {
       t.ok(s.baseUrl.startsWith(base), `${s.name} lives on this server`)
       t.ok(Object.keys(s.credentials).length >= 2, `${s.name} has demo credentials`)
