@@ -24,6 +24,7 @@ import brandRoutes from './routes/brand/index.js'
 import apiRoutes from './routes/api/index.js'
 import tieoutRoutes from './routes/api/tieout.js'
 import { startTieoutScheduler, tieoutJobHandlers } from './jobs/tieout-jobs.js'
+import { postingJobHandlers } from './jobs/posting-jobs.js'
 import type { AccountingFactory } from './ports/accounting.js'
 import payRoutes from './routes/pay/index.js'
 import embeddedRoutes from './routes/embedded/index.js'
@@ -90,6 +91,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     ...paymentJobHandlers(app.paymentsFor),
     ...installmentJobHandlers(app.paymentsFor),
     ...tieoutJobHandlers(accountingFor),
+    ...postingJobHandlers(accountingFor),
     ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
     ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app)) } : {})
   })

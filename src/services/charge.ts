@@ -259,7 +259,7 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
           method: method.type,
           settlesInvoice: open <= 0
         }
-      }]
+      }, { queue: 'qbo.post-payment', dedupeKey: `qbo-payment:${attempt.id}`, payload: { attemptId: attempt.id } }]
     })
     return { outcome: 'succeeded' as const, attempt }
   })

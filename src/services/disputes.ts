@@ -64,7 +64,8 @@ export async function recordDispute (db: Knex, tenantId: string, dispute: Disput
         idempotencyKey: `dispute:${dispute.id}:lost`, kind: 'dispute.lost', effectiveAt: dispute.createdAt, memo: `Invoice ${invoice.number}: dispute lost, the client owes it again`, source,
         postings: lostPostings.filter(p => p.amount.amount !== 0)
       }, {
-        effects: [{ queue: 'psa.restate-payment', dedupeKey: `restate:${attempt.id}:dispute:${dispute.id}`, payload: { system: invoice.psa_system, invoiceExternalId: invoice.psa_invoice_id, attemptId: attempt.id, remainder: 0 } }]
+        effects: [{ queue: 'psa.restate-payment', dedupeKey: `restate:${attempt.id}:dispute:${dispute.id}`, payload: { system: invoice.psa_system, invoiceExternalId: invoice.psa_invoice_id, attemptId: attempt.id, remainder: 0 } },
+          { queue: 'qbo.post-reversal', dedupeKey: `qbo-reversal:dispute:${dispute.id}`, payload: { sourceId: dispute.id, attemptId: attempt.id, invoiceAmount: share.invoice.amount, surchargeAmount: share.surcharge.amount, currency: amount.currency, why: 'dispute_lost' } }]
       })
       if (lost.created) {
         const paidViaSettle = Number(invoice.paid_via_settle) - share.invoice.amount

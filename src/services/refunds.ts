@@ -109,6 +109,10 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
           method: method.type === 'ach' ? 'ach' : 'card',
           settlesInvoice: open <= 0
         }
+      }, {
+        queue: 'qbo.post-reversal',
+        dedupeKey: `qbo-reversal:refund:${started.refundId}`,
+        payload: { sourceId: started.refundId, attemptId: request.attemptId, invoiceAmount: share.invoice.amount, surchargeAmount: share.surcharge.amount, currency: started.currency, why: 'refund' }
       }]
     })
   })

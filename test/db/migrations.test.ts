@@ -14,6 +14,8 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
   // One table a line, sorted: each migration adds its own lines.
   t.same(created, [
     'accounting_connections',
+    'accounting_customer_links',
+    'accounting_postings',
     'api_keys',
     'audit_log',
     'autopay_approvals',
@@ -28,6 +30,8 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'jobs',
     'journal_entries',
     'ledger_accounts',
+    'outside_payments',
+    'payment_applications',
     'payment_attempts',
     'payment_consents',
     'payment_methods',

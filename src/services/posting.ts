@@ -1,0 +1,518 @@
+import type { Knex } from 'knex'
+import type { AccountingDepositLine, AccountingInvoice, AccountingPort, AccountingSettings, AccountingWrite, DepositPosting, JournalPosting, PaymentPosting } from '../ports/accounting.js'
+import {
+  ensurePosting, getCustomerLinks, getPostingBySource, markNotPosted, markPosted, readPostingSettings, saveRequestBody, storeCustomerLink,
+  type AccountingPostingRecord, type PostingDocType, type PostingKind
+} from '../db/accounting-postings.js'
+import { raiseException } from '../db/reconciliation-exceptions.js'
+import { getPayout, payoutItems } from '../db/payouts.js'
+import { asCurrency, formatMoney, type Currency, type Money } from '../domain/money.js'
+
+/**
+ * Posts Settle's collected money into QuickBooks Online, only through the
+ * AccountingPort:
+ *
+ * - A payment is a QBO Payment of the invoice amount (never the surcharge),
+ *   into Undeposited Funds, applied to the QBO invoice whose DocNumber is the
+ *   PSA number (with the tenant's prefix), at most the invoice's QBO balance;
+ *   the rest stays unapplied customer credit and an exception says why.
+ * - A payout is one Deposit to the bank grouping those Payments, plus the
+ *   card surcharges (positive, to the fees account: they exist to recover
+ *   card fees [check: a tenant may want its own income account]), minus the
+ *   processor's fees (fees account), plus refund / dispute / adjustment items
+ *   signed, against Undeposited Funds (see reversals). Its total equals the
+ *   payout's net to the cent or nothing posts.
+ * - A reversal (refund, lost dispute) is a JournalEntry: Dr A/R (the
+ *   customer) for the invoice share, Dr fees for the surcharge share, Cr
+ *   Undeposited Funds for the whole. The payout that carries the refund or
+ *   dispute then takes it out of Undeposited Funds with its negative line, so
+ *   Undeposited Funds nets to zero, the bank line is the payout, and the QBO
+ *   customer balance reopens by what Settle reopened. [check] The QBO
+ *   invoice itself stays closed (the JE reopens the customer, not the
+ *   invoice); reducing the Payment instead would double count with the
+ *   payout's refund line whenever the charge was deposited earlier.
+ *
+ * Idempotency: one accounting_postings row per source; its id is the
+ * requestid and its first request body is kept, so a retry after a crash
+ * between QBO's answer and our write resends the same request and QBO
+ * replays the first write. A stored external_id short-circuits everything.
+ */
+
+export type PostOutcome =
+  | { status: 'posted', kind: PostingKind, sourceId: string, externalId: string, amount: Money, replayed: boolean }
+  | { status: 'waiting', kind: PostingKind, sourceId: string, reason: string }
+
+/** A posting that cannot be made as the settings stand: the job dies with a posting_failed exception carrying the hint. */
+export class PostingBlockedError extends Error {
+  override readonly name = 'PostingBlockedError'
+  constructor (message: string, readonly fixHint: string) { super(message) }
+}
+
+/** Another posting must land first (a deposit's payments): try again later. */
+export class PostingNotReadyError extends Error {
+  override readonly name = 'PostingNotReadyError'
+}
+
+type Op = { kind: 'payment', posting: PaymentPosting } | { kind: 'deposit', posting: DepositPosting } | { kind: 'journal', posting: JournalPosting }
+
+interface Prepared { record: AccountingPostingRecord, op: Op, docType: PostingDocType }
+
+const docTypeOf = (op: Op): PostingDocType => op.kind === 'payment' ? 'Payment' : op.kind === 'deposit' ? 'Deposit' : 'JournalEntry'
+const today = (): string => new Date().toISOString().slice(0, 10)
+
+async function settingsFor (db: Knex, tenantId: string): Promise<AccountingSettings> {
+  const settings = await readPostingSettings(db, tenantId)
+  if (settings === null) throw new PostingBlockedError('QuickBooks is not connected for this tenant.', 'Connect QuickBooks under Settings → Accounting, then retry the posting.')
+  return settings
+}
+
+function need (value: string | null, what: string): string {
+  if (value === null || value === '') throw new PostingBlockedError(`No ${what} is set for QuickBooks postings.`, `Choose the ${what} under Settings → Accounting, then retry.`)
+  return value
+}
+
+// ---- customer mapping ----
+
+const norm = (s: string | null | undefined): string => (s ?? '').trim().toLowerCase().replace(/\s+/g, ' ')
+
+/** Dice coefficient on letter pairs: cheap, order-insensitive enough for "Acme Inc" vs "ACME, Inc.". */
+function similarity (a: string, b: string): number {
+  const pairs = (s: string): string[] => { const t = norm(s).replace(/[^a-z0-9 ]/g, ''); const out: string[] = []; for (let i = 0; i < t.length - 1; i++) out.push(t.slice(i, i + 2)); return out }
+  const x = pairs(a); const y = pairs(b)
+  if (x.length === 0 || y.length === 0) return 0
+  const pool = [...y]; let hits = 0
+  for (const p of x) { const i = pool.indexOf(p); if (i >= 0) { hits++; pool.splice(i, 1) } }
+  return (2 * hits) / (x.length + y.length)
+}
+
+/**
+ * QBO customer ids for PSA companies: a stored link first, then an exact
+ * (trimmed, case-insensitive) DisplayName or CompanyName match, which is
+ * stored. Others map to null and get a mapping_needed exception with up to
+ * three look-alikes; their postings wait until a person links them.
+ * One findCustomers call for all names at once.
+ */
+export async function resolveCustomers (db: Knex, accounting: AccountingPort, tenantId: string, customers: ReadonlyArray<{ id: string, name: string }>): Promise<Map<string, string | null>> {
+  const links = await getCustomerLinks(db, tenantId, customers.map(c => c.id))
+  const out = new Map<string, string | null>()
+  const unlinked = customers.filter(c => !links.has(c.id))
+  for (const c of customers) if (links.has(c.id)) out.set(c.id, links.get(c.id) as string)
+  if (unlinked.length === 0) return out
+  const found = await accounting.findCustomers({ names: [...new Set(unlinked.map(c => c.name.trim()))] })
+  const missing: Array<{ id: string, name: string }> = []
+  for (const c of unlinked) {
+    if (out.has(c.id)) continue
+    const hits = found.filter(f => f.active && (norm(f.displayName) === norm(c.name) || norm(f.companyName) === norm(c.name)))
+    if (hits.length === 1) {
+      const hit = hits[0] as { id: string }
+      try {
+        await storeCustomerLink(db, tenantId, c.id, hit.id, 'exact_name')
+        out.set(c.id, hit.id)
+        continue
+      } catch { /* the QBO customer is linked to another company: a person decides */ }
+    }
+    missing.push(c)
+    out.set(c.id, null)
+  }
+  if (missing.length > 0) {
+    // The whole customer list only when something did not match: suggestions need it.
+    const all: Array<{ id: string, displayName: string, companyName: string | null }> = []
+    for await (const page of accounting.listCustomers()) all.push(...page)
+    for (const c of missing) {
+      const ranked = all.map(a => ({ a, score: Math.max(similarity(c.name, a.displayName), similarity(c.name, a.companyName ?? '')) }))
+        .filter(r => r.score > 0.3).sort((p, q) => q.score - p.score).slice(0, 3)
+      await raiseException(db, tenantId, {
+        kind: 'mapping_needed',
+        dedupeKey: `qbo-customer:${c.id}`,
+        customerId: c.id,
+        summary: `No QuickBooks customer is named "${c.name}"; Settle's payments for it wait until someone picks one.`,
+        likelyCause: 'The company is named differently in QuickBooks, or it does not exist there yet.',
+        suggestedRepair: ranked.length > 0 ? `Link it to ${ranked.map(r => `"${r.a.displayName}"`).join(' or ')}, or create the customer in QuickBooks.` : 'Create the customer in QuickBooks (same name), or link it to the right one.',
+        details: { candidates: ranked.map(r => ({ externalCustomerId: r.a.id, displayName: r.a.displayName, score: Math.round(r.score * 100) / 100 })) },
+        suggestions: ranked.map((r, i) => ({ rank: i + 1, confidence: Math.round(r.score * 100) / 100, invoiceIds: [], amounts: [], reasons: [`QuickBooks customer ${r.a.id} "${r.a.displayName}" has a similar name`] }))
+      })
+    }
+  }
+  return out
+}
+
+// ---- payments ----
+
+interface AttemptForPosting {
+  id: string, status: string, amount: number, surcharge: number, currency: Currency, invoiceId: string, invoiceNumber: string,
+  customerId: string, customerName: string, methodType: string, intentRef: string | null, settledOn: string
+}
+
+async function loadAttempts (db: Knex, tenantId: string, attemptIds: readonly string[]): Promise<AttemptForPosting[]> {
+  if (attemptIds.length === 0) return []
+  const rows = await db('payment_attempts as a')
+    .join('invoices as i', function () { this.on('i.tenant_id', 'a.tenant_id').andOn('i.id', 'a.invoice_id') })
+    .join('customers as c', function () { this.on('c.tenant_id', 'a.tenant_id').andOn('c.id', 'a.customer_id') })
+    .join('payment_methods as m', function () { this.on('m.tenant_id', 'a.tenant_id').andOn('m.id', 'a.payment_method_id') })
+    .where('a.tenant_id', tenantId).whereIn('a.id', attemptIds)
+    .select('a.id', 'a.status', 'a.amount', 'a.surcharge_amount', 'a.currency', 'a.invoice_id', 'i.number', 'a.customer_id', 'c.name', 'm.type', 'a.processor_intent_ref', 'a.settled_at', 'a.updated_at') as Array<{
+    id: string, status: string, amount: string | number, surcharge_amount: string | number | null, currency: string, invoice_id: string, number: string,
+    customer_id: string, name: string, type: string, processor_intent_ref: string | null, settled_at: Date | null, updated_at: Date
+  }>
+  return rows.map(r => ({
+    id: r.id, status: r.status, amount: Number(r.amount), surcharge: Number(r.surcharge_amount ?? 0), currency: asCurrency(r.currency.trim()),
+    invoiceId: r.invoice_id, invoiceNumber: r.number, customerId: r.customer_id, customerName: r.name, methodType: r.type,
+    intentRef: r.processor_intent_ref, settledOn: (r.settled_at ?? r.updated_at).toISOString().slice(0, 10)
+  }))
+}
+
+/** Statuses in which Settle still holds the charge as collected (a refunded or disputed one posts too; its reversal follows). */
+const POSTABLE = new Set(['succeeded', 'refunded', 'disputed'])
+
+/**
+ * Builds the QBO writes for attempts, reading the books once for all of them
+ * (one findCustomers, one findInvoices). Posted ones are skipped; waiting
+ * ones are reported with the reason.
+ */
+async function preparePayments (db: Knex, accounting: AccountingPort, tenantId: string, settings: AccountingSettings, attemptIds: readonly string[]): Promise<{ ready: Prepared[], done: PostOutcome[] }> {
+  const attempts = (await loadAttempts(db, tenantId, attemptIds)).filter(a => POSTABLE.has(a.status))
+  const ready: Prepared[] = []
+  const done: PostOutcome[] = []
+  const todo: Array<{ a: AttemptForPosting, record: AccountingPostingRecord }> = []
+  for (const a of attempts) {
+    const record = await ensurePosting(db, tenantId, { kind: 'payment', sourceId: a.id, amount: { amount: a.amount, currency: a.currency }, customerId: a.customerId })
+    if (record.status === 'posted' && record.externalId !== null) {
+      done.push({ status: 'posted', kind: 'payment', sourceId: a.id, externalId: record.externalId, amount: record.amount, replayed: true })
+    } else if (record.requestBody !== null) {
+      // Sent before, answer unknown: resend exactly that; QBO replays the first write.
+      ready.push({ record, op: { kind: 'payment', posting: record.requestBody as PaymentPosting }, docType: 'Payment' })
+    } else {
+      todo.push({ a, record })
+    }
+  }
+  if (todo.length === 0) return { ready, done }
+  const depositTo = need(settings.undepositedFundsAccountId, 'Undeposited Funds account')
+  const customers = await resolveCustomers(db, accounting, tenantId, todo.map(t => ({ id: t.a.customerId, name: t.a.customerName })))
+  const docNumber = (n: string): string => `${settings.docNumberPrefix}${n}`
+  const mapped = todo.filter(t => customers.get(t.a.customerId) !== null)
+  const invoices = mapped.length === 0 ? [] : await accounting.findInvoices({ docNumbers: [...new Set(mapped.map(t => docNumber(t.a.invoiceNumber)))] })
+  // Balances as we apply, so two payments on one invoice in one sync never over-apply.
+  const open = new Map<string, AccountingInvoice>(invoices.map(i => [i.id, { ...i }]))
+  for (const { a, record } of todo) {
+    const external = customers.get(a.customerId) ?? null
+    const amount: Money = { amount: a.amount, currency: a.currency }
+    if (external === null) {
+      const reason = `Waiting for a person to link "${a.customerName}" to a QuickBooks customer.`
+      await markNotPosted(db, tenantId, record.id, 'pending', reason)
+      done.push({ status: 'waiting', kind: 'payment', sourceId: a.id, reason })
+      continue
+    }
+    const doc = docNumber(a.invoiceNumber)
+    const invoice = [...open.values()].find(i => i.docNumber === doc && i.customerId === external) ?? [...open.values()].find(i => i.docNumber === doc)
+    const applications: PaymentPosting['applications'] = []
+    let note = `Settle payment ${a.id} for invoice ${a.invoiceNumber}`
+    if (a.surcharge > 0) note += `; card surcharge ${formatMoney({ amount: a.surcharge, currency: a.currency })} posts with the payout deposit`
+    if (invoice === undefined) {
+      await raiseException(db, tenantId, {
+        kind: 'mapping_needed', dedupeKey: `qbo-invoice:${a.id}`, customerId: a.customerId, invoiceId: a.invoiceId, amount,
+        summary: `QuickBooks has no invoice ${doc}; Settle's ${formatMoney(amount)} payment posted as unapplied credit for the customer.`,
+        likelyCause: 'The invoice was not synced to QuickBooks, or it is numbered differently there.',
+        suggestedRepair: `In QuickBooks, apply the customer's credit to the invoice once it exists (or set the DocNumber prefix under Settings → Accounting).`,
+        details: { attemptId: a.id, docNumber: doc }
+      })
+    } else if (invoice.customerId !== external) {
+      await raiseException(db, tenantId, {
+        kind: 'mapping_needed', dedupeKey: `qbo-invoice:${a.id}`, customerId: a.customerId, invoiceId: a.invoiceId, amount,
+        summary: `QuickBooks invoice ${doc} belongs to another customer (${invoice.customerName ?? invoice.customerId}); Settle's payment posted as unapplied credit.`,
+        likelyCause: 'The company is linked to the wrong QuickBooks customer, or the invoice number is reused.',
+        suggestedRepair: 'Check the customer link under Settings → Accounting, then apply the credit in QuickBooks.',
+        details: { attemptId: a.id, docNumber: doc, invoiceCustomerId: invoice.customerId }
+      })
+    } else {
+      const apply = Math.max(0, Math.min(a.amount, invoice.balance.amount))
+      if (apply > 0) applications.push({ invoiceId: invoice.id, amount: { amount: apply, currency: a.currency } })
+      open.set(invoice.id, { ...invoice, balance: { amount: invoice.balance.amount - apply, currency: invoice.balance.currency } })
+      if (apply < a.amount) {
+        const rest = { amount: a.amount - apply, currency: a.currency }
+        await raiseException(db, tenantId, {
+          kind: 'tieout_difference', dedupeKey: `qbo-overpaid:${a.id}`, customerId: a.customerId, invoiceId: a.invoiceId, amount: rest,
+          summary: `QBO shows ${formatMoney(invoice.balance)} open on invoice ${doc} but Settle collected ${formatMoney(amount)}: someone applied a payment by hand in QBO? ${formatMoney(rest)} stays as unapplied customer credit.`,
+          likelyCause: 'A payment was recorded in QuickBooks by hand as well as collected through Settle, or the invoice was reduced there.',
+          suggestedRepair: 'Delete the duplicate manual payment in QuickBooks and apply the credit, or refund the client the difference.',
+          details: { attemptId: a.id, docNumber: doc, qboBalance: invoice.balance.amount, collected: a.amount }
+        })
+      }
+    }
+    const posting: PaymentPosting = {
+      requestId: record.requestId,
+      customerId: external,
+      amount,
+      txnDate: a.settledOn,
+      paymentMethodId: a.methodType === 'ach' ? settings.achPaymentMethodId : settings.cardPaymentMethodId,
+      reference: a.intentRef,
+      depositToAccountId: depositTo,
+      note,
+      applications
+    }
+    ready.push({ record, op: { kind: 'payment', posting }, docType: 'Payment' })
+  }
+  return { ready, done }
+}
+
+// ---- deposits ----
+
+async function prepareDeposit (db: Knex, tenantId: string, settings: AccountingSettings, payoutId: string): Promise<Prepared | PostOutcome> {
+  const payout = await getPayout(db, tenantId, payoutId)
+  const record = await ensurePosting(db, tenantId, { kind: 'deposit', sourceId: payoutId, amount: payout.amount })
+  if (record.status === 'posted' && record.externalId !== null) return { status: 'posted', kind: 'deposit', sourceId: payoutId, externalId: record.externalId, amount: record.amount, replayed: true }
+  if (record.requestBody !== null) return { record, op: { kind: 'deposit', posting: record.requestBody as DepositPosting }, docType: 'Deposit' }
+  if (payout.status !== 'paid') return { status: 'waiting', kind: 'deposit', sourceId: payoutId, reason: `Payout ${payout.processorPayoutRef} is ${payout.status}, not paid yet.` }
+  const bank = need(settings.bankAccountId, 'bank account for deposits')
+  const fees = need(settings.feesAccountId, 'processor fee expense account')
+  const undeposited = need(settings.undepositedFundsAccountId, 'Undeposited Funds account')
+  const items = await payoutItems(db, tenantId, payoutId)
+  const cur = payout.amount.currency
+  const m = (amount: number): Money => ({ amount, currency: cur })
+  const lines: AccountingDepositLine[] = []
+  const problems: string[] = []
+  const attemptIds = items.filter(i => (i.type === 'charge' || i.type === 'payment') && i.attemptId !== null).map(i => i.attemptId as string)
+  const attempts = new Map((await loadAttempts(db, tenantId, attemptIds)).map(a => [a.id, a]))
+  let feeTotal = 0
+  for (const item of items) {
+    feeTotal += item.fee.amount
+    if (item.type === 'charge' || item.type === 'payment') {
+      const attempt = item.attemptId === null ? undefined : attempts.get(item.attemptId)
+      if (attempt === undefined) { problems.push(`${item.balanceTransactionRef} is a charge Settle did not make (${formatMoney(item.gross)})`); continue }
+      const paid = await getPostingBySource(db, tenantId, 'payment', attempt.id)
+      if (paid?.status !== 'posted' || paid.externalId === null) throw new PostingNotReadyError(`Payment for attempt ${attempt.id} is not in QuickBooks yet; the deposit waits for it.`)
+      if (attempt.amount + attempt.surcharge !== item.gross.amount) problems.push(`${item.balanceTransactionRef} is ${formatMoney(item.gross)} but Settle charged ${formatMoney(m(attempt.amount + attempt.surcharge))}`)
+      lines.push({ paymentId: paid.externalId, amount: m(attempt.amount), description: `Invoice ${attempt.invoiceNumber}` })
+      if (attempt.surcharge > 0) lines.push({ accountId: fees, amount: m(attempt.surcharge), description: `Card surcharge on invoice ${attempt.invoiceNumber}` })
+    } else if (item.type === 'payout_fee') {
+      lines.push({ accountId: fees, amount: item.gross, description: `Payout fee ${item.balanceTransactionRef}` })
+    } else if (item.gross.amount !== 0) {
+      // Refunds and disputes: their reversal JE credited Undeposited Funds; this takes it back out.
+      lines.push({ accountId: undeposited, amount: item.gross, description: `Stripe ${item.type} ${item.balanceTransactionRef}` })
+    }
+  }
+  if (feeTotal !== 0) lines.push({ accountId: fees, amount: m(-feeTotal), description: `Stripe fees, payout ${payout.processorPayoutRef}` })
+  const total = lines.reduce((s, l) => s + l.amount.amount, 0)
+  if (total !== payout.amount.amount) problems.push(`the lines add up to ${formatMoney(m(total))}, the payout is ${formatMoney(payout.amount)}`)
+  if (problems.length > 0) {
+    await raiseException(db, tenantId, {
+      kind: 'posting_failed', dedupeKey: `qbo-deposit:${payoutId}`, amount: payout.amount,
+      summary: `The QuickBooks deposit for payout ${payout.processorPayoutRef} (${formatMoney(payout.amount)}) was not posted: ${problems.join('; ')}.`,
+      likelyCause: 'The payout holds money Settle did not collect, or an item was recorded differently than charged.',
+      suggestedRepair: 'Record this deposit by hand in QuickBooks, matching the bank line, then dismiss this exception.',
+      details: { payoutId, problems }
+    })
+    await markNotPosted(db, tenantId, record.id, 'failed', problems.join('; '))
+    throw new PostingBlockedError(`Deposit for payout ${payout.processorPayoutRef} does not tie: ${problems.join('; ')}`, 'Record the deposit by hand in QuickBooks.')
+  }
+  const posting: DepositPosting = { requestId: record.requestId, bankAccountId: bank, txnDate: payout.arrivalDate ?? today(), currency: cur, lines, note: `Stripe payout ${payout.processorPayoutRef}` }
+  return { record, op: { kind: 'deposit', posting }, docType: 'Deposit' }
+}
+
+// ---- reversals ----
+
+export interface ReversalInput {
+  /** The refund or dispute id: one reversal each. */
+  sourceId: string
+  attemptId: string
+  /** The part that reopens the invoice (A/R). */
+  invoiceAmount: number
+  /** The surcharge part returned. */
+  surchargeAmount: number
+  currency: string
+  why: 'refund' | 'dispute_lost' | 'ach_return'
+}
+
+async function prepareReversal (db: Knex, accounting: AccountingPort, tenantId: string, settings: AccountingSettings, input: ReversalInput): Promise<Prepared | PostOutcome> {
+  const cur = asCurrency(input.currency)
+  const total = input.invoiceAmount + input.surchargeAmount
+  const [attempt] = await loadAttempts(db, tenantId, [input.attemptId])
+  if (attempt === undefined) throw new PostingBlockedError(`No payment attempt ${input.attemptId} for this reversal.`, 'Check the refund or dispute record.')
+  const record = await ensurePosting(db, tenantId, { kind: 'reversal', sourceId: input.sourceId, amount: { amount: total, currency: cur }, customerId: attempt.customerId })
+  if (record.status === 'posted' && record.externalId !== null) return { status: 'posted', kind: 'reversal', sourceId: input.sourceId, externalId: record.externalId, amount: record.amount, replayed: true }
+  if (record.requestBody !== null) return { record, op: { kind: 'journal', posting: record.requestBody as JournalPosting }, docType: 'JournalEntry' }
+  // The original payment goes first, or the books would show A/R reopened that was never closed.
+  const paid = await getPostingBySource(db, tenantId, 'payment', input.attemptId)
+  if (paid?.status !== 'posted') throw new PostingNotReadyError(`The payment for attempt ${input.attemptId} is not in QuickBooks yet; its reversal waits.`)
+  const receivable = need(settings.receivableAccountId, 'Accounts Receivable account')
+  const undeposited = need(settings.undepositedFundsAccountId, 'Undeposited Funds account')
+  const customers = await resolveCustomers(db, accounting, tenantId, [{ id: attempt.customerId, name: attempt.customerName }])
+  const external = customers.get(attempt.customerId) ?? null
+  if (external === null) return { status: 'waiting', kind: 'reversal', sourceId: input.sourceId, reason: `Waiting for a person to link "${attempt.customerName}" to a QuickBooks customer.` }
+  const m = (amount: number): Money => ({ amount, currency: cur })
+  const label = input.why === 'refund' ? 'Refund' : input.why === 'dispute_lost' ? 'Lost dispute' : 'ACH return'
+  const lines: JournalPosting['lines'] = []
+  if (input.invoiceAmount !== 0) lines.push({ accountId: receivable, amount: m(input.invoiceAmount), customerId: external, description: `${label}: invoice ${attempt.invoiceNumber} is owed again` })
+  if (input.surchargeAmount !== 0) lines.push({ accountId: need(settings.feesAccountId, 'processor fee expense account'), amount: m(input.surchargeAmount), description: `${label}: card surcharge returned` })
+  lines.push({ accountId: undeposited, amount: m(-total), description: `${label} ${input.sourceId}: leaves with a Stripe payout` })
+  const posting: JournalPosting = { requestId: record.requestId, txnDate: today(), currency: cur, note: `${label} of Settle payment ${input.attemptId} (invoice ${attempt.invoiceNumber})`, lines }
+  return { record, op: { kind: 'journal', posting }, docType: 'JournalEntry' }
+}
+
+// ---- writing ----
+
+async function send (accounting: AccountingPort, op: Op): Promise<AccountingWrite> {
+  if (op.kind === 'payment') return await accounting.createPayment(op.posting)
+  if (op.kind === 'deposit') return await accounting.createDeposit(op.posting)
+  return await accounting.createJournalEntry(op.posting)
+}
+
+async function commit (db: Knex, tenantId: string, p: Prepared, write: AccountingWrite): Promise<PostOutcome> {
+  await markPosted(db, tenantId, p.record.id, { externalId: write.id, externalType: p.docType })
+  return { status: 'posted', kind: p.record.sourceKind, sourceId: p.record.sourceId, externalId: write.id, amount: p.record.amount, replayed: write.replayed }
+}
+
+async function postOne (db: Knex, accounting: AccountingPort, tenantId: string, p: Prepared): Promise<PostOutcome> {
+  // Saved before the call: if we crash after QBO answers, the retry resends this very body under the same requestid.
+  await saveRequestBody(db, tenantId, p.record.id, p.op.posting)
+  const write = await send(accounting, p.op)
+  return await commit(db, tenantId, p, write)
+}
+
+/** Posts one attempt's payment (the qbo.post-payment job). */
+export async function postPayment (db: Knex, accounting: AccountingPort, tenantId: string, attemptId: string): Promise<PostOutcome> {
+  const settings = await settingsFor(db, tenantId)
+  const { ready, done } = await preparePayments(db, accounting, tenantId, settings, [attemptId])
+  const first = ready[0]
+  if (first !== undefined) return await postOne(db, accounting, tenantId, first)
+  return done[0] ?? { status: 'waiting', kind: 'payment', sourceId: attemptId, reason: 'The attempt has not succeeded.' }
+}
+
+/** Posts one payout's deposit (the qbo.post-deposit job). Throws PostingNotReadyError while a payment in it is not posted. */
+export async function postDeposit (db: Knex, accounting: AccountingPort, tenantId: string, payoutId: string): Promise<PostOutcome> {
+  const settings = await settingsFor(db, tenantId)
+  const p = await prepareDeposit(db, tenantId, settings, payoutId)
+  return 'status' in p ? p : await postOne(db, accounting, tenantId, p)
+}
+
+/** Posts one refund's or lost dispute's reversal (the qbo.post-reversal job). */
+export async function postReversal (db: Knex, accounting: AccountingPort, tenantId: string, input: ReversalInput): Promise<PostOutcome> {
+  const settings = await settingsFor(db, tenantId)
+  const p = await prepareReversal(db, accounting, tenantId, settings, input)
+  return 'status' in p ? p : await postOne(db, accounting, tenantId, p)
+}
+
+// ---- sync now ----
+
+export interface SyncNowResult {
+  /** What reached QuickBooks in this run (or had before: replayed). docUrl opens the document in QBO. */
+  posted: Array<{ kind: PostingKind, sourceId: string, externalId: string, amount: Money, docUrl?: string }>
+  /** What QuickBooks or a check refused, with a hint a person can act on. */
+  failed: Array<{ kind: PostingKind, sourceId: string, reason: string, fixHint: string }>
+  /** What is still waiting after the run (on a customer link, an earlier posting, a payout in transit). */
+  pending: { payments: number, deposits: number, reversals: number }
+  /** Calls made to QuickBooks in this run. */
+  calls: number
+}
+
+const BATCH = 30
+
+function docUrl (kind: PostingKind, id: string): string {
+  const path = kind === 'payment' ? 'recvpayment' : kind === 'deposit' ? 'deposit' : 'journal'
+  return `https://app.qbo.intuit.com/app/${path}?txnId=${encodeURIComponent(id)}`
+}
+
+/**
+ * Posts everything the tenant (or one customer) has waiting, now: payments
+ * first, then deposits (their payments must exist). Reads the books once per
+ * phase and writes in batches of 30 (QBO's batch limit). Safe to run while
+ * the jobs run too: each write carries its posting's requestid.
+ */
+export async function syncNow (db: Knex, accounting: AccountingPort, tenantId: string, options: { customerId?: string } = {}): Promise<SyncNowResult> {
+  const callsBefore = accounting.callsMade()
+  const result: SyncNowResult = { posted: [], failed: [], pending: { payments: 0, deposits: 0, reversals: 0 }, calls: 0 }
+  let settings: AccountingSettings
+  try {
+    settings = await settingsFor(db, tenantId)
+  } catch (err) {
+    if (err instanceof PostingBlockedError) { result.failed.push({ kind: 'payment', sourceId: '*', reason: err.message, fixHint: err.fixHint }); return result }
+    throw err
+  }
+  const fail = (kind: PostingKind, sourceId: string, err: unknown): void => {
+    const reason = err instanceof Error ? err.message : String(err)
+    result.failed.push({ kind, sourceId, reason, fixHint: err instanceof PostingBlockedError ? err.fixHint : fixHintFor(reason) })
+  }
+  const record = (outcomes: PostOutcome[]): void => {
+    for (const o of outcomes) {
+      if (o.status === 'posted') result.posted.push({ kind: o.kind, sourceId: o.sourceId, externalId: o.externalId, amount: o.amount, docUrl: docUrl(o.kind, o.externalId) })
+      else if (o.kind === 'payment') result.pending.payments++
+      else if (o.kind === 'deposit') result.pending.deposits++
+      else result.pending.reversals++
+    }
+  }
+  const runBatches = async (prepared: Prepared[]): Promise<void> => {
+    for (let i = 0; i < prepared.length; i += BATCH) {
+      const chunk = prepared.slice(i, i + BATCH)
+      for (const p of chunk) await saveRequestBody(db, tenantId, p.record.id, p.op.posting)
+      let answers: Awaited<ReturnType<AccountingPort['batch']>>
+      try {
+        answers = await accounting.batch(chunk.map(p => p.op))
+      } catch (err) {
+        // The whole batch's answer is lost: the next run resends the same bodies and QBO replays what it wrote.
+        for (const p of chunk) fail(p.record.sourceKind, p.record.sourceId, err)
+        continue
+      }
+      for (const [j, p] of chunk.entries()) {
+        const answer = answers[j]
+        if (answer?.ok === true) record([await commit(db, tenantId, p, answer.write)])
+        else {
+          const reason = answer === undefined ? 'QuickBooks returned no answer for this item' : answer.error.message
+          await markNotPosted(db, tenantId, p.record.id, 'pending', reason)
+          fail(p.record.sourceKind, p.record.sourceId, new Error(reason))
+        }
+      }
+    }
+  }
+
+  // Payments: succeeded attempts without a posted payment.
+  const attemptQuery = db('payment_attempts as a')
+    .leftJoin('accounting_postings as p', function () { this.on('p.tenant_id', 'a.tenant_id').andOn('p.source_id', db.raw('a.id::text')).andOn('p.source_kind', db.raw("'payment'")) })
+    .where('a.tenant_id', tenantId).whereIn('a.status', [...POSTABLE])
+    .andWhere(q => { void q.whereNull('p.id').orWhereNot('p.status', 'posted') })
+  if (options.customerId !== undefined) attemptQuery.andWhere('a.customer_id', options.customerId)
+  const attemptIds = (await attemptQuery.orderBy('a.created_at').select('a.id') as Array<{ id: string }>).map(r => r.id)
+  try {
+    const { ready, done } = await preparePayments(db, accounting, tenantId, settings, attemptIds)
+    record(done)
+    await runBatches(ready)
+  } catch (err) {
+    for (const id of attemptIds) fail('payment', id, err)
+  }
+
+  // Deposits: paid payouts without a posted deposit (a customer filter keeps only payouts holding its payments).
+  const payoutQuery = db('payouts as po')
+    .leftJoin('accounting_postings as p', function () { this.on('p.tenant_id', 'po.tenant_id').andOn('p.source_id', db.raw('po.id::text')).andOn('p.source_kind', db.raw("'deposit'")) })
+    .where('po.tenant_id', tenantId).andWhere('po.status', 'paid')
+    .andWhere(q => { void q.whereNull('p.id').orWhere('p.status', 'pending') })
+  if (options.customerId !== undefined) {
+    payoutQuery.whereExists(db('payout_items as it').join('payment_attempts as a', function () { this.on('a.tenant_id', 'it.tenant_id').andOn('a.id', 'it.attempt_id') })
+      .whereRaw('it.tenant_id = po.tenant_id and it.payout_id = po.id').andWhere('a.customer_id', options.customerId).select(db.raw('1')))
+  }
+  const payoutIds = (await payoutQuery.orderBy('po.created_at').select('po.id') as Array<{ id: string }>).map(r => r.id)
+  const deposits: Prepared[] = []
+  for (const id of payoutIds) {
+    try {
+      const p = await prepareDeposit(db, tenantId, settings, id)
+      if ('status' in p) record([p])
+      else deposits.push(p)
+    } catch (err) {
+      if (err instanceof PostingNotReadyError) result.pending.deposits++
+      else fail('deposit', id, err)
+    }
+  }
+  await runBatches(deposits)
+  result.pending.reversals += (await db('accounting_postings').where({ tenant_id: tenantId, source_kind: 'reversal' }).whereNot({ status: 'posted' })
+    .modify(q => { if (options.customerId !== undefined) void q.andWhere({ customer_id: options.customerId }) }).count({ n: '*' }) as Array<{ n: string | number }>)
+    .reduce((s, r) => s + Number(r.n), 0)
+  result.calls = accounting.callsMade() - callsBefore
+  return result
+}
+
+/** A hint a person can act on, from QBO's message. */
+export function fixHintFor (message: string): string {
+  if (/Invalid Reference Id|Object Not Found/i.test(message)) return 'An account, customer or payment Settle refers to is gone or inactive in QuickBooks: check Settings → Accounting and the customer link, then retry.'
+  if (/stale|SyncToken/i.test(message)) return 'The document changed in QuickBooks while Settle wrote it: retry.'
+  if (/auth|token|401|403/i.test(message)) return 'QuickBooks access expired: reconnect QuickBooks under Settings → Accounting, then retry.'
+  if (/closed|period|lock/i.test(message)) return 'The books are closed for that date in QuickBooks: open the period or post it by hand, then dismiss.'
+  if (/does not tie|add up/i.test(message)) return 'Record the deposit by hand in QuickBooks, matching the bank line.'
+  return 'Check the QuickBooks message, fix the cause there or in Settings → Accounting, then retry the posting.'
+}
