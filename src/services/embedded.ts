@@ -11,7 +11,7 @@ import { AppError } from '../errors.js'
 import { asCurrency, formatMoney, type Money } from '../domain/money.js'
 import { classifyFailure } from '../domain/retry-policy.js'
 import type { Keyring } from '../security/keyring.js'
-import type { EmbeddedPermission, EmbeddedSystem } from '../security/embedded-sessions.js'
+import { signLiveLink, type EmbeddedPermission, type EmbeddedSystem } from '../security/embedded-sessions.js'
 import { randomBytes } from 'node:crypto'
 import type { AccountingFactory, AccountingPort } from '../ports/accounting.js'
 
@@ -95,6 +95,18 @@ export function liveLinkTemplates (publicUrl: string, slug: string): { invoice: 
     invoice: `${base}/embedded/autotask/invoice?tenant=${encodeURIComponent(slug)}&id=<Invoice ID>`,
     company: `${base}/embedded/autotask/company?tenant=${encodeURIComponent(slug)}&id=<Account ID>`
   }
+}
+
+/**
+ * A signed LiveLink for one record, for where Settle writes the link itself
+ * (a UDF, a note, a notification): Autotask cannot compute an HMAC in a
+ * LiveLink template, so plain template links always meet the sign-in page.
+ */
+export async function signedLiveLinkUrl (db: Knex, keyring: Keyring, publicUrl: string, tenant: Pick<Tenant, 'id' | 'slug'>, kind: 'invoice' | 'company', recordId: string, ttlMs = 7 * 86_400_000, now = new Date()): Promise<string> {
+  if (!/^\d{1,18}$/.test(recordId)) throw new AppError('VALIDATION_FAILED', 'An Autotask record id is a number.')
+  const key = await liveLinkKey(db, keyring, tenant.id)
+  const { exp, sig } = signLiveLink(key, { tenantSlug: tenant.slug, kind, recordId, expiresAt: new Date(now.getTime() + ttlMs) })
+  return `${publicUrl.replace(/\/+$/, '')}/embedded/autotask/${kind}?tenant=${encodeURIComponent(tenant.slug)}&id=${recordId}&exp=${exp}&sig=${sig}`
 }
 
 const STATUS_LABEL: Record<string, string> = { open: 'Open', partially_paid: 'Open', paid: 'Paid', voided: 'Voided', disputed: 'Disputed', in_collections: 'In collections', processing: 'Processing', failed: 'Failed' }

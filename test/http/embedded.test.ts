@@ -6,7 +6,7 @@ import { countRows, makeTenant } from '../helpers/fixtures.js'
 import { savePsaConnection, updatePsaSettings } from '../../src/db/psa.js'
 import { savePaymentMethod } from '../../src/db/payments.js'
 import { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_MEMBER } from '../../src/sandbox/connectwise/index.js'
-import { connectWiseEmbedding, grantMember, liveLinkKey, liveLinkTemplates } from '../../src/services/embedded.js'
+import { connectWiseEmbedding, grantMember, liveLinkKey, liveLinkTemplates, signedLiveLinkUrl } from '../../src/services/embedded.js'
 import { signLiveLink } from '../../src/security/embedded-sessions.js'
 import { createApiKey } from '../../src/security/api-keys.js'
 
@@ -191,5 +191,11 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
     t.equal(co.statusCode, 200)
     t.match(co.body, 'Auto-pay')
     t.match(liveLinkTemplates('https://settle.example', 'cobalt').invoice, 'https://settle.example/embedded/autotask/invoice?tenant=cobalt&id=')
+    const made = await signedLiveLinkUrl(db, app.keyring, 'https://settle.example', at, 'invoice', inv.psa_invoice_id)
+    const viaService = await app.inject({ method: 'GET', url: made.replace('https://settle.example', '') })
+    t.match(viaService.body, 'data-session="', 'a link from signedLiveLinkUrl opens the page')
+    const rotated = await liveLinkKey(db, app.keyring, at.id, { rotate: true })
+    t.not(rotated, key)
+    t.match((await app.inject({ method: 'GET', url: made.replace('https://settle.example', '') })).body, 'Sign in to Settle', 'rotating the key retires old links')
   })
 })
