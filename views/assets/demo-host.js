@@ -3,6 +3,15 @@
 // Settle's real embedded pages run here exactly as inside ConnectWise.
 (function () {
   'use strict'
+  // Loaded blocking in <head> so this listener exists before any frame can say "ready";
+  // messages that arrive before the page is parsed wait in the queue.
+  var queue = []
+  var handle = null
+  window.addEventListener('message', function (event) { if (handle === null) queue.push(event); else handle(event) })
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start)
+  else start()
+
+  function start () {
   var body = document.body
   var member = {
     site: body.dataset.site,
@@ -55,7 +64,7 @@
 
   document.querySelectorAll('iframe[data-hosted]').forEach(register)
 
-  window.addEventListener('message', function (event) {
+  handle = function (event) {
     if (event.origin !== location.origin) return
     var frame = frames.find(function (f) { return f.el.contentWindow === event.source })
     if (frame === undefined) return
@@ -82,7 +91,14 @@
         reply.data = member
         frame.el.dataset.handshake = 'authenticated'
       }
-      if (name === 'refreshScreen') setTimeout(function () { location.reload() }, 1500)
+      if (name === 'refreshScreen') {
+        // As ConnectWise re-reads the record: the same record, fresh from the server.
+        setTimeout(function () {
+          var url = new URL(location.href)
+          if (body.dataset.recordId) url.searchParams.set('id', body.dataset.recordId)
+          location.assign(url.toString())
+        }, 1500)
+      }
       send(frame, reply)
       note(frame, 'host → frame: ' + reply.response + (name === 'getMemberAuthentication' ? ' (' + member.memberid + ')' : ''))
       return
@@ -93,7 +109,8 @@
       return
     }
     if (typeof data.message === 'string') note(frame, 'frame → host: ' + data.message)
-  })
+  }
+  queue.splice(0).forEach(handle)
 
   // Toolbar button: a modal dialog that loads its frame on first open, as ConnectWise does.
   document.querySelectorAll('[data-dialog]').forEach(function (button) {
@@ -130,5 +147,6 @@
         if (saved !== null) saved.textContent = results.every(Boolean) ? 'Saved' : 'Save held up by a frame'
       })
     })
+  }
   }
 })()

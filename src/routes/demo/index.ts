@@ -87,7 +87,8 @@ export default async function demoHostRoutes (app: FastifyInstance): Promise<voi
       daysOverdue: invoice?.dueOn == null ? 0 : Math.max(0, Math.floor((Date.now() - invoice.dueOn.getTime()) / 86_400_000)),
       host: host(origin),
       screen: 'invoice',
-      isInvoice: true
+      isInvoice: true,
+      recordId: invoice?.psaId ?? ''
     }, LAYOUT)
   })
 
@@ -102,6 +103,6 @@ export default async function demoHostRoutes (app: FastifyInstance): Promise<voi
       if (row !== undefined) company = { psaId: row.psa_company_id, name: row.name, identifier: null }
     }
     const origin = `${request.protocol}://${request.host}`
-    return await reply.view('demo/company', { title: company === null ? 'Company · demo PSA' : `${company.name} · demo PSA`, tenant, company, host: host(origin), screen: 'company', isCompany: true }, LAYOUT)
+    return await reply.view('demo/company', { title: company === null ? 'Company · demo PSA' : `${company.name} · demo PSA`, tenant, company, host: host(origin), screen: 'company', isCompany: true, recordId: company?.psaId ?? '' }, LAYOUT)
   })
 }

@@ -1,0 +1,97 @@
+import t from 'tap'
+import { mkdirSync } from 'node:fs'
+import type { FrameLocator, Page } from 'playwright-core'
+import { startDemoApp } from '../helpers/demo-app.js'
+import { browserSkip, launchBrowser } from '../helpers/browser.js'
+import { demoCollectionSetup } from '../../src/demo/collection.js'
+import type { Job } from '../../src/db/jobs.js'
+
+const SHOTS = '.tap/screenshots'
+
+/** Waits until the demo host says the frame finished the Hosted API handshake and answered onLoad. */
+async function handshake (page: Page, key: string): Promise<FrameLocator> {
+  const iframe = page.locator(`iframe[data-hosted="${key}"]`)
+  await page.waitForFunction(k => {
+    const el = document.querySelector(`iframe[data-hosted="${k}"]`) as HTMLIFrameElement | null
+    return el !== null && el.dataset.handshake === 'authenticated' && el.dataset.hostEvent === 'onLoad:success'
+  }, key, { timeout: 15_000 })
+  await iframe.waitFor()
+  return page.frameLocator(`iframe[data-hosted="${key}"]`)
+}
+
+async function noError (t: Tap.Test, frame: FrameLocator, what: string): Promise<void> {
+  const errors = await frame.locator('.emb-error').allInnerTexts()
+  t.same(errors, [], `${what} shows no error`)
+}
+
+declare namespace Tap { type Test = { same: (a: unknown, b: unknown, m?: string) => void } }
+
+t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the company tab', { skip: browserSkip() }, async t => {
+  mkdirSync(SHOTS, { recursive: true })
+  const { app, db, base, tenants } = await startDemoApp(t)
+  const brightline = tenants.find(x => x.slug === 'brightline')!
+  const job = { id: 0, tenantId: brightline.id, queue: 'demo.collection-setup', payload: {}, state: 'running', runAt: new Date(), attempts: 99, maxAttempts: 99, dedupeKey: 'x', lockedBy: null, lockedUntil: null, lastError: null, sourceEntryId: null, createdAt: new Date() } as unknown as Job
+  await demoCollectionSetup(() => base)(job, { db, log: app.log, signal: new AbortController().signal }).catch(() => {})
+
+  const browser = await launchBrowser(t)
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } })
+  const problems: string[] = []
+  page.on('pageerror', error => { problems.push(error.message) })
+
+  // Card payer: the pod loads after the handshake.
+  await page.goto(`${base}/demo`)
+  t.match(page.url(), /\/demo\/cw\/invoice$/)
+  const pod = await handshake(page, 'invoice-pod')
+  await pod.locator('.emb-invoice').waitFor({ timeout: 15_000 })
+  await noError(t, pod, 'the invoice pod')
+  const number = await page.locator('#psa-invoice-number').innerText()
+  t.match(await pod.locator('#inv-title').innerText(), new RegExp(`Invoice ${number}`), 'the pod shows the host\'s invoice')
+  t.match(await page.locator('#host-log').innerText(), /getmemberauthentication/)
+  await page.screenshot({ path: `${SHOTS}/psa-invoice-pod.png`, fullPage: true })
+
+  // The toolbar button opens the dialog; charge the balance with the stored card.
+  await page.locator('#charge-card-button').click()
+  const dialog = await handshake(page, 'invoice-dialog')
+  await dialog.locator('#charge-form').waitFor({ timeout: 15_000 })
+  await noError(t, dialog, 'the charge dialog')
+  await dialog.getByRole('button', { name: 'Review charge' }).click()
+  await dialog.locator('#charge-confirm').waitFor({ state: 'visible' })
+  t.match(await dialog.locator('#charge-confirm-text').innerText(), /\$[\d,]+\.\d{2}/, 'the confirm step says what will be charged')
+  await page.screenshot({ path: `${SHOTS}/psa-charge-confirm.png` })
+  await dialog.getByRole('button', { name: 'Confirm charge' }).click()
+  await dialog.locator('#charge-result[data-status="succeeded"]').waitFor({ timeout: 20_000 })
+  t.match(await dialog.locator('#charge-result').innerText(), /Paid/)
+  await page.screenshot({ path: `${SHOTS}/psa-charge-paid.png` })
+  // Reopening the same record (as ConnectWise does after a save or refreshScreen): the pod shows it paid.
+  const recordId = await page.locator('body').getAttribute('data-record-id')
+  await page.goto(`${base}/demo/cw/invoice?id=${recordId ?? ''}`)
+  const refreshed = await handshake(page, 'invoice-pod')
+  await refreshed.locator('.emb-invoice').waitFor()
+  t.match(await refreshed.locator('.emb-head .badge').innerText(), /paid/i)
+
+  // ACH payer: processing, never paid yet.
+  await page.goto(`${base}/demo/cw/invoice`)
+  const achHref = await page.locator('#ach-invoice-link').getAttribute('href')
+  t.ok(achHref !== null, 'the demo offers an ACH payer')
+  await page.goto(`${base}${achHref ?? ''}`)
+  const achPod = await handshake(page, 'invoice-pod')
+  await achPod.locator('#charge-form').waitFor({ timeout: 15_000 })
+  await achPod.getByRole('button', { name: 'Review charge' }).click()
+  await achPod.getByRole('button', { name: 'Confirm charge' }).click()
+  await achPod.locator('#charge-result[data-status="processing"]').waitFor({ timeout: 20_000 })
+  t.match(await achPod.locator('#charge-result').innerText(), /Processing/)
+  await page.screenshot({ path: `${SHOTS}/psa-ach-processing.png`, fullPage: true })
+
+  // The QuickBooks sync pod slot answers the handshake too.
+  await handshake(page, 'quickbooks-pod')
+
+  // Company screen: the payment status tab.
+  await page.goto(`${base}/demo/cw/company`)
+  const tab = await handshake(page, 'company-tab')
+  await tab.locator('body').waitFor()
+  await page.waitForTimeout(1000)
+  await noError(t, tab, 'the company tab')
+  await page.screenshot({ path: `${SHOTS}/psa-company-tab.png`, fullPage: true })
+
+  t.same(problems, [], 'no script errors on the host page')
+})
