@@ -19,12 +19,10 @@ async function handshake (page: Page, key: string): Promise<FrameLocator> {
   return page.frameLocator(`iframe[data-hosted="${key}"]`)
 }
 
-async function noError (t: Tap.Test, frame: FrameLocator, what: string): Promise<void> {
-  const errors = await frame.locator('.emb-error').allInnerTexts()
-  t.same(errors, [], `${what} shows no error`)
+/** Error texts the frame shows (the embedded pages mark them .emb-error). */
+async function errorsIn (frame: FrameLocator): Promise<string[]> {
+  return await frame.locator('.emb-error').allInnerTexts()
 }
-
-declare namespace Tap { type Test = { same: (a: unknown, b: unknown, m?: string) => void } }
 
 t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the company tab', { skip: browserSkip() }, async t => {
   mkdirSync(SHOTS, { recursive: true })
@@ -43,7 +41,7 @@ t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the 
   t.match(page.url(), /\/demo\/cw\/invoice$/)
   const pod = await handshake(page, 'invoice-pod')
   await pod.locator('.emb-invoice').waitFor({ timeout: 15_000 })
-  await noError(t, pod, 'the invoice pod')
+  t.same(await errorsIn(pod), [], 'the invoice pod shows no error')
   const number = await page.locator('#psa-invoice-number').innerText()
   t.match(await pod.locator('#inv-title').innerText(), new RegExp(`Invoice ${number}`), 'the pod shows the host\'s invoice')
   t.match(await page.locator('#host-log').innerText(), /getmemberauthentication/)
@@ -53,7 +51,7 @@ t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the 
   await page.locator('#charge-card-button').click()
   const dialog = await handshake(page, 'invoice-dialog')
   await dialog.locator('#charge-form').waitFor({ timeout: 15_000 })
-  await noError(t, dialog, 'the charge dialog')
+  t.same(await errorsIn(dialog), [], 'the charge dialog shows no error')
   await dialog.getByRole('button', { name: 'Review charge' }).click()
   await dialog.locator('#charge-confirm').waitFor({ state: 'visible' })
   t.match(await dialog.locator('#charge-confirm-text').innerText(), /\$[\d,]+\.\d{2}/, 'the confirm step says what will be charged')
@@ -90,7 +88,7 @@ t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the 
   const tab = await handshake(page, 'company-tab')
   await tab.locator('body').waitFor()
   await page.waitForTimeout(1000)
-  await noError(t, tab, 'the company tab')
+  t.same(await errorsIn(tab), [], 'the company tab shows no error')
   await page.screenshot({ path: `${SHOTS}/psa-company-tab.png`, fullPage: true })
 
   t.same(problems, [], 'no script errors on the host page')
