@@ -15,7 +15,7 @@ import type { AccountingPort, PaymentPosting } from '../../../src/ports/accounti
 const REALM = '9341453050298761'
 type Obj = Record<string, any>
 
-async function rig (t: Tap.Test): Promise<{ store: QuickBooksStore, port: AccountingPort, db: any, tenantId: string, keyring: ReturnType<typeof testKeyring>, clock: { ms: number }, factory: ReturnType<typeof createAccountingFactory>, hits: string[] }> {
+async function rig (t: { teardown: (fn: () => Promise<void> | void) => void }): Promise<{ store: QuickBooksStore, port: AccountingPort, db: any, tenantId: string, keyring: ReturnType<typeof testKeyring>, clock: { ms: number }, factory: ReturnType<typeof createAccountingFactory>, hits: string[] }> {
   const clock = { ms: Date.now() }
   const store = createQuickBooksStore({
     seed: 1, realmId: REALM, now: () => clock.ms,
