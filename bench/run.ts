@@ -4,6 +4,7 @@ import { report, note } from './lib.js'
 const BENCHES: Record<string, () => Promise<{ run: () => Promise<Record<string, unknown>> }>> = {
   ledger: async () => await import('./ledger.js'),
   matching: async () => await import('./matching.js'),
+  pods: async () => await import('./pods.js'),
   sync: async () => await import('./sync.js'),
   webhooks: async () => await import('./webhooks.js')
 }
