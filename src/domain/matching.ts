@@ -113,7 +113,7 @@ export function normaliseName (name: string): string {
 
 /** "INV-001042" / "#1042" / "inv1042" → "1042"-style token: prefixes and separators dropped, case folded. */
 export function normaliseRef (ref: string): string {
-  return ref.toLowerCase().replace(/^(?:inv(?:oice)?|po|no|nr|ref)\b/, '').replace(/^(?:inv(?:oice)?|po)(?=\d)/, '').replace(/[^a-z0-9]/g, '').replace(/^0+(?=\d)/, '')
+  return ref.toLowerCase().replace(/^(?:inv(?:oice)?|po|no|nr|ref)\b/, '').replace(/^(?:inv(?:oice)?|po|no|nr|ref)(?=\d)/, '').replace(/[^a-z0-9]/g, '').replace(/^0+(?=\d)/, '')
 }
 
 /** Tokens of a memo that could be invoice or PO references. */

@@ -25,6 +25,7 @@ t.test('normalisation of names and references', async t => {
   t.equal(normaliseRef('INV-001042'), '1042')
   t.equal(normaliseRef('#1042'), '1042')
   t.same(memoTokens('Payment for INV 1042 and #1043, PO# 77-A'), ['1042', '1043', '77a'])
+  t.same(memoTokens('WIRE REF 100234'), ['100234'])
   t.same(memoTokens(null), [])
   t.ok(withinOneEdit('1042', '1043'))
   t.ok(withinOneEdit('1042', '142'))
