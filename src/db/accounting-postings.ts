@@ -100,6 +100,12 @@ export async function saveRequestBody (db: Db, tenantId: string, postingId: stri
     .update({ request_body: JSON.stringify(body), updated_at: db.fn.now() })
 }
 
+/** QBO answered that it did not write it (a batch item's error): the next try derives a fresh request from the books as they are then. */
+export async function clearRequestBody (db: Db, tenantId: string, postingId: string): Promise<void> {
+  await db('accounting_postings').where({ tenant_id: tenantId, id: postingId }).whereNot({ status: 'posted' })
+    .update({ request_body: null, updated_at: db.fn.now() })
+}
+
 export async function markPosted (db: Db, tenantId: string, postingId: string, write: { externalId: string, externalType: PostingDocType }): Promise<void> {
   await db('accounting_postings').where({ tenant_id: tenantId, id: postingId }).update({
     status: 'posted', external_id: write.externalId, external_type: write.externalType, last_error: null, posted_at: db.fn.now(), updated_at: db.fn.now()

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex'
 import type { AccountingDepositLine, AccountingInvoice, AccountingPort, AccountingSettings, AccountingWrite, DepositPosting, JournalPosting, PaymentPosting } from '../ports/accounting.js'
 import {
-  ensurePosting, getCustomerLinks, getPostingBySource, markNotPosted, markPosted, readPostingSettings, saveRequestBody, storeCustomerLink,
+  clearRequestBody, ensurePosting, getCustomerLinks, getPostingBySource, markNotPosted, markPosted, readPostingSettings, saveRequestBody, storeCustomerLink,
   type AccountingPostingRecord, type PostingDocType, type PostingKind
 } from '../db/accounting-postings.js'
 import { raiseException } from '../db/reconciliation-exceptions.js'
@@ -457,6 +457,7 @@ export async function syncNow (db: Knex, accounting: AccountingPort, tenantId: s
         else {
           const reason = answer === undefined ? 'QuickBooks returned no answer for this item' : answer.error.message
           await markNotPosted(db, tenantId, p.record.id, 'pending', reason)
+          if (answer !== undefined) await clearRequestBody(db, tenantId, p.record.id)
           fail(p.record.sourceKind, p.record.sourceId, new Error(reason))
         }
       }
