@@ -26,6 +26,8 @@ import tieoutRoutes from './routes/api/tieout.js'
 import { startTieoutScheduler, tieoutJobHandlers } from './jobs/tieout-jobs.js'
 import { postingJobHandlers } from './jobs/posting-jobs.js'
 import type { AccountingFactory } from './ports/accounting.js'
+import { createAccountingFactory } from './services/accounting-connections.js'
+import quickbooksConnectRoutes from './routes/connect/quickbooks.js'
 import payRoutes from './routes/pay/index.js'
 import embeddedRoutes from './routes/embedded/index.js'
 import { noticeJobHandlers } from './jobs/notice-jobs.js'
@@ -41,6 +43,8 @@ declare module 'fastify' {
     psaFor: PsaFactory
     /** The payments adapter on a tenant's Stripe key. */
     paymentsFor: PaymentsFactory
+    /** The QuickBooks port for a tenant's connection; null when not connected. */
+    accountingFor: AccountingFactory
   }
 }
 
@@ -83,6 +87,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     keyring: app.keyring,
     ...(config.demo ? { sandbox: { origin: () => listeningOrigin(app), apiKey: STRIPE_SANDBOX_API_KEY, publishableKey: STRIPE_SANDBOX_PUBLISHABLE_KEY } } : {})
   }))
+  app.decorate('accountingFor', createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
   // The tie-out reads the books through the tenant's QuickBooks connection, once the connection factory is decorated (null: not connected).
   const accountingFor: AccountingFactory = async tenantId =>
     app.hasDecorator('accountingFor') ? await (app as unknown as { accountingFor: AccountingFactory }).accountingFor(tenantId) : null
@@ -114,6 +119,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(stripeWebhook)
   await app.register(payRoutes, { publicUrl: config.publicUrl })
   await app.register(brandRoutes)
+  await app.register(quickbooksConnectRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
   await app.register(apiRoutes, { publicUrl: config.publicUrl })
   await app.register(embeddedRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
   await app.register(tieoutRoutes, { accountingFor })

@@ -8,6 +8,7 @@ import type { CallBudget } from '../ports/psa.js'
 import type { AccountingFactory, AccountingPort, AccountingSettings } from '../ports/accounting.js'
 import { createQboClient } from '../adapters/quickbooks/client.js'
 import { createQuickBooksAccounting } from '../adapters/quickbooks/accounting.js'
+import { QUICKBOOKS_SANDBOX_CREDENTIALS } from '../sandbox/quickbooks/index.js'
 
 /** Intuit production endpoints; a connection with settings.site = 'sandbox' uses the stand-in under sandboxOrigin instead. */
 export const QBO_PRODUCTION = {
@@ -213,7 +214,7 @@ export function createAccountingFactory (options: AccountingFactoryOptions): Acc
       const origin = options.sandboxOrigin?.() ?? null
       if (origin === null) throw new AppError('ACCOUNTING_NOT_CONNECTED', 'This QuickBooks connection uses the built-in stand-in, which only runs in the demo once the server is listening.')
       endpoints = sandboxEndpoints(origin)
-      app = options.app ?? { clientId: String(c.settings.clientId ?? ''), clientSecret: String(c.settings.clientSecret ?? '') }
+      app = options.app ?? QUICKBOOKS_SANDBOX_CREDENTIALS
     }
     const tokens = tokenSource({ db: options.db, keyring: options.keyring, tenantId, endpoints, app, now: options.now })
     let budget = budgets.get(c.realmId)
