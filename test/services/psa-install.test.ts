@@ -108,3 +108,43 @@ t.test('stand-in answers bad hosted setups in ConnectWise error shape', async t 
   const screens = await psa.client.get<Array<{ id: number, screenId: string, name: string }>>('/system/connectWiseHostedScreens')
   t.ok(screens.data.some(s => s.screenId === 'Company'))
 })
+
+t.test('settle install / uninstall connectwise through the CLI command', async t => {
+  const { testDb } = await import('../helpers/db.js')
+  const { testKeyring } = await import('../helpers/fixtures.js')
+  const { createTenant } = await import('../../src/db/tenants.js')
+  const { connectConnectWise } = await import('../../src/services/psa-connections.js')
+  const { runTenantCommand } = await import('../../src/cli/commands.js')
+  const db = await testDb(t)
+  const keyring = testKeyring()
+  const store = createConnectWiseStore({ seed: 5 })
+  const app = Fastify()
+  await app.register(connectwiseSandbox, { prefix: '/sandbox/connectwise', store, credentials: CONNECTWISE_SANDBOX_CREDENTIALS })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(async () => { await app.close() })
+  const tenant = await createTenant(db, { slug: 'clitest', name: 'CLI MSP' })
+  await connectConnectWise(db, keyring, tenant.id, { site: connectwiseSandboxSite(app.server.address() as AddressInfo), ...CONNECTWISE_SANDBOX_CREDENTIALS })
+  const printed: string[] = []
+  const write = process.stdout.write.bind(process.stdout)
+  // tap reports on stdout too: take the command's lines, pass everything else through.
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    if (/^(Installed|Removed) Settle/.test(String(chunk))) { printed.push(String(chunk)); return true }
+    return (write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest)
+  }) as typeof process.stdout.write
+  try {
+    t.equal(await runTenantCommand('install', ['connectwise', '--tenant', 'clitest'], { db, keyring, publicUrl: PUBLIC_URL }), 0)
+    t.equal(await runTenantCommand('install', ['connectwise', '--tenant', 'clitest'], { db, keyring, publicUrl: PUBLIC_URL }), 0)
+    t.equal(await runTenantCommand('uninstall', ['connectwise', '--tenant', 'clitest'], { db, keyring, publicUrl: PUBLIC_URL }), 0)
+  } finally {
+    process.stdout.write = write
+  }
+  // tap shares stdout: keep only the command's own output.
+  const ours = printed.filter(p => /^(Installed|Removed) Settle/.test(p))
+  t.equal(ours.length, 3)
+  t.match(ours[0], /6 created, 0 updated, 0 unchanged, 0 skipped/)
+  t.match(ours[0], /invoice-pod \(id \d+\): Pod on Invoice/)
+  t.match(ours[1], /0 created, 1 updated, 5 unchanged/, 'the re-run only refreshes the callback')
+  t.match(ours[2], /5 hosted setups, 1 callbacks/)
+  t.equal(store.hostedSetups.length, 0)
+  await t.rejects(runTenantCommand('install', ['autotask', '--tenant', 'clitest'], { db, keyring, publicUrl: PUBLIC_URL }), /Only ConnectWise installs through its API/)
+})
