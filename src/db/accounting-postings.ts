@@ -175,7 +175,9 @@ const DEFAULT_SETTINGS: AccountingSettings = {
 /** The tenant's confirmed books settings as stored on the connection; null when QuickBooks is not connected. */
 export async function readPostingSettings (db: Db, tenantId: string): Promise<AccountingSettings | null> {
   requireTenantId(tenantId)
-  const row = await db('accounting_connections').where({ tenant_id: tenantId, system: 'quickbooks' }).first('settings', 'status') as { settings: Partial<AccountingSettings> | null, status: string } | undefined
+  const row = await db('accounting_connections').where({ tenant_id: tenantId, system: 'quickbooks' }).first('settings', 'status') as { settings: (Partial<AccountingSettings> & { accounting?: Partial<AccountingSettings> }) | null, status: string } | undefined
   if (row === undefined || row.status === 'disconnected') return null
-  return { ...DEFAULT_SETTINGS, ...(row.settings ?? {}) }
+  // The connection service keeps them under settings.accounting (getAccountingSettings); older rows have them at the top.
+  const { accounting, ...top } = row.settings ?? {}
+  return { ...DEFAULT_SETTINGS, ...top, ...(accounting ?? {}) }
 }

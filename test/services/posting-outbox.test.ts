@@ -15,7 +15,8 @@ t.test('a succeeded charge queues qbo.post-payment in the same transaction, once
   const customer = await makeCustomer(db, tenant, 'Acme Dental')
   await db('accounting_connections').insert({
     tenant_id: tenant.id, system: 'quickbooks', realm_id: '1',
-    settings: JSON.stringify({ undepositedFundsAccountId: '4', bankAccountId: '35', feesAccountId: '8', receivableAccountId: '84', cardPaymentMethodId: '4', docNumberPrefix: 'PSA-' })
+    // Nested as the connection service's saveAccountingSettings stores them.
+    settings: JSON.stringify({ accounting: { undepositedFundsAccountId: '4', bankAccountId: '35', feesAccountId: '8', receivableAccountId: '84', cardPaymentMethodId: '4', docNumberPrefix: 'PSA-' } })
   })
   const method = await savePaymentMethod(db, tenant.id, { customerId: customer.id, processorCustomerRef: 'cus_1', processorMethodRef: 'pm_1', type: 'card', brand: 'visa', last4: '4242', expMonth: 12, expYear: 2030, funding: 'credit', isDefault: true })
   const [inv] = await db('invoices').insert({
