@@ -16,6 +16,7 @@ import { setBrand, type LogoType } from '../db/branding.js'
 import { setInstallmentSettings } from '../db/installments.js'
 import { putSecret } from '../db/secrets.js'
 import { createApiKey } from '../security/api-keys.js'
+import { QBO_PRODUCTION, connectQuickBooks, createAccountingFactory, discoverSettings, saveAccountingSettings, tokenRequest } from '../services/accounting-connections.js'
 import { syncInvoices, type SyncProgress } from '../services/sync.js'
 import { renderProgress, syncFraction } from './progress.js'
 
@@ -60,7 +61,7 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       site: { type: 'string' }, 'company-id': { type: 'string' }, 'public-key': { type: 'string' }, 'client-id': { type: 'string' },
       'api-user': { type: 'string' }, 'integration-code': { type: 'string' },
       rate: { type: 'string' }, block: { type: 'string' },
-      'publishable-key': { type: 'string' }, accent: { type: 'string' }, logo: { type: 'string' }, 'support-email': { type: 'string' },
+      'publishable-key': { type: 'string' }, realm: { type: 'string' }, accent: { type: 'string' }, logo: { type: 'string' }, 'support-email': { type: 'string' },
       'min-amount': { type: 'string' }, 'max-parts': { type: 'string' }, scopes: { type: 'string' }, zone: { type: 'string' }
     },
     strict: true
@@ -158,7 +159,19 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       out(`Connected ${tenant.slug} to Stripe (${publishable.split('_')[1] ?? ''} mode). In Stripe, send events to ${deps.publicUrl}/webhooks/stripe/${tenant.slug}.`)
       return 0
     }
-    throw new AppError('VALIDATION_FAILED', 'Say what to connect: settle connect connectwise …, autotask … or stripe …')
+    if (sub === 'quickbooks') {
+      const app = { clientId: secretFromEnv('SETTLE_QBO_CLIENT_ID', 'Intuit app client id'), clientSecret: secretFromEnv('SETTLE_QBO_CLIENT_SECRET', 'Intuit app client secret') }
+      const refreshToken = secretFromEnv('SETTLE_QBO_REFRESH_TOKEN', 'QuickBooks refresh token for the company')
+      const realmId = required(values, 'realm')
+      // Prove the refresh token (and rotate it) before saving anything.
+      const tokens = await tokenRequest(QBO_PRODUCTION, app, { grant_type: 'refresh_token', refresh_token: refreshToken })
+      await connectQuickBooks(db, keyring, { tenantId: tenant.id, realmId, tokens })
+      const port = await createAccountingFactory({ db, keyring, app })(tenant.id)
+      const settings = port === null ? null : await saveAccountingSettings(db, tenant.id, await discoverSettings(port))
+      out(`Connected ${tenant.slug} to QuickBooks company ${realmId}; proposed settings: ${JSON.stringify(settings)}. Confirm them in settings.`)
+      return 0
+    }
+    throw new AppError('VALIDATION_FAILED', 'Say what to connect: settle connect connectwise …, autotask … stripe … or quickbooks …')
   }
 
   if (command === 'install' || command === 'uninstall') {

@@ -12,6 +12,8 @@ import { connectAutotask, connectConnectWise } from '../services/psa-connections
 import { AUTOTASK_SANDBOX_CREDENTIALS } from '../sandbox/autotask/index.js'
 import { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_MEMBER } from '../sandbox/connectwise/index.js'
 import { grantMember } from '../services/embedded.js'
+import { connectQuickBooks } from '../services/accounting-connections.js'
+import { QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN, QUICKBOOKS_SANDBOX_REALM_ID } from '../sandbox/quickbooks/index.js'
 
 /** Two demo MSPs, one on each PSA, so the demo also shows that tenants never see each other. */
 export const DEMO_TENANTS: ReadonlyArray<{ slug: string, name: string, psa: PsaSystem, stripe: boolean, accent: string }> = [
@@ -46,6 +48,10 @@ export async function seedDemo (db: Knex, keyring: Keyring): Promise<Tenant[]> {
       await enqueue(db, tenant.id, [{ queue: 'demo.collection-setup', dedupeKey: 'demo', maxAttempts: 40 }])
       // Invoices from $1,000 may be paid in up to 6 monthly parts, so the pay page shows the option.
       await setInstallmentSettings(db, tenant.id, { minAmount: 100_000, maxParts: 6 })
+    }
+    if (demo.slug === 'brightline') {
+      // Books on the QuickBooks stand-in: its demo refresh token always works, so the first call refreshes a real pair.
+      await connectQuickBooks(db, keyring, { tenantId: tenant.id, realmId: QUICKBOOKS_SANDBOX_REALM_ID, companyName: 'Brightline Managed IT (sandbox books)', sandbox: true, tokens: { access_token: 'demo-not-yet-issued', refresh_token: QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN, expires_in: 0, x_refresh_token_expires_in: 100 * 86_400 } })
     }
     if (demo.psa === 'connectwise') {
       await connectConnectWise(db, keyring, tenant.id, { site: 'sandbox', ...CONNECTWISE_SANDBOX_CREDENTIALS })
