@@ -19,10 +19,11 @@ export const MAIN_LAYOUT = { layout: 'layouts/main.hbs' } as const
 export default fp<{ production: boolean }>(async (app, { production }) => {
   const hbs = handlebars.create()
   hbs.registerHelper('money', (value: unknown) => (isMoney(value) ? formatMoney(value) : '—'))
-  hbs.registerHelper('date', (value: unknown) =>
-    value instanceof Date ? value.toLocaleDateString('en-US', { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' }) : '')
-  hbs.registerHelper('datetime', (value: unknown) =>
-    value instanceof Date ? value.toLocaleString('en-US', { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', timeZone: 'UTC', timeZoneName: 'short' }) : '')
+  // Formatters built once: toLocale*String with options builds a new Intl formatter per call (~0.1 ms, every table row).
+  const dateFormat = new Intl.DateTimeFormat('en-US', { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' })
+  const dateTimeFormat = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', timeZone: 'UTC', timeZoneName: 'short' })
+  hbs.registerHelper('date', (value: unknown) => (value instanceof Date ? dateFormat.format(value) : ''))
+  hbs.registerHelper('datetime', (value: unknown) => (value instanceof Date ? dateTimeFormat.format(value) : ''))
   // SVG columns grow upward: y = 100 - height.
   hbs.registerHelper('inverse', (value: unknown) => (typeof value === 'number' ? 100 - value : 100))
   await app.register(view, {
