@@ -88,9 +88,8 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     ...(config.demo ? { sandbox: { origin: () => listeningOrigin(app), apiKey: STRIPE_SANDBOX_API_KEY, publishableKey: STRIPE_SANDBOX_PUBLISHABLE_KEY } } : {})
   }))
   app.decorate('accountingFor', createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
-  // The tie-out reads the books through the tenant's QuickBooks connection, once the connection factory is decorated (null: not connected).
-  const accountingFor: AccountingFactory = async tenantId =>
-    app.hasDecorator('accountingFor') ? await (app as unknown as { accountingFor: AccountingFactory }).accountingFor(tenantId) : null
+  // Null for a tenant whose books are not connected.
+  const accountingFor = app.accountingFor
   app.decorate('jobHandlers', {
     ...syncJobHandlers(app.psaFor),
     ...paymentJobHandlers(app.paymentsFor),
@@ -98,7 +97,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     ...tieoutJobHandlers(accountingFor),
     ...postingJobHandlers(accountingFor),
     ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
-    ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app)) } : {})
+    ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app), app.accountingFor) } : {})
   })
   await app.register(workerPlugin, { config })
   if (config.workerEnabled) {

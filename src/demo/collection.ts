@@ -6,12 +6,15 @@ import { getTenant } from '../db/tenants.js'
 import { achMandateText, autopayAuthorisationText, CONSENT_TEXT_VERSION } from '../domain/consents.js'
 import type { Knex } from 'knex'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Job } from '../db/jobs.js'
+import { enqueue, type Job } from '../db/jobs.js'
+import { TIEOUT_QUEUE } from '../jobs/tieout-jobs.js'
 import { RetryLaterError, type JobHandler } from '../jobs/worker.js'
 import { runAutopay } from '../services/autopay.js'
 import { chargeInvoice } from '../services/charge.js'
 import { processorCustomerFor } from '../services/checkout.js'
 import { STRIPE_SANDBOX_API_KEY } from '../sandbox/stripe/index.js'
+import type { AccountingFactory } from '../ports/accounting.js'
+import { discoverSettings, getAccountingSettings, saveAccountingSettings } from '../services/accounting-connections.js'
 
 /** Which demo clients get which method, by Stripe's test payment method ids. */
 const PLAN = [
@@ -29,7 +32,7 @@ const DEMO_BROWSER = 'Mozilla/5.0 (X11; Linux x86_64) Settle demo'
  * all through the real adapter and services. Runs once, after the first
  * sync has brought invoices in.
  */
-export function demoCollectionSetup (origin: () => string | null): JobHandler {
+export function demoCollectionSetup (origin: () => string | null, accountingFor?: AccountingFactory): JobHandler {
   return async (job, { db, log }) => {
     if (job.tenantId === null) return
     const tenantId = job.tenantId
@@ -40,6 +43,12 @@ export function demoCollectionSetup (origin: () => string | null): JobHandler {
     if (base === null || clients.length < PLAN.length) throw new RetryLaterError('waiting for the first PSA sync', 3000)
     // Set up already (this is a re-run): only the payout may be left to do.
     if (await db('payment_methods').where({ tenant_id: tenantId }).first('id') !== undefined) { await demoPayout(job, db, tenantId, base, log); return }
+    // The books' accounts as a person would confirm them after connecting (the OAuth callback does this for a real tenant),
+    // before the first charge wants to post.
+    const books = accountingFor === undefined ? null : await accountingFor(tenantId)
+    if (books !== null && (await getAccountingSettings(db, tenantId)).undepositedFundsAccountId === null) {
+      await saveAccountingSettings(db, tenantId, await discoverSettings(books))
+    }
     const tenant = await getTenant(db, tenantId)
     const stripe = createStripeClient({ secretKey: STRIPE_SANDBOX_API_KEY, baseUrl: base })
     const payments = createStripePayments(stripe)
@@ -99,4 +108,6 @@ async function demoPayout (job: Job, db: Knex, tenantId: string, base: string, l
   })
   const body = await res.json() as { id?: string, amount?: number, error?: { message?: string } }
   log.info({ tenantId, payout: body.id ?? null, amount: body.amount ?? null, note: body.error?.message }, 'demo payout requested')
+  // Tie out once the payout's deposit has had time to post, so the overview shows the stand-in's planted differences, not work in flight.
+  await enqueue(db, tenantId, [{ queue: TIEOUT_QUEUE, dedupeKey: 'demo-after-payout', runAt: new Date(Date.now() + 30_000), maxAttempts: 3 }])
 }

@@ -26,6 +26,7 @@ export default fp<{ production: boolean }>(async (app, { production }) => {
   hbs.registerHelper('datetime', (value: unknown) => (value instanceof Date ? dateTimeFormat.format(value) : ''))
   // SVG columns grow upward: y = 100 - height.
   hbs.registerHelper('inverse', (value: unknown) => (typeof value === 'number' ? 100 - value : 100))
+  hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b)
   await app.register(view, {
     engine: { handlebars: hbs },
     root: VIEWS,

@@ -6,6 +6,11 @@ import { getSyncState, listPsaConnections, listSyncRuns, type SyncRun } from '..
 import type { Tenant } from '../db/tenants.js'
 import { asCurrency, type Currency, type Money } from '../domain/money.js'
 import { classifyFailure } from '../domain/retry-policy.js'
+import { getAccountingConnection } from './accounting-connections.js'
+import { listPostings } from '../db/accounting-postings.js'
+import { listPayouts } from '../db/payouts.js'
+import { latestTieoutRun } from './tieout.js'
+import { listExceptions } from '../db/reconciliation-exceptions.js'
 
 export interface AgingBucket { label: string, amount: Money, count: number, heightPct: number }
 
@@ -185,5 +190,44 @@ export async function ledgerOverview (db: Knex, tenant: Tenant, today: Date): Pr
     syncs,
     jobs,
     collection: await collectionPanel(db, tenant)
+  }
+}
+
+export interface ReconciliationPanel {
+  books: { connected: boolean, status: string | null, companyName: string | null, lastError: string | null }
+  postings: { posted: number, pending: number, failed: number, latest: Array<{ kind: string, docType: string | null, externalId: string | null, amount: Money, postedAt: Date | null }> }
+  payouts: Array<{ ref: string, arrivalDate: string | null, status: string, amount: Money, fees: Money, deposit: string | null }>
+  tieout: { status: string, finishedAt: Date | null, differences: number } | null
+  exceptions: { open: number, top: Array<{ kind: string, summary: string, amount: Money | null }> }
+}
+
+/** The loop's last leg for the overview: books connection, postings, payouts with their deposits, the tie-out and the exception queue. */
+export async function reconciliationOverview (db: Knex, tenantId: string): Promise<ReconciliationPanel> {
+  const connection = await getAccountingConnection(db, tenantId)
+  const postings = await listPostings(db, tenantId)
+  const payouts = await listPayouts(db, tenantId, { limit: 5 })
+  const deposits = new Map(postings.filter(p => p.sourceKind === 'deposit').map(p => [p.sourceId, p]))
+  const tieout = await latestTieoutRun(db, tenantId)
+  const open = await listExceptions(db, tenantId, { status: 'open', limit: 200 })
+  return {
+    books: { connected: connection !== null && connection.status !== 'disconnected', status: connection?.status ?? null, companyName: connection?.companyName ?? null, lastError: connection?.lastError ?? null },
+    postings: {
+      posted: postings.filter(p => p.status === 'posted').length,
+      pending: postings.filter(p => p.status === 'pending').length,
+      failed: postings.filter(p => p.status === 'failed').length,
+      latest: postings.filter(p => p.status === 'posted')
+        .sort((a, b) => (b.postedAt?.getTime() ?? 0) - (a.postedAt?.getTime() ?? 0)).slice(0, 6)
+        .map(p => ({ kind: p.sourceKind, docType: p.externalType, externalId: p.externalId, amount: p.amount, postedAt: p.postedAt }))
+    },
+    payouts: payouts.map(p => ({
+      ref: p.processorPayoutRef,
+      arrivalDate: p.arrivalDate,
+      status: p.status,
+      amount: p.amount,
+      fees: p.fees,
+      deposit: deposits.get(p.id)?.externalId ?? null
+    })),
+    tieout: tieout === null ? null : { status: tieout.run.status, finishedAt: tieout.run.finishedAt, differences: tieout.run.differencesCount },
+    exceptions: { open: open.length, top: open.slice(0, 5).map(e => ({ kind: e.kind.replace(/_/g, ' '), summary: e.summary, amount: e.amount })) }
   }
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Config } from '../../config.js'
 import { DEMO_TENANTS } from '../../demo/seed.js'
 import { findTenantBySlug } from '../../db/tenants.js'
-import { ledgerOverview } from '../../services/overview.js'
+import { ledgerOverview, reconciliationOverview } from '../../services/overview.js'
 import { isPglite } from '../../db/knex.js'
 import { MAIN_LAYOUT } from '../../plugins/view.js'
 import { openBalance } from '../../db/invoices.js'
@@ -38,11 +38,13 @@ export default async function homeRoutes (app: FastifyInstance, { config }: { co
     const demo = config.demo ? DEMO_TENANTS.find(t => t.slug === slug) : undefined
     const tenant = demo === undefined ? null : await findTenantBySlug(app.db, demo.slug)
     const overview = tenant === null ? null : await ledgerOverview(app.db, tenant, new Date())
+    const reconciliation = tenant === null ? null : await reconciliationOverview(app.db, tenant.id)
     // The demo hands out clients' pay links so a newcomer can play the client; real links go out by mail.
     const payPages = tenant === null ? [] : await demoPayPages(app, tenant.id)
     return await reply.view('home', {
       title: 'Settle · invoice-to-cash for MSPs',
       overview,
+      reconciliation,
       payPages,
       tenants: config.demo ? DEMO_TENANTS.map(t => ({ ...t, current: t.slug === slug, psaTitle: t.psa === 'connectwise' ? 'ConnectWise' : 'Autotask' })) : [],
       refresh: overview?.syncing === true,
