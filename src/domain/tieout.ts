@@ -54,6 +54,8 @@ export interface OurInvoiceView {
   /** What Settle can still collect (`openBalance`). */
   settleOpen: number
   paidViaSettle: number
+  /** A push of Settle's payment to the PSA is queued or running. */
+  pushInFlight?: boolean
 }
 
 export interface QboInvoiceView {
@@ -235,7 +237,7 @@ export function compareTieout (input: TieoutInput): TieoutResult {
     if (psa !== settle) {
       const gap = psa - settle
       if (gap > 0 && gap <= i.paidViaSettle) {
-        add({
+        if (i.pushInFlight !== true) add({
           cause: 'psa_not_updated',
           difference: { amount: gap, currency: c },
           figures: { psa, settle },

@@ -108,7 +108,8 @@ async function startRun (db: Knex, tenantId: string, trigger: TieoutTrigger, now
 
 interface InvoiceQueryRow {
   id: string, customer_id: string, customer_name: string, number: string, currency: string, voided: boolean, total: number | string,
-  psa_balance: number | string, ledger_billed: number | string, paid_via_settle: number | string, ledger_paid_elsewhere: number | string
+  psa_balance: number | string, ledger_billed: number | string, paid_via_settle: number | string, ledger_paid_elsewhere: number | string,
+  push_in_flight: boolean
 }
 
 const invoiceColumns = ['i.id', 'i.customer_id', 'c.name as customer_name', 'i.number', 'i.currency', 'i.voided', 'i.total', 'i.psa_balance', 'i.ledger_billed', 'i.paid_via_settle', 'i.ledger_paid_elsewhere']
@@ -116,6 +117,9 @@ const invoiceColumns = ['i.id', 'i.customer_id', 'c.name as customer_name', 'i.n
 function invoiceQuery (db: Db, tenantId: string): Knex.QueryBuilder {
   return db('invoices as i').join('customers as c', function () { this.on('c.tenant_id', 'i.tenant_id').andOn('c.id', 'i.customer_id') })
     .where('i.tenant_id', tenantId).select(invoiceColumns)
+    // A push-back still queued or running: the PSA is about to hear of the payment, so a lower PSA figure is in flight, not a difference.
+    .select(db.raw(`exists (select 1 from jobs j where j.tenant_id = i.tenant_id and j.queue in ('psa.push-payment', 'psa.restate-payment')
+      and j.state in ('pending', 'running') and j.payload->>'invoiceExternalId' = i.psa_invoice_id) as push_in_flight`))
 }
 
 const toView = (r: InvoiceQueryRow): OurInvoiceView => ({
@@ -128,7 +132,8 @@ const toView = (r: InvoiceQueryRow): OurInvoiceView => ({
   psaTotal: Number(r.total),
   psaBalance: Number(r.psa_balance),
   settleOpen: openBalance(r),
-  paidViaSettle: Number(r.paid_via_settle)
+  paidViaSettle: Number(r.paid_via_settle),
+  pushInFlight: r.push_in_flight
 })
 
 async function collect<T> (pages: AsyncIterable<T[]>): Promise<T[]> {

@@ -149,3 +149,16 @@ t.test('payouts: Stripe net, Settle bank posting, QuickBooks deposit', async t =
   t.same(by('bankdiff'), ['bank_posting_differs'])
   t.equal(r.totals.USD?.stripePayouts, 10 * 97_000)
 })
+
+t.test('a PSA figure behind a push-back still in flight is not a difference; once the push is done it is', async t => {
+  const invoice = { psaBalance: 50_000, settleOpen: 30_000, paidViaSettle: 20_000 }
+  const base = {
+    customers: [{ customerId: 'c1', name: 'Harbor Dental', receivable: [{ amount: 30_000, currency: 'USD' as const }] }],
+    qboInvoices: [qbo('1005', 50_000, 30_000)],
+    qboCustomers: [{ id: 'qc1', displayName: 'Harbor Dental', balance: { amount: 30_000, currency: 'USD' as const }, settleCustomerId: 'c1' }]
+  }
+  const inFlight = compareTieout(input({ ...base, invoices: [ours('1005', { ...invoice, pushInFlight: true })] }))
+  t.notOk(inFlight.differences.some(d => d.cause === 'psa_not_updated'), 'the queued push will tell the PSA')
+  const stuck = compareTieout(input({ ...base, invoices: [ours('1005', { ...invoice, pushInFlight: false })] }))
+  t.ok(stuck.differences.some(d => d.cause === 'psa_not_updated'), 'no push on its way: a person should look')
+})
