@@ -92,16 +92,30 @@ export type Decision =
   | { kind: 'ambiguous', suggestions: Candidate[] }
   | { kind: 'unmatched', suggestions: Candidate[] }
 
+/** One customer's open invoices in one currency. */
+interface Pool {
+  /** By open balance ascending. */
+  sorted: OpenInvoiceView[]
+  byAmount: Map<number, OpenInvoiceView[]>
+}
+
+type OneOrMany = OpenInvoiceView | OpenInvoiceView[]
+
 export interface MatchingIndex {
   readonly byRef: Map<string, OpenInvoiceView[]>
-  readonly byDeletion: Map<string, OpenInvoiceView[]>
-  /** customer|currency → invoices sorted by open balance ascending */
-  readonly byCustomer: Map<string, OpenInvoiceView[]>
-  readonly byCustomerAmount: Map<string, OpenInvoiceView[]>
+  /**
+   * (position, reference with that character deleted) → invoices. All-digit
+   * keys are numbers (see delKey): hundreds of thousands of keys, and a string
+   * per key was most of the index's build time and garbage. Others: "i:rest".
+   */
+  readonly byDeletionNum: Map<number, OneOrMany>
+  readonly byDeletion: Map<string, OneOrMany>
+  /** customer → currency → pool: nested maps, so a lookup builds no key string. */
+  readonly pools: Map<string, Map<Currency, Pool>>
   readonly customersByName: Map<string, string[]>
   readonly customersByBankAccount: Map<string, string[]>
-  /** Normalised references of each invoice. */
-  readonly refsOf: Map<OpenInvoiceView, string[]>
+  /** Customer identification per source customer / bank account / payer text, computed once per distinct value. */
+  readonly whoCache: Map<string, Identified>
 }
 
 const SUFFIXES = new Set(['inc', 'llc', 'ltd', 'limited', 'corp', 'corporation', 'co', 'company', 'the', 'plc', 'pllc', 'lp', 'llp'])
@@ -116,23 +130,63 @@ export function normaliseRef (ref: string): string {
   return ref.toLowerCase().replace(/^(?:inv(?:oice)?|po|no|nr|ref)\b/, '').replace(/^(?:inv(?:oice)?|po|no|nr|ref)(?=\d)/, '').replace(/[^a-z0-9]/g, '').replace(/^0+(?=\d)/, '')
 }
 
+const NONE: string[] = []
+
 /** Tokens of a memo that could be invoice or PO references. */
 export function memoTokens (memo: string | null): string[] {
-  if (memo === null) return []
-  const out = new Set<string>()
+  if (memo === null) return NONE
+  let out: Set<string> | null = null
   // Join prefixes to their number ("INV 1042", "PO# 77-A") before splitting.
   const text = memo.toLowerCase().replace(/\b(inv(?:oice)?|po|no|nr|ref)[\s.#:-]*(?=[a-z]?\d)/g, '$1')
   for (const raw of text.split(/[\s,;/()]+/)) {
-    const token = normaliseRef(raw)
-    if (token.length >= 2 && /\d/.test(token)) out.add(token)
+    // Fast paths, same result as normaliseRef without its four regexes:
+    // normalising only drops characters, so a word without a digit can never
+    // yield a reference; a plain number not starting with 0 is its own token.
+    const shape = digitShape(raw)
+    if (shape === 0) continue
+    const token = shape === 2 ? raw : normaliseRef(raw)
+    if (token.length >= 2 && (shape === 2 || /\d/.test(token))) (out ??= new Set()).add(token)
   }
-  return [...out]
+  return out === null ? NONE : [...out]
 }
 
-function deletions (token: string): string[] {
-  const out: string[] = []
-  for (let i = 0; i < token.length; i++) out.push(token.slice(0, i) + token.slice(i + 1))
-  return out
+/** 0: no digit; 2: only digits, not starting with 0; 1: anything else. */
+function digitShape (raw: string): 0 | 1 | 2 {
+  let digits = 0
+  for (let i = 0; i < raw.length; i++) { const c = raw.charCodeAt(i); if (c >= 48 && c <= 57) digits++ }
+  if (digits === 0) return 0
+  return digits === raw.length && raw.charCodeAt(0) !== 48 ? 2 : 1
+}
+
+const DEL_NUM_MAX = 14
+/**
+ * Numeric key of (pos, s without its character at skip; skip -1 keeps all)
+ * when that rest is all digits and at most 14 long, else -1. A leading 1 keeps
+ * leading zeros apart ("023" ≠ "23"); ×32 + pos stays below 2^53.
+ */
+function delKey (s: string, skip: number, pos: number): number {
+  if (s.length - (skip >= 0 ? 1 : 0) > DEL_NUM_MAX) return -1
+  let v = 1
+  for (let j = 0; j < s.length; j++) {
+    if (j === skip) continue
+    const c = s.charCodeAt(j) - 48
+    if (c < 0 || c > 9) return -1
+    v = v * 10 + c
+  }
+  return v * 32 + pos
+}
+
+function delLookup (index: MatchingIndex, s: string, skip: number, pos: number): OneOrMany | undefined {
+  const k = delKey(s, skip, pos)
+  if (k >= 0) return index.byDeletionNum.get(k)
+  return index.byDeletion.get(`${pos}:${skip < 0 ? s : s.slice(0, skip) + s.slice(skip + 1)}`)
+}
+
+function addOneOrMany<K> (map: Map<K, OneOrMany>, key: K, inv: OpenInvoiceView): void {
+  const prior = map.get(key)
+  if (prior === undefined) map.set(key, inv)
+  else if (Array.isArray(prior)) prior.push(inv)
+  else map.set(key, [prior, inv])
 }
 
 /** Levenshtein distance ≤ 1, without building the matrix. */
@@ -157,24 +211,31 @@ function push<K, V> (map: Map<K, V[]>, key: K, value: V): void {
 
 export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], customers: readonly CustomerView[]): MatchingIndex {
   const index: MatchingIndex = {
-    byRef: new Map(), byDeletion: new Map(), byCustomer: new Map(), byCustomerAmount: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), refsOf: new Map()
+    byRef: new Map(), byDeletionNum: new Map(), byDeletion: new Map(), pools: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), whoCache: new Map()
   }
   for (const inv of invoices) {
     if (inv.openBalance <= 0) continue
-    for (const ref of [inv.number, inv.poNumber]) {
+    for (let r = 0; r < 2; r++) {
+      const ref = r === 0 ? inv.number : inv.poNumber
       if (ref === null || ref === '') continue
       const token = normaliseRef(ref)
       if (token === '') continue
       push(index.byRef, token, inv)
-      ;(index.refsOf.get(inv) ?? index.refsOf.set(inv, []).get(inv)!).push(token)
       // No de-duplication here: lookups de-duplicate, and these lists can be long.
       // Keyed by position too, so a lookup finds only true one-edit neighbours (no verification pass).
-      if (token.length >= FUZZY_MIN) deletions(token).forEach((d, i) => { const k = `${i}:${d}`; const l = index.byDeletion.get(k); if (l === undefined) index.byDeletion.set(k, [inv]); else l.push(inv) })
+      if (token.length >= FUZZY_MIN) {
+        for (let i = 0; i < token.length; i++) {
+          const k = delKey(token, i, i)
+          if (k >= 0) addOneOrMany(index.byDeletionNum, k, inv)
+          else addOneOrMany(index.byDeletion, `${i}:${token.slice(0, i) + token.slice(i + 1)}`, inv)
+        }
+      }
     }
-    push(index.byCustomer, `${inv.customerId}|${inv.currency}`, inv)
-    push(index.byCustomerAmount, `${inv.customerId}|${inv.currency}|${inv.openBalance}`, inv)
+    const pool = poolOf(index, inv.customerId, inv.currency, true)!
+    if (!pool.sorted.includes(inv)) pool.sorted.push(inv)
+    push(pool.byAmount, inv.openBalance, inv)
   }
-  for (const list of index.byCustomer.values()) list.sort((a, b) => a.openBalance - b.openBalance || (a.dueOn < b.dueOn ? -1 : 1))
+  for (const byCurrency of index.pools.values()) for (const pool of byCurrency.values()) pool.sorted.sort((a, b) => a.openBalance - b.openBalance || (a.dueOn < b.dueOn ? -1 : 1))
   for (const c of customers) {
     for (const name of [c.name, ...c.aliases]) {
       const key = normaliseName(name)
@@ -185,8 +246,31 @@ export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], custom
   return index
 }
 
+function poolOf (index: MatchingIndex, customerId: string, currency: Currency, create = false): Pool | undefined {
+  let byCurrency = index.pools.get(customerId)
+  if (byCurrency === undefined) {
+    if (!create) return undefined
+    byCurrency = new Map()
+    index.pools.set(customerId, byCurrency)
+  }
+  let pool = byCurrency.get(currency)
+  if (pool === undefined && create) { pool = { sorted: [], byAmount: new Map() }; byCurrency.set(currency, pool) }
+  return pool
+}
+
 const DAY_MS = 86_400_000
-const dayDiff = (a: string, b: string): number => Math.round((Date.parse(`${a}T00:00:00Z`) - Date.parse(`${b}T00:00:00Z`)) / DAY_MS)
+// Dates repeat across a batch (a few hundred distinct days): parse each once.
+const dayCache = new Map<string, number>()
+function dayOf (d: string): number {
+  let v = dayCache.get(d)
+  if (v === undefined) {
+    if (dayCache.size > 20_000) dayCache.clear()
+    v = Date.parse(`${d}T00:00:00Z`)
+    dayCache.set(d, v)
+  }
+  return v
+}
+const dayDiff = (a: string, b: string): number => Math.round((dayOf(a) - dayOf(b)) / DAY_MS)
 
 function allowedShort (open: number, config: MatchingConfig): number {
   return Math.min(config.toleranceCents, Math.floor((open * config.toleranceBasisPoints) / 10_000))
@@ -194,18 +278,39 @@ function allowedShort (open: number, config: MatchingConfig): number {
 
 interface Identified { ids: Set<string>, how: Reason | null, hard: boolean }
 
+const NOBODY: Identified = { ids: new Set(), how: null, hard: false }
+
+/** Who the payment is from. Results are read-only and cached in the index per distinct source customer, bank account and payer text. */
 function identifyCustomer (p: OutsidePaymentView, index: MatchingIndex, config: MatchingConfig): Identified {
-  if (p.customerId !== null) return { ids: new Set([p.customerId]), how: { rule: 'customer', detail: 'customer named by the source' }, hard: true }
-  if (!config.rules.includes('customer')) return { ids: new Set(), how: null, hard: false }
+  const cache = index.whoCache
+  if (p.customerId !== null) {
+    const key = 's' + p.customerId
+    let who = cache.get(key)
+    if (who === undefined) { who = { ids: new Set([p.customerId]), how: { rule: 'customer', detail: 'customer named by the source' }, hard: true }; cache.set(key, who) }
+    return who
+  }
+  if (!config.rules.includes('customer')) return NOBODY
   if (p.bankAccount !== null) {
-    const ids = index.customersByBankAccount.get(p.bankAccount)
-    if (ids !== undefined && ids.length > 0) return { ids: new Set(ids), how: { rule: 'customer', detail: 'remembered bank account' }, hard: false }
+    const key = 'b' + p.bankAccount
+    let who = cache.get(key)
+    if (who === undefined) {
+      const ids = index.customersByBankAccount.get(p.bankAccount)
+      who = ids !== undefined && ids.length > 0 ? { ids: new Set(ids), how: { rule: 'customer', detail: 'remembered bank account' }, hard: false } : NOBODY
+      cache.set(key, who)
+    }
+    if (who !== NOBODY) return who
   }
   if (p.payer !== null) {
-    const ids = index.customersByName.get(normaliseName(p.payer))
-    if (ids !== undefined && ids.length > 0) return { ids: new Set(ids), how: { rule: 'customer', detail: `payer name "${p.payer}"` }, hard: false }
+    const key = 'p' + p.payer
+    let who = cache.get(key)
+    if (who === undefined) {
+      const ids = index.customersByName.get(normaliseName(p.payer))
+      who = ids !== undefined && ids.length > 0 ? { ids: new Set(ids), how: { rule: 'customer', detail: `payer name "${p.payer}"` }, hard: false } : NOBODY
+      cache.set(key, who)
+    }
+    return who
   }
-  return { ids: new Set(), how: null, hard: false }
+  return NOBODY
 }
 
 /** Applies the payment over the invoices in order; a shortfall within tolerance is written off on the last. */
@@ -268,23 +373,34 @@ function makeCandidate (p: OutsidePaymentView, rule: keyof typeof BASE, invoices
   return { customerId: first.customerId, currency: first.currency, ...s, reasons: all, confidence: Math.max(0, Math.min(1, Math.round(confidence * 1000) / 1000)) }
 }
 
-function referenceHits (p: OutsidePaymentView, index: MatchingIndex, fuzzy: boolean): Map<OpenInvoiceView, string> {
-  const hits = new Map<OpenInvoiceView, string>()
-  for (const token of memoTokens(p.memo)) {
+/** Adds found invoices not among the exact hits of the token (lists are short: includes beats building a Set). */
+function addFuzzy (hits: Map<OpenInvoiceView, string> | null, found: OneOrMany | undefined, exact: OpenInvoiceView[] | undefined, token: string): Map<OpenInvoiceView, string> | null {
+  if (found === undefined) return hits
+  if (!Array.isArray(found)) {
+    if (exact === undefined || !exact.includes(found)) (hits ??= new Map()).set(found, token)
+    return hits
+  }
+  for (const inv of found) if (exact === undefined || !exact.includes(inv)) (hits ??= new Map()).set(inv, token)
+  return hits
+}
+
+/** Invoices the memo tokens point to, with the token; null when none (no map built for most payments). */
+function referenceHits (tokens: readonly string[], index: MatchingIndex, fuzzy: boolean): Map<OpenInvoiceView, string> | null {
+  let hits: Map<OpenInvoiceView, string> | null = null
+  for (const token of tokens) {
     if (!fuzzy) {
-      for (const inv of index.byRef.get(token) ?? []) hits.set(inv, token)
+      const list = index.byRef.get(token)
+      if (list !== undefined) for (const inv of list) (hits ??= new Map()).set(inv, token)
       continue
     }
     if (token.length < FUZZY_MIN - 1) continue
-    const exact = new Set(index.byRef.get(token) ?? [])
-    const hit = (inv: OpenInvoiceView): void => { if (!exact.has(inv)) hits.set(inv, token) }
-    const dels = deletions(token)
+    const exact = index.byRef.get(token)
     // Substitution: same position deleted on both sides gives the same key.
-    if (token.length >= FUZZY_MIN) dels.forEach((d, i) => { for (const inv of index.byDeletion.get(`${i}:${d}`) ?? []) hit(inv) })
+    if (token.length >= FUZZY_MIN) for (let i = 0; i < token.length; i++) hits = addFuzzy(hits, delLookup(index, token, i, i), exact, token)
     // A digit dropped in the memo: the token is a deletion of the reference.
-    for (let i = 0; i <= token.length; i++) for (const inv of index.byDeletion.get(`${i}:${token}`) ?? []) hit(inv)
+    for (let i = 0; i <= token.length; i++) hits = addFuzzy(hits, delLookup(index, token, -1, i), exact, token)
     // A digit added in the memo: a deletion of the token is the reference.
-    if (token.length > FUZZY_MIN) for (const d of dels) for (const inv of index.byRef.get(d) ?? []) hit(inv)
+    if (token.length > FUZZY_MIN) for (let i = 0; i < token.length; i++) hits = addFuzzy(hits, index.byRef.get(token.slice(0, i) + token.slice(i + 1)), exact, token)
   }
   return hits
 }
@@ -341,7 +457,7 @@ function subsets (target: number, pool: readonly OpenInvoiceView[], config: Matc
   return { found, exhausted }
 }
 
-function generate (rule: RuleName, p: OutsidePaymentView, index: MatchingIndex, who: Identified, config: MatchingConfig, out: Map<string, Candidate>): void {
+function generate (rule: RuleName, p: OutsidePaymentView, tokens: readonly string[], index: MatchingIndex, who: Identified, config: MatchingConfig, out: Map<string, Candidate>): void {
   const add = (c: Candidate | null): void => {
     if (c === null) return
     const k = keyOf(c)
@@ -350,7 +466,9 @@ function generate (rule: RuleName, p: OutsidePaymentView, index: MatchingIndex, 
   }
   const cur = p.amount.currency
   if (rule === 'reference' || rule === 'fuzzy_reference') {
-    const hits = referenceHits(p, index, rule === 'fuzzy_reference')
+    if (tokens.length === 0) return
+    const hits = referenceHits(tokens, index, rule === 'fuzzy_reference')
+    if (hits === null) return
     const byCustomer = new Map<string, OpenInvoiceView[]>()
     for (const [inv, token] of hits) {
       if (!eligible(p, inv, who)) continue
@@ -367,24 +485,25 @@ function generate (rule: RuleName, p: OutsidePaymentView, index: MatchingIndex, 
   }
   if (who.ids.size === 0) return // amount rules need a customer: never a tenant-wide guess on amount alone
   for (const customerId of who.ids) {
+    const pool = poolOf(index, customerId, cur)
+    if (pool === undefined) continue
     if (rule === 'exact_amount') {
-      for (const inv of index.byCustomerAmount.get(`${customerId}|${cur}|${p.amount.amount}`) ?? []) {
+      for (const inv of pool.byAmount.get(p.amount.amount) ?? NO_INVOICES) {
         add(makeCandidate(p, 'exact_amount', [inv], [{ rule: 'exact_amount', detail: `open balance of ${inv.number} equals the payment` }], who, config))
       }
     } else if (rule === 'tolerance') {
-      const pool = index.byCustomer.get(`${customerId}|${cur}`) ?? []
+      const sorted = pool.sorted
       // Binary search to the first open ≥ amount; scan while within tolerance.
       let lo = 0
-      let hi = pool.length
-      while (lo < hi) { const mid = (lo + hi) >> 1; if (pool[mid]!.openBalance < p.amount.amount) lo = mid + 1; else hi = mid }
-      for (let i = lo; i < pool.length && pool[i]!.openBalance - p.amount.amount <= config.toleranceCents; i++) {
-        const inv = pool[i]!
+      let hi = sorted.length
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (sorted[mid]!.openBalance < p.amount.amount) lo = mid + 1; else hi = mid }
+      for (let i = lo; i < sorted.length && sorted[i]!.openBalance - p.amount.amount <= config.toleranceCents; i++) {
+        const inv = sorted[i]!
         if (inv.openBalance === p.amount.amount) continue
         add(makeCandidate(p, 'tolerance', [inv], [{ rule: 'tolerance', detail: `${inv.number} open ${inv.openBalance}` }], who, config))
       }
     } else if (rule === 'subset_sum') {
-      const pool = index.byCustomer.get(`${customerId}|${cur}`) ?? []
-      const { found, exhausted } = subsets(p.amount.amount, pool, config)
+      const { found, exhausted } = subsets(p.amount.amount, pool.sorted, config)
       for (const set of found) {
         const ordered = [...set].sort((a, b) => (a.dueOn < b.dueOn ? -1 : a.dueOn > b.dueOn ? 1 : 0))
         const c = makeCandidate(p, 'subset_sum', ordered, [{ rule: 'subset_sum', detail: `${ordered.length} invoices ${ordered.map(i => i.number).join(', ')} sum to the payment` }], who, config)
@@ -395,6 +514,8 @@ function generate (rule: RuleName, p: OutsidePaymentView, index: MatchingIndex, 
     }
   }
 }
+
+const NO_INVOICES: OpenInvoiceView[] = []
 
 function rank (candidates: Iterable<Candidate>): Candidate[] {
   return [...candidates].sort((a, b) => b.confidence - a.confidence || a.applications.length - b.applications.length || (keyOfSort(a) < keyOfSort(b) ? -1 : 1))
@@ -413,13 +534,15 @@ function confident (ranked: Candidate[], config: MatchingConfig): boolean {
 /** Matches one payment. Rules run in the configured order; the first point at which one candidate is clearly confident wins. */
 export function matchPayment (p: OutsidePaymentView, index: MatchingIndex, config: MatchingConfig = DEFAULT_MATCHING_CONFIG): Decision {
   const who = identifyCustomer(p, index, config)
+  const tokens = memoTokens(p.memo)
   const found = new Map<string, Candidate>()
   let ranked: Candidate[] = []
   for (const rule of config.rules) {
     if (!GENERATORS.has(rule)) continue
     // Multi-invoice search only when no single invoice already fits exactly.
     if (rule === 'subset_sum' && [...found.values()].some(c => c.applications.length === 1 && c.writeOffs.length === 0 && c.unapplied === 0 && c.confidence >= config.autoThreshold)) continue
-    generate(rule, p, index, who, config, found)
+    generate(rule, p, tokens, index, who, config, found)
+    if (found.size === 0) continue
     ranked = rank(found.values())
     if (confident(ranked, config)) {
       return { kind: 'auto', candidate: ranked[0]!, suggestions: ranked.slice(1, config.maxSuggestions) }
@@ -443,7 +566,8 @@ export function matchBatch (payments: readonly OutsidePaymentView[], invoices: r
     const decision = matchPayment(p, index, config)
     out.push({ paymentId: p.id, decision })
     if (decision.kind === 'auto') {
-      for (const a of [...decision.candidate.applications, ...decision.candidate.writeOffs]) reduceOpen(index, byId.get(a.invoiceId)!, a.amount)
+      for (const a of decision.candidate.applications) reduceOpen(index, byId.get(a.invoiceId)!, a.amount)
+      for (const a of decision.candidate.writeOffs) reduceOpen(index, byId.get(a.invoiceId)!, a.amount)
     }
   }
   return out
@@ -451,17 +575,16 @@ export function matchBatch (payments: readonly OutsidePaymentView[], invoices: r
 
 /** Lowers an indexed invoice's open balance in place, moving it between the amount-keyed entries. */
 export function reduceOpen (index: MatchingIndex, inv: OpenInvoiceView, amount: number): void {
-  const amountKey = `${inv.customerId}|${inv.currency}|${inv.openBalance}`
-  const same = index.byCustomerAmount.get(amountKey)
-  if (same !== undefined) { const i = same.indexOf(inv); if (i >= 0) same.splice(i, 1); if (same.length === 0) index.byCustomerAmount.delete(amountKey) }
-  const pool = index.byCustomer.get(`${inv.customerId}|${inv.currency}`)
-  if (pool !== undefined) { const i = pool.indexOf(inv); if (i >= 0) pool.splice(i, 1) }
+  const pool = poolOf(index, inv.customerId, inv.currency)
+  const same = pool?.byAmount.get(inv.openBalance)
+  if (same !== undefined) { const i = same.indexOf(inv); if (i >= 0) same.splice(i, 1); if (same.length === 0) pool!.byAmount.delete(inv.openBalance) }
+  if (pool !== undefined) { const i = pool.sorted.indexOf(inv); if (i >= 0) pool.sorted.splice(i, 1) }
   ;(inv as { openBalance: number }).openBalance -= amount
   if (inv.openBalance <= 0) return // reference maps keep it; eligible() skips closed invoices
-  push(index.byCustomerAmount, `${inv.customerId}|${inv.currency}|${inv.openBalance}`, inv)
   if (pool !== undefined) {
-    let at = pool.findIndex(x => x.openBalance >= inv.openBalance)
-    if (at < 0) at = pool.length
-    pool.splice(at, 0, inv)
+    push(pool.byAmount, inv.openBalance, inv)
+    let at = pool.sorted.findIndex(x => x.openBalance >= inv.openBalance)
+    if (at < 0) at = pool.sorted.length
+    pool.sorted.splice(at, 0, inv)
   }
 }
