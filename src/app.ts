@@ -23,6 +23,7 @@ import stripeWebhook from './routes/webhooks/stripe.js'
 import brandRoutes from './routes/brand/index.js'
 import apiRoutes from './routes/api/index.js'
 import tieoutRoutes from './routes/api/tieout.js'
+import reconciliationRoutes from './routes/api/reconciliation.js'
 import { startTieoutScheduler, tieoutJobHandlers } from './jobs/tieout-jobs.js'
 import { postingJobHandlers } from './jobs/posting-jobs.js'
 import type { AccountingFactory } from './ports/accounting.js'
@@ -122,6 +123,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(apiRoutes, { publicUrl: config.publicUrl })
   await app.register(embeddedRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
   await app.register(tieoutRoutes, { accountingFor })
+  await app.register(reconciliationRoutes)
   await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
 }

@@ -3,7 +3,7 @@ import type { Db } from '../db/knex.js'
 import { isUuid, requireTenantId } from '../db/tenants.js'
 import { AppError } from '../errors.js'
 
-export const API_SCOPES = ['payments:read', 'payments:charge', 'payments:refund', 'autopay:approve', 'exceptions:resolve', 'accounting:connect'] as const
+export const API_SCOPES = ['payments:read', 'payments:charge', 'payments:refund', 'autopay:approve', 'exceptions:resolve', 'accounting:connect', 'reconciliation:write'] as const
 export type ApiScope = typeof API_SCOPES[number]
 
 export interface ApiPrincipal { tenantId: string, keyId: string, name: string, scopes: ApiScope[] }
