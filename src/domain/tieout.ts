@@ -54,7 +54,7 @@ export interface OurInvoiceView {
   /** What Settle can still collect (`openBalance`). */
   settleOpen: number
   paidViaSettle: number
-  /** A push of Settle's payment to the PSA is queued or running. */
+  /** A push of Settle's payment to the PSA is queued, running, or done since the PSA mirror was last synced. */
   pushInFlight?: boolean
 }
 

@@ -117,9 +117,11 @@ const invoiceColumns = ['i.id', 'i.customer_id', 'c.name as customer_name', 'i.n
 function invoiceQuery (db: Db, tenantId: string): Knex.QueryBuilder {
   return db('invoices as i').join('customers as c', function () { this.on('c.tenant_id', 'i.tenant_id').andOn('c.id', 'i.customer_id') })
     .where('i.tenant_id', tenantId).select(invoiceColumns)
-    // A push-back still queued or running: the PSA is about to hear of the payment, so a lower PSA figure is in flight, not a difference.
+    // A push-back queued, running, or done since the mirror last changed: the PSA has heard (or is about to) but our
+    // copy of its balance is from before, so the gap is in flight until the next sync, not a difference.
     .select(db.raw(`exists (select 1 from jobs j where j.tenant_id = i.tenant_id and j.queue in ('psa.push-payment', 'psa.restate-payment')
-      and j.state in ('pending', 'running') and j.payload->>'invoiceExternalId' = i.psa_invoice_id) as push_in_flight`))
+      and j.payload->>'invoiceExternalId' = i.psa_invoice_id
+      and (j.state in ('pending', 'running') or (j.state = 'done' and j.finished_at > i.updated_at))) as push_in_flight`))
 }
 
 const toView = (r: InvoiceQueryRow): OurInvoiceView => ({
