@@ -116,7 +116,8 @@ export async function reconcileOutsidePayments (db: Knex, tenantId: string, opti
         likelyCause: ambiguous ? 'Several open invoices have the same amount and the memo names none of them.' : 'No reference, amount or customer in the payment points to an open invoice.',
         suggestedRepair: ambiguous ? 'Accept a suggestion, split it by hand, or dismiss it.' : 'Split it by hand to the invoices it pays, or dismiss it.',
         details: { outsidePaymentId: paymentId, memo: p.memo, payer: p.payer, receivedOn: day(p.received_on) },
-        suggestions: decision.suggestions.map((c, i) => suggestionOf(c, i + 1))
+        // An auto match refused at apply time (balances moved) still offers its candidate first.
+        suggestions: (decision.kind === 'auto' ? [decision.candidate, ...decision.suggestions.filter(c => c !== decision.candidate)] : decision.suggestions).map((c, i) => suggestionOf(c, i + 1))
       })
       await trx('outside_payments').where({ tenant_id: tenantId, id: paymentId }).update({ status: 'exception' })
     })
