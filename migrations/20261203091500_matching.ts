@@ -6,9 +6,12 @@ import type { Knex } from 'knex'
  * apply the same money twice or to over-apply an invoice: a row trigger locks
  * the payment and invoice rows, then checks
  *   sum(applications of a payment) ≤ payment amount, and
- *   sum(outside applications to an invoice) + paid_via_settle + ledger_paid_elsewhere ≤ ledger_billed.
+ *   sum(outside applications to an invoice) + paid_via_settle
+ *     + (ledger_paid_elsewhere less what of it those applications account for) ≤ ledger_billed.
  * Applications of Settle's own attempts are already in paid_via_settle, so the
- * invoice check counts outside applications only.
+ * invoice check counts outside applications only. Reconciliation also books
+ * each applied outside payment into ledger_paid_elsewhere (so the PSA sync does
+ * not count it again); the check takes them out of it, so each is counted once.
  */
 export async function up (db: Knex): Promise<void> {
   await db.schema.createTable('outside_payments', t => {
@@ -62,7 +65,7 @@ export async function up (db: Knex): Promise<void> {
     create function payment_applications_guard() returns trigger language plpgsql as $$
     declare
       pay_amount bigint; pay_currency text; applied bigint;
-      billed bigint; settled bigint; inv_currency text; outside bigint;
+      billed bigint; settled bigint; elsewhere bigint; inv_currency text; outside bigint;
     begin
       if new.outside_payment_id is not null then
         -- Lock the payment row: concurrent applications of it serialise here.
@@ -77,7 +80,7 @@ export async function up (db: Knex): Promise<void> {
           raise exception 'payment_applications: payment % would be over-applied (% + % > %)', new.outside_payment_id, applied, new.amount, pay_amount using errcode = '23514';
         end if;
       end if;
-      select ledger_billed, paid_via_settle + ledger_paid_elsewhere, currency into billed, settled, inv_currency from invoices
+      select ledger_billed, paid_via_settle, ledger_paid_elsewhere, currency into billed, settled, elsewhere, inv_currency from invoices
         where tenant_id = new.tenant_id and id = new.invoice_id for update;
       if inv_currency <> new.currency then
         raise exception 'payment_applications: currency % differs from the invoice''s %', new.currency, inv_currency using errcode = '23514';
@@ -85,7 +88,7 @@ export async function up (db: Knex): Promise<void> {
       if new.outside_payment_id is not null then
         select coalesce(sum(amount), 0) into outside from payment_applications
           where tenant_id = new.tenant_id and invoice_id = new.invoice_id and outside_payment_id is not null and id <> new.id;
-        if outside + new.amount + settled > billed then
+        if outside + new.amount + settled + greatest(elsewhere - outside, 0) > billed then
           raise exception 'payment_applications: invoice % would be over-applied', new.invoice_id using errcode = '23514';
         end if;
       end if;

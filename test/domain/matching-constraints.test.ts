@@ -38,3 +38,32 @@ t.test(`payment_applications constraints (${onPostgres ? 'PostgreSQL' : 'PGlite'
   const [sum] = await db('payment_applications').sum('amount as s') as Array<{ s: string }>
   t.equal(Number(sum!.s), 40_000, 'refused inserts changed nothing')
 })
+
+t.test(`an outside payment that reconciliation booked into ledger_paid_elsewhere counts once (${onPostgres ? 'PostgreSQL' : 'PGlite'})`, async t => {
+  const db = await testDb(t)
+  const tenant = await createTenant(db, { slug: 'match-once', name: 'Match MSP' })
+  const customer = await upsertCustomer(db, tenant.id, { name: 'Harbor Dental', psaSystem: 'connectwise', psaCompanyId: '1' })
+  const [invoice] = await db('invoices').insert({
+    tenant_id: tenant.id, customer_id: customer.id, psa_system: 'connectwise', psa_invoice_id: '7', number: '7', kind: 'standard', currency: 'USD',
+    issued_on: '2026-11-01', total: 100_000, psa_balance: 100_000, status: 'open', psa_updated_at: new Date(), ledger_billed: 100_000
+  }).returning('id') as Array<{ id: string }>
+  const pay = async (ref: string, amount: number): Promise<string> => {
+    const [row] = await db('outside_payments').insert({ tenant_id: tenant.id, source: 'bank_csv', source_ref: ref, amount, currency: 'USD', received_on: '2026-11-10', payer: 'Harbor Dental' }).returning('id') as Array<{ id: string }>
+    return row!.id
+  }
+  const apply = async (paymentId: string, amount: number): Promise<void> => {
+    await db('payment_applications').insert({ tenant_id: tenant.id, outside_payment_id: paymentId, invoice_id: invoice!.id, amount, currency: 'USD', kind: 'auto', actor: 'test' })
+  }
+  // As the reconcile service does: apply 60,000, then book it into ledger_paid_elsewhere.
+  await apply(await pay('a', 60_000), 60_000)
+  await db('invoices').where({ id: invoice!.id }).update({ ledger_paid_elsewhere: 60_000 })
+  const second = await pay('b', 50_000)
+  await t.rejects(apply(second, 40_001), /over-applied/, 'only 40,000 is left')
+  await apply(second, 40_000)
+  t.pass('the 60,000 counted once: 40,000 more fits')
+  // A 5,000 check the PSA reported on its own (not an application) still counts: billed 110,000 - 100,000 applied - 5,000 = 5,000 left.
+  await db('invoices').where({ id: invoice!.id }).update({ ledger_paid_elsewhere: 105_000, ledger_billed: 110_000 })
+  const third = await pay('c', 20_000)
+  await t.rejects(apply(third, 5_001), /over-applied/, 'PSA-reported money beyond the applications is counted too')
+  await apply(third, 5_000)
+})
