@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Db } from '../db/knex.js'
 import { isUuid, requireTenantId } from '../db/tenants.js'
 import { AppError } from '../errors.js'
@@ -7,6 +8,10 @@ export const API_SCOPES = ['payments:read', 'payments:charge', 'payments:refund'
 export type ApiScope = typeof API_SCOPES[number]
 
 export interface ApiPrincipal { tenantId: string, keyId: string, name: string, scopes: ApiScope[] }
+
+declare module 'fastify' {
+  interface FastifyRequest { principal?: ApiPrincipal }
+}
 
 const PREFIX = 'settle_sk_'
 const hash = (secret: string): Buffer => createHash('sha256').update(secret).digest()
@@ -47,4 +52,22 @@ export async function authenticateApiKey (db: Db, presented: string | undefined)
 
 export function requireScope (principal: ApiPrincipal, scope: ApiScope): void {
   if (!principal.scopes.includes(scope)) throw new AppError('FORBIDDEN', `This key may not do that: it needs the "${scope}" scope.`)
+}
+
+/**
+ * Guards every route of an (encapsulated) admin API plugin with the bearer
+ * key, and returns the per-route scope check and the audit actor name.
+ */
+export function guardWithApiKeys (app: FastifyInstance): { who: (request: FastifyRequest, scope: ApiScope) => ApiPrincipal, actor: (principal: ApiPrincipal) => string } {
+  app.addHook('onRequest', async request => {
+    request.principal = await authenticateApiKey(app.db, request.headers.authorization)
+  })
+  return {
+    who: (request, scope) => {
+      const principal = request.principal as ApiPrincipal
+      requireScope(principal, scope)
+      return principal
+    },
+    actor: principal => `api:${principal.name}`
+  }
 }

@@ -1,18 +1,14 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { listAttempts, listPaymentMethods } from '../../db/payments.js'
 import { isUuid } from '../../db/tenants.js'
 import { openBalance, toInvoice, type InvoiceRow } from '../../db/invoices.js'
 import { AppError } from '../../errors.js'
-import { authenticateApiKey, requireScope, type ApiPrincipal, type ApiScope } from '../../security/api-keys.js'
+import { guardWithApiKeys } from '../../security/api-keys.js'
 import { payLinkUrl } from '../../jobs/notice-jobs.js'
 import { chargeInvoice } from '../../services/charge.js'
 import { refundPayment } from '../../services/refunds.js'
 import { decideApproval } from '../../services/autopay.js'
 import { audit } from '../../db/audit.js'
-
-declare module 'fastify' {
-  interface FastifyRequest { principal?: ApiPrincipal }
-}
 
 
 const uuidParam = (value: string, what: string): string => {
@@ -33,15 +29,7 @@ const cents = (value: unknown, field: string): number | undefined => {
  * action is audited with the key's name.
  */
 export default async function apiRoutes (app: FastifyInstance, { publicUrl }: { publicUrl: string }): Promise<void> {
-  app.addHook('onRequest', async request => {
-    request.principal = await authenticateApiKey(app.db, request.headers.authorization)
-  })
-  const who = (request: FastifyRequest, scope: ApiScope): ApiPrincipal => {
-    const principal = request.principal as ApiPrincipal
-    requireScope(principal, scope)
-    return principal
-  }
-  const actor = (p: ApiPrincipal): string => `api:${p.name}`
+  const { who, actor } = guardWithApiKeys(app)
 
   const loadInvoice = async (tenantId: string, invoiceId: string): Promise<InvoiceRow> => {
     const row = await app.db('invoices').where({ tenant_id: tenantId, id: uuidParam(invoiceId, 'The invoice id') }).first() as InvoiceRow | undefined

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isUuid } from '../../db/tenants.js'
 import { listExceptions, type ExceptionKind, type ExceptionStatus } from '../../db/reconciliation-exceptions.js'
 import { AppError } from '../../errors.js'
-import { authenticateApiKey, requireScope, type ApiPrincipal, type ApiScope } from '../../security/api-keys.js'
+import { guardWithApiKeys } from '../../security/api-keys.js'
 import { acceptSuggestion, dismiss, importBankStatement, splitManually, writeOff } from '../../services/reconcile.js'
 
 /**
@@ -31,15 +31,7 @@ const uuid = (v: unknown, what: string): string => {
 }
 
 export default async function reconciliationRoutes (app: FastifyInstance): Promise<void> {
-  app.addHook('onRequest', async request => {
-    request.principal = await authenticateApiKey(app.db, request.headers.authorization)
-  })
-  const who = (request: FastifyRequest, scope: ApiScope): ApiPrincipal => {
-    const principal = request.principal as ApiPrincipal
-    requireScope(principal, scope)
-    return principal
-  }
-  const actor = (p: ApiPrincipal): string => `api:${p.name}`
+  const { who, actor } = guardWithApiKeys(app)
 
   app.get<{ Querystring: { status?: string, kind?: string, customer?: string } }>('/api/v1/reconciliation/exceptions', async request => {
     const p = who(request, 'payments:read')

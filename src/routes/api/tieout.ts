@@ -1,9 +1,9 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { isUuid } from '../../db/tenants.js'
 import { listExceptions } from '../../db/reconciliation-exceptions.js'
 import { audit } from '../../db/audit.js'
 import { AppError } from '../../errors.js'
-import { authenticateApiKey, requireScope, type ApiPrincipal, type ApiScope } from '../../security/api-keys.js'
+import { guardWithApiKeys } from '../../security/api-keys.js'
 import type { AccountingFactory } from '../../ports/accounting.js'
 import { getTieoutRun, latestTieoutRun, runTieout } from '../../services/tieout.js'
 
@@ -14,14 +14,7 @@ import { getTieoutRun, latestTieoutRun, runTieout } from '../../services/tieout.
  * exception queue it feeds.
  */
 export default async function tieoutRoutes (app: FastifyInstance, { accountingFor }: { accountingFor: AccountingFactory }): Promise<void> {
-  app.addHook('onRequest', async request => {
-    request.principal = await authenticateApiKey(app.db, request.headers.authorization)
-  })
-  const who = (request: FastifyRequest, scope: ApiScope): ApiPrincipal => {
-    const principal = request.principal as ApiPrincipal
-    requireScope(principal, scope)
-    return principal
-  }
+  const { who } = guardWithApiKeys(app)
   const openDifferences = async (tenantId: string): Promise<unknown[]> =>
     (await listExceptions(app.db, tenantId, { kind: 'tieout_difference', status: 'open', limit: 500 }))
       .map(e => ({ id: e.id, summary: e.summary, likelyCause: e.likelyCause, suggestedRepair: e.suggestedRepair, amount: e.amount, customerId: e.customerId, invoiceId: e.invoiceId, details: e.details, createdAt: e.createdAt, updatedAt: e.updatedAt }))
