@@ -10,6 +10,7 @@ import { Accounts, type PostingInput } from '../domain/ledger.js'
 import { DEFAULT_MATCHING_CONFIG, matchBatch, type Application, type Candidate, type CustomerView, type OpenInvoiceView, type OutsidePaymentView } from '../domain/matching.js'
 import { money, type Currency } from '../domain/money.js'
 import { requireTenantId } from '../db/tenants.js'
+import { bankAccountFingerprint, payerAliasesByCustomer, rememberPayer } from '../db/payer-aliases.js'
 
 /**
  * Money collected outside Settle (bank lines) matched to invoices. Every
@@ -62,14 +63,19 @@ async function loadIndexInputs (db: Knex, tenantId: string): Promise<{ invoices:
     id: r.id, customerId: r.customer_id, number: r.number, poNumber: r.po_number, openBalance: openBalance(r),
     currency: r.currency as Currency, dueOn: day(r.due_on ?? r.issued_on)
   }))
+  // Payers a person confirmed earlier are the customer's aliases and bank accounts.
+  const remembered = await payerAliasesByCustomer(db, tenantId)
   const customers = (await db('customers').where({ tenant_id: tenantId }).select('id', 'name') as Array<{ id: string, name: string }>)
-    .map(c => ({ id: c.id, name: c.name, aliases: [], bankAccounts: [] }))
+    .map(c => ({ id: c.id, name: c.name, aliases: remembered.get(c.id)?.names ?? [], bankAccounts: remembered.get(c.id)?.bankAccounts ?? [] }))
   return { invoices, customers }
 }
 
-const toView = (p: PaymentRow): OutsidePaymentView => ({
-  id: p.id, amount: money(Number(p.amount), p.currency), receivedOn: day(p.received_on), memo: p.memo, payer: p.payer, bankAccount: p.bank_account, customerId: p.customer_id
+// Remembered bank accounts are fingerprints; the payment's account is compared in the same form.
+const toView = (tenantId: string) => (p: PaymentRow): OutsidePaymentView => ({
+  id: p.id, amount: money(Number(p.amount), p.currency), receivedOn: day(p.received_on), memo: p.memo, payer: p.payer, bankAccount: bankAccountFingerprint(tenantId, p.bank_account), customerId: p.customer_id
 })
+
+const SOURCE_LABEL: Record<string, string> = { quickbooks: 'QuickBooks', bank_csv: 'bank statement', bank_ofx: 'bank statement', manual: 'manually entered' }
 
 const suggestionOf = (c: Candidate, rank: number): ExceptionSuggestion => ({
   rank, confidence: c.confidence, invoiceIds: c.applications.map(a => a.invoiceId), amounts: c.applications.map(a => a.amount),
@@ -84,7 +90,7 @@ export async function reconcileOutsidePayments (db: Knex, tenantId: string, opti
   const byId = new Map(payments.map(p => [p.id, p]))
   let autoApplied = 0
   let exceptions = 0
-  for (const { paymentId, decision } of matchBatch(payments.map(toView), invoices, customers, DEFAULT_MATCHING_CONFIG)) {
+  for (const { paymentId, decision } of matchBatch(payments.map(toView(tenantId)), invoices, customers, DEFAULT_MATCHING_CONFIG)) {
     const p = byId.get(paymentId) as PaymentRow
     if (decision.kind === 'auto') {
       try {
@@ -100,6 +106,8 @@ export async function reconcileOutsidePayments (db: Knex, tenantId: string, opti
       } catch (error) {
         // Balances moved since matching: never force it, hand it to a person.
         if (!(error instanceof AppError)) throw error
+        // A concurrent run (a statement upload, a QuickBooks read) applied it first: nothing left to do.
+        if (error.code === 'CONFLICT') continue
       }
     }
     const ambiguous = decision.kind === 'ambiguous' || decision.kind === 'auto'
@@ -111,15 +119,15 @@ export async function reconcileOutsidePayments (db: Knex, tenantId: string, opti
         customerId: decision.suggestions[0]?.customerId ?? p.customer_id,
         amount,
         summary: ambiguous
-          ? `A ${p.source} payment received ${day(p.received_on)} fits more than one invoice; pick one.`
-          : `A ${p.source} payment received ${day(p.received_on)} matches no open invoice.`,
+          ? `A ${SOURCE_LABEL[p.source] ?? p.source} payment received ${day(p.received_on)} fits more than one invoice; pick one.`
+          : `A ${SOURCE_LABEL[p.source] ?? p.source} payment received ${day(p.received_on)} matches no open invoice.`,
         likelyCause: ambiguous ? 'Several open invoices have the same amount and the memo names none of them.' : 'No reference, amount or customer in the payment points to an open invoice.',
         suggestedRepair: ambiguous ? 'Accept a suggestion, split it by hand, or dismiss it.' : 'Split it by hand to the invoices it pays, or dismiss it.',
-        details: { outsidePaymentId: paymentId, memo: p.memo, payer: p.payer, receivedOn: day(p.received_on) },
+        details: { outsidePaymentId: paymentId, source: p.source, memo: p.memo, payer: p.payer, receivedOn: day(p.received_on) },
         // An auto match refused at apply time (balances moved) still offers its candidate first.
         suggestions: (decision.kind === 'auto' ? [decision.candidate, ...decision.suggestions.filter(c => c !== decision.candidate)] : decision.suggestions).map((c, i) => suggestionOf(c, i + 1))
       })
-      await trx('outside_payments').where({ tenant_id: tenantId, id: paymentId }).update({ status: 'exception' })
+      await trx('outside_payments').where({ tenant_id: tenantId, id: paymentId, status: 'unmatched' }).update({ status: 'exception' })
     })
     exceptions++
   }
@@ -242,15 +250,29 @@ async function customerOf (trx: Knex.Transaction, tenantId: string, invoiceIds: 
   return (rows[0] as { customer_id: string }).customer_id
 }
 
+/**
+ * A person tied this payment to this customer: its payer name and bank
+ * account are remembered for the customer, so the next payment from them is
+ * recognised.
+ */
+async function rememberPayerOf (trx: Knex.Transaction, tenantId: string, paymentId: string, customerId: string, actor: string): Promise<void> {
+  const p = await trx('outside_payments').where({ tenant_id: tenantId, id: paymentId }).first('payer', 'bank_account') as { payer: string | null, bank_account: string | null }
+  if (p.payer === null && p.bank_account === null) return
+  const c = await trx('customers').where({ tenant_id: tenantId, id: customerId }).first('name') as { name: string }
+  await rememberPayer(trx, tenantId, { customerId, customerName: c.name, payer: p.payer, bankAccount: p.bank_account, outsidePaymentId: paymentId, actor })
+}
+
 export async function acceptSuggestion (db: Knex, tenantId: string, exceptionId: string, rank: number, actor: string): Promise<void> {
   await db.transaction(async trx => {
     const { paymentId, exc } = await paymentOf(trx, tenantId, exceptionId)
     const s = exc.suggestions.find(x => x.rank === rank)
     if (s === undefined) throw new AppError('VALIDATION_FAILED', `This exception has no suggestion ranked ${rank}.`)
     const applications = s.invoiceIds.map((invoiceId, i) => ({ invoiceId, amount: s.amounts[i] as number }))
+    const customerId = await customerOf(trx, tenantId, s.invoiceIds)
     await applyPayment(trx, tenantId, paymentId, {
-      customerId: await customerOf(trx, tenantId, s.invoiceIds), applications, writeOffs: [], kind: 'accepted', reasons: s.reasons, confidence: s.confidence, actor
+      customerId, applications, writeOffs: [], kind: 'accepted', reasons: s.reasons, confidence: s.confidence, actor
     })
+    await rememberPayerOf(trx, tenantId, paymentId, customerId, actor)
     await closeException(trx, tenantId, exceptionId, { status: 'resolved', resolution: `accepted suggestion ${rank}`, actor })
     await audit(trx, tenantId, actor, 'reconciliation.suggestion_accepted', exceptionId, { rank, paymentId })
   })
@@ -260,9 +282,11 @@ export async function splitManually (db: Knex, tenantId: string, exceptionId: st
   if (!Array.isArray(applications) || applications.length === 0) throw new AppError('VALIDATION_FAILED', 'applications must list at least one {invoiceId, amount}.')
   await db.transaction(async trx => {
     const { paymentId } = await paymentOf(trx, tenantId, exceptionId)
+    const customerId = await customerOf(trx, tenantId, applications.map(a => a.invoiceId))
     await applyPayment(trx, tenantId, paymentId, {
-      customerId: await customerOf(trx, tenantId, applications.map(a => a.invoiceId)), applications, writeOffs: [], kind: 'manual', reasons: ['manual split'], confidence: null, actor
+      customerId, applications, writeOffs: [], kind: 'manual', reasons: ['manual split'], confidence: null, actor
     })
+    await rememberPayerOf(trx, tenantId, paymentId, customerId, actor)
     await closeException(trx, tenantId, exceptionId, { status: 'resolved', resolution: 'split by hand', actor })
     await audit(trx, tenantId, actor, 'reconciliation.split', exceptionId, { paymentId, applications })
   })

@@ -13,6 +13,7 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
   const created = await tables()
   // One table a line, sorted: each migration adds its own lines.
   t.same(created, [
+    'accounting_cdc_cursors',
     'accounting_connections',
     'accounting_customer_links',
     'accounting_postings',
@@ -21,6 +22,7 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'autopay_approvals',
     'autopay_rules',
     'collection_exceptions',
+    'customer_payer_aliases',
     'customers',
     'embedded_member_permissions',
     'installment_parts',
