@@ -1,10 +1,10 @@
 import axios from 'axios'
 import type { Knex } from 'knex'
 import { AppError } from '../errors.js'
+import { dbCallBudget } from '../db/call-budget.js'
 import { getSecret, putSecret } from '../db/secrets.js'
 import { requireTenantId } from '../db/tenants.js'
 import type { Keyring } from '../security/keyring.js'
-import type { CallBudget } from '../ports/psa.js'
 import type { AccountingFactory, AccountingPort, AccountingSettings } from '../ports/accounting.js'
 import { createQboClient } from '../adapters/quickbooks/client.js'
 import { createQuickBooksAccounting } from '../adapters/quickbooks/accounting.js'
@@ -171,21 +171,14 @@ export function tokenSource (o: TokenSourceOptions): { accessToken: () => Promis
   }
 }
 
-/** 10 calls a second per realm in this process (QBO also caps 500/min; see README [check]). */
-export function inProcessBudget (perSecond = 10, perMinute = 500, clock = Date.now): CallBudget {
-  const stamps: number[] = []
-  return {
-    async take () {
-      for (;;) {
-        const t = clock()
-        while (stamps.length > 0 && t - (stamps[0] as number) >= 60_000) stamps.shift()
-        const lastSecond = stamps.filter(s => t - s < 1000).length
-        if (lastSecond < perSecond && stamps.length < perMinute) { stamps.push(t); return }
-        await new Promise(resolve => setTimeout(resolve, lastSecond >= perSecond ? 100 : 1000))
-      }
-    }
-  }
-}
+/**
+ * QBO allows 500 requests/min and 10/s per realm: a bucket of 10 (the burst)
+ * refilled at 490/min, a little under the limit as headroom for Intuit's
+ * window not lining up with ours. Kept in PostgreSQL (psa_call_budget) so
+ * every process of a tenant draws from the one bucket.
+ */
+export const QBO_CALL_BURST = 10
+export const QBO_CALLS_PER_MINUTE = 490
 
 export interface AccountingFactoryOptions {
   db: Knex
@@ -201,8 +194,6 @@ export function sandboxEndpoints (origin: string): QboEndpoints {
   return { apiBase: `${base}/v3/company/`, tokenUrl: `${base}/oauth2/v1/tokens/bearer`, revokeUrl: `${base}/oauth2/v1/tokens/revoke`, authorizeUrl: `${base}/connect/oauth2` }
 }
 
-const budgets = new Map<string, CallBudget>()
-
 /** tenantId → the tenant's AccountingPort, or null when QuickBooks is not connected (or disconnected). */
 export function createAccountingFactory (options: AccountingFactoryOptions): AccountingFactory {
   return async (tenantId: string): Promise<AccountingPort | null> => {
@@ -217,8 +208,8 @@ export function createAccountingFactory (options: AccountingFactoryOptions): Acc
       app = options.app ?? QUICKBOOKS_SANDBOX_CREDENTIALS
     }
     const tokens = tokenSource({ db: options.db, keyring: options.keyring, tenantId, endpoints, app, now: options.now })
-    let budget = budgets.get(c.realmId)
-    if (budget === undefined) { budget = inProcessBudget(); budgets.set(c.realmId, budget) }
+    // Keyed by tenant: a tenant has one QuickBooks connection, so one realm.
+    const budget = dbCallBudget(options.db, { tenantId, system: 'quickbooks', capacity: QBO_CALL_BURST, refillPerMinute: QBO_CALLS_PER_MINUTE })
     const client = createQboClient({ apiBase: endpoints.apiBase, realmId: c.realmId, accessToken: tokens.accessToken, onAuthFault: tokens.refresh, budget })
     return createQuickBooksAccounting({ client })
   }

@@ -74,6 +74,17 @@ t.test('discovers settings from the chart of accounts and saves them per tenant'
   t.equal(await getSecret(r.db, r.keyring, other.id, 'quickbooks.access_token'), null)
 })
 
+t.test('every API call spends a token from the tenant\'s quickbooks row in psa_call_budget (shared by all processes)', async t => {
+  const r = await rig(t)
+  await discoverSettings(r.port)
+  const second = await r.factory(r.tenantId) // another process's port: same row
+  await second?.listAccounts()
+  const api = r.hits.filter(h => h.includes('/v3/company/')).length
+  const [row] = await r.db('psa_call_budget').where({ tenant_id: r.tenantId, system: 'quickbooks' }) as Obj[]
+  t.ok(api >= 4, `${api} API calls`)
+  t.equal(Number(row?.calls_total), api)
+})
+
 t.test('payment: created once per requestId, read back exact, partial + unapplied', async t => {
   const r = await rig(t)
   const p = posting(r.port, r.store, 'settle-pay-1')
