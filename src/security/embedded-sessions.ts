@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { AppError } from '../errors.js'
 import type { Keyring } from './keyring.js'
 
@@ -33,8 +33,6 @@ export const SESSION_HEADER = 'x-settle-session'
 export const CSRF_HEADER = 'x-csrf-token'
 
 const b64 = (buf: Buffer): string => buf.toString('base64url')
-const derive = (keyring: Keyring, keyId: string, purpose: string): Buffer =>
-  Buffer.from(hkdfSync('sha256', keyring.keyMaterial(keyId), Buffer.from('settle'), Buffer.from(purpose), 32))
 
 const equal = (a: Buffer, b: Buffer): boolean => a.length === b.length && timingSafeEqual(a, b)
 
@@ -42,12 +40,12 @@ export function issueSession (keyring: Keyring, input: Omit<EmbeddedSession, 'ex
   const session: EmbeddedSession = { ...input, expiresAt: new Date(now.getTime() + SESSION_TTL_MS), nonce: b64(randomBytes(12)) }
   const payload = Buffer.from(JSON.stringify({ t: session.tenantId, s: session.system, m: session.member, p: session.permissions, e: Math.floor(session.expiresAt.getTime() / 1000), n: session.nonce }))
   const keyId = keyring.activeKeyId
-  const mac = createHmac('sha256', derive(keyring, keyId, 'embedded-sessions v1')).update(payload).digest()
+  const mac = createHmac('sha256', keyring.derivedKey(keyId, 'embedded-sessions v1')).update(payload).digest()
   return { token: `${b64(payload)}.${keyId}.${b64(mac)}`, csrf: csrfFor(keyring, keyId, session.nonce), session }
 }
 
 function csrfFor (keyring: Keyring, keyId: string, nonce: string): string {
-  return `${keyId}.${b64(createHmac('sha256', derive(keyring, keyId, 'embedded-csrf v1')).update(nonce).digest())}`
+  return `${keyId}.${b64(createHmac('sha256', keyring.derivedKey(keyId, 'embedded-csrf v1')).update(nonce).digest())}`
 }
 
 const unauthenticated = (): AppError => new AppError('UNAUTHENTICATED', 'Your session inside the PSA has ended. Reload the screen to sign in again.')
@@ -57,7 +55,7 @@ export function verifySession (keyring: Keyring, token: unknown, now = new Date(
   const [payloadText, keyId, macText] = token.split('.')
   if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw unauthenticated()
   const payload = Buffer.from(payloadText, 'base64url')
-  if (!equal(Buffer.from(macText, 'base64url'), createHmac('sha256', derive(keyring, keyId, 'embedded-sessions v1')).update(payload).digest())) throw unauthenticated()
+  if (!equal(Buffer.from(macText, 'base64url'), createHmac('sha256', keyring.derivedKey(keyId, 'embedded-sessions v1')).update(payload).digest())) throw unauthenticated()
   let p: { t?: unknown, s?: unknown, m?: unknown, p?: unknown, e?: unknown, n?: unknown }
   try { p = JSON.parse(payload.toString('utf8')) as typeof p } catch { throw unauthenticated() }
   if (typeof p.t !== 'string' || (p.s !== 'connectwise' && p.s !== 'autotask') || typeof p.m !== 'string' || !Array.isArray(p.p) || typeof p.e !== 'number' || typeof p.n !== 'string') throw unauthenticated()

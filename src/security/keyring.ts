@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { AppError } from '../errors.js'
@@ -19,6 +19,7 @@ export interface SealedSecret {
 export class Keyring {
   readonly activeKeyId: string
   readonly #keys: Map<string, Buffer>
+  readonly #derived = new Map<string, Buffer>()
 
   constructor (spec: string) {
     this.#keys = new Map()
@@ -57,9 +58,20 @@ export class Keyring {
     return this.#keys.has(id)
   }
 
-  /** Raw key bytes, only to derive purpose-bound keys (HKDF); never stored or logged. */
-  keyMaterial (id: string): Buffer {
-    return this.#key(id)
+  /**
+   * A key for one purpose (pay links, sessions, OAuth state), derived from
+   * key `id` by HKDF, so a MAC for one purpose is useless for another and
+   * the raw keys never leave the ring. Derived once: sessions are checked on
+   * every embedded request.
+   */
+  derivedKey (id: string, purpose: string): Buffer {
+    const cacheKey = `${id}\u0000${purpose}`
+    let key = this.#derived.get(cacheKey)
+    if (key === undefined) {
+      key = Buffer.from(hkdfSync('sha256', this.#key(id), Buffer.from('settle'), Buffer.from(purpose), 32))
+      this.#derived.set(cacheKey, key)
+    }
+    return key
   }
 
   #key (id: string): Buffer {

@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
+import { createHmac, timingSafeEqual } from 'node:crypto'
 import { AppError } from '../errors.js'
 import type { Keyring } from './keyring.js'
 
@@ -12,13 +12,11 @@ export interface PayLink { tenantId: string, invoiceId: string, expiresAt: Date 
 
 const b64 = (buf: Buffer): string => buf.toString('base64url')
 
-function linkKey (keyMaterial: Buffer): Buffer {
-  return Buffer.from(hkdfSync('sha256', keyMaterial, Buffer.from('settle'), Buffer.from('pay-links v1'), 32))
-}
+const linkKey = (keyring: Keyring, keyId: string): Buffer => keyring.derivedKey(keyId, 'pay-links v1')
 
 export function signPayLink (keyring: Keyring, link: PayLink): string {
   const payload = Buffer.from(JSON.stringify({ t: link.tenantId, i: link.invoiceId, e: Math.floor(link.expiresAt.getTime() / 1000) }))
-  const mac = createHmac('sha256', linkKey(keyring.keyMaterial(keyring.activeKeyId))).update(payload).digest()
+  const mac = createHmac('sha256', linkKey(keyring, keyring.activeKeyId)).update(payload).digest()
   return `${b64(payload)}.${keyring.activeKeyId}.${b64(mac)}`
 }
 
@@ -27,7 +25,7 @@ export function verifyPayLink (keyring: Keyring, token: string, now: Date): PayL
   const [payloadText, keyId, macText] = token.split('.')
   if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw invalid
   const payload = Buffer.from(payloadText, 'base64url')
-  const expected = createHmac('sha256', linkKey(keyring.keyMaterial(keyId))).update(payload).digest()
+  const expected = createHmac('sha256', linkKey(keyring, keyId)).update(payload).digest()
   const given = Buffer.from(macText, 'base64url')
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw invalid
   let parsed: { t?: unknown, i?: unknown, e?: unknown }

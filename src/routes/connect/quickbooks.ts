@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
+import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { AppError } from '../../errors.js'
 import type { Keyring } from '../../security/keyring.js'
@@ -8,12 +8,12 @@ import { QBO_PRODUCTION, connectQuickBooks, createAccountingFactory, disconnectQ
 
 /** Ten minutes to come back from Intuit's consent screen. */
 const STATE_TTL_MS = 10 * 60_000
-const stateKey = (material: Buffer): Buffer => Buffer.from(hkdfSync('sha256', material, Buffer.from('settle'), Buffer.from('qbo-oauth-state v1'), 32))
+const stateKey = (keyring: Keyring, keyId: string): Buffer => keyring.derivedKey(keyId, 'qbo-oauth-state v1')
 
 /** The OAuth `state`: tenant, expiry and sandbox flag under an HMAC derived from the key ring, so the callback needs no session. */
 export function signConnectState (keyring: Keyring, input: { tenantId: string, sandbox: boolean, expiresAt: Date }): string {
   const payload = Buffer.from(JSON.stringify({ t: input.tenantId, s: input.sandbox ? 1 : 0, e: Math.floor(input.expiresAt.getTime() / 1000) }))
-  const mac = createHmac('sha256', stateKey(keyring.keyMaterial(keyring.activeKeyId))).update(payload).digest()
+  const mac = createHmac('sha256', stateKey(keyring, keyring.activeKeyId)).update(payload).digest()
   return `${payload.toString('base64url')}.${keyring.activeKeyId}.${mac.toString('base64url')}`
 }
 
@@ -22,7 +22,7 @@ export function verifyConnectState (keyring: Keyring, state: string, now = new D
   const [p, keyId, m] = state.split('.')
   if (p === undefined || keyId === undefined || m === undefined || !keyring.hasKey(keyId)) throw invalid
   const payload = Buffer.from(p, 'base64url')
-  const expected = createHmac('sha256', stateKey(keyring.keyMaterial(keyId))).update(payload).digest()
+  const expected = createHmac('sha256', stateKey(keyring, keyId)).update(payload).digest()
   const given = Buffer.from(m, 'base64url')
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw invalid
   let parsed: { t?: unknown, s?: unknown, e?: unknown }
