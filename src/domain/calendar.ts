@@ -9,7 +9,15 @@ export function isTimeZone (name: string): boolean {
 }
 
 /** The calendar date (YYYY-MM-DD) at `at` in `timeZone`: what "today" means to the people there. */
+// Building a DateTimeFormat costs far more than formatting with one; time zones are few.
+const dateFormats = new Map<string, Intl.DateTimeFormat>()
+
 export function localDate (at: Date, timeZone: string): string {
-  // en-CA formats dates as YYYY-MM-DD.
-  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(at)
+  let format = dateFormats.get(timeZone)
+  if (format === undefined) {
+    // en-CA formats dates as YYYY-MM-DD.
+    format = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' })
+    dateFormats.set(timeZone, format)
+  }
+  return format.format(at)
 }

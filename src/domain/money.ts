@@ -107,8 +107,16 @@ export function toDecimalString (m: Money): string {
 }
 
 /** What a person reads: "$1,234.50", "-CA$12.00". Intl formats the exact decimal string, never a float. */
+// Building a NumberFormat costs ~0.1 ms, formatting with one a microsecond; pages format hundreds of amounts.
+const moneyFormats = new Map<string, Intl.NumberFormat>()
+
 export function formatMoney (m: Money, locale = 'en-US'): string {
-  const format = new Intl.NumberFormat(locale, { style: 'currency', currency: m.currency })
+  const key = `${locale}|${m.currency}`
+  let format = moneyFormats.get(key)
+  if (format === undefined) {
+    format = new Intl.NumberFormat(locale, { style: 'currency', currency: m.currency })
+    moneyFormats.set(key, format)
+  }
   // Intl accepts decimal strings exactly (no binary rounding) since V8 10.6.
   return format.format(toDecimalString(m) as unknown as number)
 }
