@@ -19,12 +19,12 @@ export interface PaymentMethod {
   status: 'active' | 'detached'
 }
 
-interface MethodRow {
+export interface MethodRow {
   id: string, customer_id: string, processor_customer_ref: string, processor_method_ref: string, type: PaymentMethodType, brand: string | null,
   last4: string, exp_month: number | null, exp_year: number | null, funding: string | null, is_default: boolean, status: 'active' | 'detached'
 }
 
-const toMethod = (r: MethodRow): PaymentMethod => ({
+export const toMethod = (r: MethodRow): PaymentMethod => ({
   id: r.id,
   customerId: r.customer_id,
   processorCustomerRef: r.processor_customer_ref,

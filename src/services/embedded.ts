@@ -1,9 +1,10 @@
 import type { Knex } from 'knex'
 import { getBrand } from '../db/branding.js'
 import { getPsaConnection } from '../db/psa.js'
-import { findTenantBySlug, tenantToday, type Tenant } from '../db/tenants.js'
+import { findTenantBySlug, requireTenantId, tenantToday, type Tenant } from '../db/tenants.js'
+import { localDate } from '../domain/calendar.js'
 import { openBalance, toInvoice, type InvoiceRow } from '../db/invoices.js'
-import { listAttempts, listPaymentMethods, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
+import { listAttempts, listPaymentMethods, toAttempt, toMethod, type AttemptRow, type MethodRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { activeConsents, getTenantRule } from '../db/autopay.js'
 import { listExceptions } from '../db/reconciliation-exceptions.js'
 import { getSecret, putSecret } from '../db/secrets.js'
@@ -148,29 +149,50 @@ export function attemptView (a: PaymentAttempt, methods: readonly PaymentMethod[
 
 const daysBetween = (from: string, to: string): number => Math.round((Date.parse(to) - Date.parse(from)) / 86_400_000)
 
-async function invoiceByPsaId (db: Knex, tenantId: string, system: EmbeddedSystem, psaId: string): Promise<InvoiceRow> {
-  const row = await db('invoices').where({ tenant_id: tenantId, psa_system: system, psa_invoice_id: psaId }).first() as InvoiceRow | undefined
-  if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')
-  return row
-}
+/**
+ * Everything the invoice pod shows, in one round trip: the pod is opened by
+ * every technician on every invoice screen, and each query costs more in
+ * query building and a trip to PostgreSQL than the page costs to render.
+ * Pending retries are found by their dedupe key (`retry:<attempt id>`), which
+ * is indexed.
+ */
+const INVOICE_POD_SQL = `
+  select i.*, c.name as customer_name, t.time_zone,
+    (select coalesce(json_agg(m order by m.is_default desc, m.created_at desc), '[]')
+       from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id and m.status = 'active') as methods,
+    (select coalesce(json_agg(a order by a.created_at desc), '[]')
+       from (select * from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id order by a.created_at desc limit ?) a) as attempts,
+    (select coalesce(json_agg(j.run_at order by j.run_at), '[]') from jobs j
+       where j.tenant_id = i.tenant_id and j.queue = 'payments.retry' and j.state = 'pending'
+         and j.dedupe_key in (select 'retry:' || a.id from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id)) as retries
+  from invoices i
+  join customers c on c.tenant_id = i.tenant_id and c.id = i.customer_id
+  join tenants t on t.id = i.tenant_id
+  where i.tenant_id = ? and i.psa_system = ? and i.psa_invoice_id = ?`
+
+type PodRow = InvoiceRow & { customer_name: string, time_zone: string, methods: MethodRow[] | string, attempts: Array<Omit<AttemptRow, 'created_at' | 'updated_at'> & { created_at: string | Date, updated_at: string | Date }> | string, retries: string[] | string }
+
+// pg parses json columns; PGlite through knex may hand them over as text.
+const parsed = <T>(value: T | string): T => typeof value === 'string' ? JSON.parse(value) as T : value
 
 export async function invoiceModel (db: Knex, tenantId: string, system: EmbeddedSystem, psaId: string, attemptsLimit = 100): Promise<Record<string, unknown>> {
-  const row = await invoiceByPsaId(db, tenantId, system, psaId)
+  const result = await db.raw(INVOICE_POD_SQL, [attemptsLimit, requireTenantId(tenantId), system, psaId]) as { rows: PodRow[] }
+  const row = result.rows[0]
+  if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')
   const invoice = toInvoice(row)
-  const customer = await db('customers').where({ tenant_id: tenantId, id: invoice.customerId }).first('name') as { name: string }
-  const methods = (await listPaymentMethods(db, tenantId, invoice.customerId)).filter(m => m.status === 'active')
-  const attempts = (await listAttempts(db, tenantId, invoice.id)).slice(-attemptsLimit).reverse()
+  const methods = parsed(row.methods).map(toMethod)
+  // json_agg gives timestamps as ISO text; the views expect Dates. The parsed rows are ours to change.
+  const attempts = parsed(row.attempts).map(a => toAttempt(Object.assign(a, { created_at: new Date(a.created_at), updated_at: new Date(a.updated_at) })))
   const currency = asCurrency(invoice.currency)
   const open = openBalance(row)
-  const today = await tenantToday(db, tenantId)
+  const today = localDate(new Date(), row.time_zone)
   const overdue = invoice.dueOn !== null && open > 0 ? Math.max(0, daysBetween(invoice.dueOn, today)) : 0
   const latest = attempts[0]
   const status = latest !== undefined && (latest.status === 'processing' || latest.status === 'created' || latest.status === 'unknown')
     ? 'processing'
     : invoice.status === 'open' && latest?.status === 'failed' ? 'failed' : invoice.status === 'partially_paid' ? 'open' : invoice.status
-  const retries = await db('jobs').where({ tenant_id: tenantId, queue: 'payments.retry' }).whereRaw("payload->>'attemptId' = any(?)", [attempts.map(a => a.id)]).where('state', 'pending').select('run_at') as Array<{ run_at: Date }>
   return {
-    invoice: { id: invoice.id, psaId: invoice.psaInvoiceId, number: invoice.number, customer: customer.name, dueOn: invoice.dueOn, issuedOn: invoice.issuedOn },
+    invoice: { id: invoice.id, psaId: invoice.psaInvoiceId, number: invoice.number, customer: row.customer_name, dueOn: invoice.dueOn, issuedOn: invoice.issuedOn },
     total: invoice.total,
     paid: { amount: invoice.total.amount - open, currency },
     balance: { amount: open, currency },
@@ -181,7 +203,7 @@ export async function invoiceModel (db: Knex, tenantId: string, system: Embedded
     chargeable: open > 0 && !invoice.voided && status !== 'processing' && methods.length > 0,
     methods: methods.map(methodView),
     attempts: attempts.map(a => attemptView(a, methods)),
-    retries: retries.map(r => r.run_at)
+    retries: parsed(row.retries).map(r => new Date(r))
   }
 }
 
