@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
 import type { Knex } from 'knex'
 import type { Config } from '../config.js'
 import { createDb, describeTarget, type DatabaseTarget } from '../db/knex.js'
@@ -23,6 +24,9 @@ export function databaseTarget (config: Config): DatabaseTarget {
   return { kind: 'pglite', dataDir: config.demo ? null : config.dataDir }
 }
 
+/** How long close waits for handlers still running after their client left. */
+const HANDLER_DRAIN_MS = 5_000
+
 export interface DbPluginOptions {
   config: Config
   /** A database the caller owns (tests); it is neither migrated nor closed here. */
@@ -37,13 +41,24 @@ export interface DbPluginOptions {
  */
 export default fp<DbPluginOptions>(async (app, { config, db: given, keyring }) => {
   const db = given ?? createDb(databaseTarget(config))
+  // Fastify drains connections before onClose, but a handler whose client hung
+  // up keeps running its queries; the pool must outlive it, or the handler
+  // fails half-way ("Unable to acquire a connection").
+  const running = new Set<FastifyRequest>()
+  app.addHook('onRequest', (request, _reply, done) => { running.add(request); done() })
+  app.addHook('onSend', (request, _reply, payload, done) => { running.delete(request); done(null, payload) })
+  app.addHook('onClose', async () => {
+    const giveUpAt = Date.now() + HANDLER_DRAIN_MS
+    while (running.size > 0 && Date.now() < giveUpAt) await new Promise(resolve => setTimeout(resolve, 10))
+    if (running.size > 0) app.log.warn({ handlers: running.size }, 'closing the database with handlers still running')
+    if (given === undefined) await db.destroy()
+  })
   if (given === undefined) {
     app.log.info({ database: describeTarget(databaseTarget(config)) }, 'database')
     if (config.databaseUrl === null) {
       const applied = await migrateLatest(db)
       if (applied.length > 0) app.log.info({ applied }, 'migrations applied')
     }
-    app.addHook('onClose', async () => { await db.destroy() })
   }
   app.decorate('db', db)
   app.decorate('keyring', keyring ?? (config.encryptionKeys !== null ? new Keyring(config.encryptionKeys) : Keyring.loadOrCreateLocal(config.dataDir)))

@@ -101,3 +101,26 @@ t.test('the logger redacts secrets and card/bank data', async t => {
   }
   t.ok(line.includes('INV-1001'), 'an invoice number is not a secret')
 })
+
+t.test('closing waits for a handler that is still querying after its client left', async t => {
+  const db = await testDb(t)
+  const app = await buildApp(testConfig(), { db, keyring: testKeyring() })
+  let started!: () => void
+  let finished = false
+  const handlerStarted = new Promise<void>(resolve => { started = resolve })
+  app.get('/test/slow', async () => {
+    started()
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const [row] = await db('tenants').count('* as n') as Array<{ n: number | string }>
+    finished = true
+    return { tenants: Number(row?.n) }
+  })
+  const inFlight = app.inject('/test/slow')
+  await handlerStarted
+  // What close-with-grace does on SIGTERM, and what the benchmarks do at their end.
+  await app.close()
+  t.ok(finished, 'the handler finished its query before close returned, so the pool can be closed')
+  const res = await inFlight
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { tenants: 0 })
+})
