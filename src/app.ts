@@ -25,6 +25,7 @@ import apiRoutes from './routes/api/index.js'
 import tieoutRoutes from './routes/api/tieout.js'
 import reconciliationRoutes from './routes/api/reconciliation.js'
 import { startTieoutScheduler, tieoutJobHandlers } from './jobs/tieout-jobs.js'
+import { quickBooksPaymentJobHandlers, startQuickBooksPaymentScheduler } from './jobs/quickbooks-payment-jobs.js'
 import { postingJobHandlers } from './jobs/posting-jobs.js'
 import type { AccountingFactory } from './ports/accounting.js'
 import { createAccountingFactory } from './services/accounting-connections.js'
@@ -96,6 +97,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     ...paymentJobHandlers(app.paymentsFor),
     ...installmentJobHandlers(app.paymentsFor),
     ...tieoutJobHandlers(accountingFor),
+    ...quickBooksPaymentJobHandlers(accountingFor),
     ...postingJobHandlers(accountingFor),
     ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
     ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app), app.accountingFor) } : {})
@@ -103,8 +105,12 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(workerPlugin, { config })
   if (config.workerEnabled) {
     let stopTieouts = (): void => {}
-    app.addHook('onListen', async () => { stopTieouts = startTieoutScheduler(app.db, app.log.child({ component: 'tieout-scheduler' })) })
-    app.addHook('preClose', async () => { stopTieouts() })
+    let stopQboPayments = (): void => {}
+    app.addHook('onListen', async () => {
+      stopTieouts = startTieoutScheduler(app.db, app.log.child({ component: 'tieout-scheduler' }))
+      stopQboPayments = startQuickBooksPaymentScheduler(app.db, app.log.child({ component: 'qbo-payments-scheduler' }))
+    })
+    app.addHook('preClose', async () => { stopTieouts(); stopQboPayments() })
   }
   if (config.demo) {
     // The stand-ins answer in the real wire formats, so the demo runs the real adapters.
@@ -123,7 +129,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(apiRoutes, { publicUrl: config.publicUrl })
   await app.register(embeddedRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
   await app.register(tieoutRoutes, { accountingFor })
-  await app.register(reconciliationRoutes)
+  await app.register(reconciliationRoutes, { accountingFor })
   await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
 }

@@ -100,6 +100,60 @@ export class FakeAccounting implements AccountingPort {
     return invoice
   }
 
+  /**
+   * A payment someone entered in QuickBooks by hand (no call counted): linked
+   * to invoices when `applications` is given, the rest unapplied credit. The
+   * raw payload carries CustomerRef with its name as QBO returns it.
+   */
+  addPayment (input: { customerId: string, total: number, txnDate?: string, reference?: string | null, note?: string | null, method?: string, applications?: Array<{ invoiceId: string, amount: number }>, withCustomerName?: boolean }): AccountingPayment {
+    const id = this.newId()
+    const applications = (input.applications ?? []).map(a => ({ invoiceId: a.invoiceId, amount: money(a.amount, this.currency) }))
+    this.checkApplications(money(input.total, this.currency), applications, null)
+    for (const app of applications) this.applyToInvoice(app.invoiceId, -app.amount.amount)
+    const applied = applications.reduce((s, a) => s + a.amount.amount, 0)
+    const customer = this.customers.get(input.customerId)
+    const payment: AccountingPayment = {
+      id,
+      customerId: input.customerId,
+      total: money(input.total, this.currency),
+      unapplied: money(input.total - applied, this.currency),
+      txnDate: input.txnDate ?? '2026-11-28',
+      reference: input.reference ?? null,
+      note: input.note ?? null,
+      applications,
+      depositToAccountId: '4',
+      syncToken: '0',
+      updatedAt: this.now(),
+      raw: {
+        Id: id,
+        CustomerRef: input.withCustomerName === false ? { value: input.customerId } : { value: input.customerId, name: customer?.displayName },
+        ...(input.method === undefined ? {} : { PaymentMethodRef: { value: '9', name: input.method } })
+      }
+    }
+    this.payments.set(id, payment)
+    this.recomputeCustomerBalance(input.customerId)
+    return payment
+  }
+
+  /** Voided in QBO: it stays, with TotalAmt 0, no lines and the note "Voided" (CDC returns it as changed). */
+  voidPayment (id: string): void {
+    const p = this.payments.get(id)
+    if (p === undefined) throw new Error(`no payment ${id}`)
+    for (const app of p.applications) this.applyToInvoice(app.invoiceId, app.amount.amount)
+    this.payments.set(id, { ...p, total: money(0, p.total.currency), unapplied: money(0, p.total.currency), applications: [], note: 'Voided', syncToken: String(Number(p.syncToken) + 1), updatedAt: this.now() })
+    this.recomputeCustomerBalance(p.customerId)
+  }
+
+  /** Deleted in QBO: gone, and CDC reports it among the deleted. */
+  deletePayment (id: string): void {
+    const p = this.payments.get(id)
+    if (p === undefined) throw new Error(`no payment ${id}`)
+    for (const app of p.applications) this.applyToInvoice(app.invoiceId, app.amount.amount)
+    this.payments.delete(id)
+    this.deleted.push({ entity: 'Payment', id, at: this.now() })
+    this.recomputeCustomerBalance(p.customerId)
+  }
+
   invoiceByDocNumber (docNumber: string): AccountingInvoice | undefined {
     return [...this.invoices.values()].find(i => i.docNumber === docNumber)
   }

@@ -4,11 +4,14 @@ import { listExceptions, type ExceptionKind, type ExceptionStatus } from '../../
 import { AppError } from '../../errors.js'
 import { guardWithApiKeys } from '../../security/api-keys.js'
 import { acceptSuggestion, dismiss, importBankStatement, splitManually, writeOff } from '../../services/reconcile.js'
+import { pullQuickBooksPayments } from '../../services/quickbooks-payments.js'
+import type { AccountingFactory } from '../../ports/accounting.js'
 
 /**
- * Reconciliation on the admin API: the exception queue, statement upload and
- * the four actions on an exception. Reads need payments:read, anything that
- * moves money needs reconciliation:write; every query is scoped to the key's
+ * Reconciliation on the admin API: the exception queue, statement upload,
+ * reading payments entered in QuickBooks now, and the four actions on an
+ * exception. Reads need payments:read, anything that moves money needs
+ * reconciliation:write; every query is scoped to the key's
  * tenant, so another tenant's exception id is simply not found.
  */
 const STATUSES = new Set(['open', 'resolved', 'dismissed'])
@@ -30,7 +33,7 @@ const uuid = (v: unknown, what: string): string => {
   return v
 }
 
-export default async function reconciliationRoutes (app: FastifyInstance): Promise<void> {
+export default async function reconciliationRoutes (app: FastifyInstance, { accountingFor }: { accountingFor: AccountingFactory }): Promise<void> {
   const { who, actor } = guardWithApiKeys(app)
 
   app.get<{ Querystring: { status?: string, kind?: string, customer?: string } }>('/api/v1/reconciliation/exceptions', async request => {
@@ -56,6 +59,12 @@ export default async function reconciliationRoutes (app: FastifyInstance): Promi
     if (format !== 'csv' && format !== 'ofx') throw new AppError('VALIDATION_FAILED', 'format must be csv or ofx.')
     const result = await importBankStatement(app.db, p.tenantId, { text: b.text, currency: b.currency, actor: actor(p), source: format === 'ofx' ? 'bank_ofx' : 'bank_csv' })
     return await reply.status(201).send(result)
+  })
+
+  // Payments entered in QuickBooks, read now rather than at the daily run; it applies money, so the write scope.
+  app.post('/api/v1/reconciliation/quickbooks-payments/sync', async request => {
+    const p = who(request, 'reconciliation:write')
+    return await pullQuickBooksPayments(app.db, p.tenantId, await accountingFor(p.tenantId), { actor: actor(p) })
   })
 
   app.post<{ Params: { id: string } }>('/api/v1/reconciliation/exceptions/:id/accept', async request => {
