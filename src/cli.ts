@@ -24,6 +24,13 @@ const USAGE = `Usage: settle <command> [options]
   install connectwise --tenant SLUG
                      (registers the pods, tab, toolbar button and callback in manifest/connectwise/; re-run to update)
   uninstall connectwise --tenant SLUG
+  members:grant --tenant SLUG --system connectwise|autotask --member ID|livelink|* --permissions charge,sync
+  members:revoke --tenant SLUG --system … --member … --permissions …
+  members:list --tenant SLUG      (who may charge and sync from the PSA pages; everyone may view)
+  livelinks --tenant SLUG [--rotate-key]
+                     (the Autotask LiveLink URLs to paste into the LiveLinks Designer)
+  livelinks:sign --tenant SLUG --kind invoice|company --id AUTOTASK_ID [--days 7]
+                     (a signed link that opens without sign-in, for a note or a notification)
   sync --tenant SLUG [--system connectwise|autotask] [--full] [--recheck-open]
   sync:status --tenant SLUG
   migrate            apply pending migrations
@@ -33,6 +40,11 @@ const USAGE = `Usage: settle <command> [options]
   keys:reseal        re-encrypt stored secrets with the first (active) key
   config:table       print the configuration table for the README
 `
+
+const TENANT_COMMANDS = [
+  'tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'install', 'uninstall', 'sync', 'sync:status',
+  'members:grant', 'members:revoke', 'members:list', 'livelinks', 'livelinks:sign'
+]
 
 /** Operator commands. Output goes to stdout for people; errors to stderr with a non-zero exit. */
 async function main (argv: string[]): Promise<number> {
@@ -45,7 +57,7 @@ async function main (argv: string[]): Promise<number> {
     process.stdout.write(Keyring.generateEntry() + '\n')
     return 0
   }
-  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal', 'tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'install', 'uninstall', 'sync', 'sync:status'].includes(command)) {
+  if (command === undefined || !['migrate', 'migrate:status', 'migrate:rollback', 'keys:reseal', ...TENANT_COMMANDS].includes(command)) {
     process.stderr.write(USAGE)
     return command === undefined || command === '--help' ? 0 : 64
   }
@@ -55,7 +67,7 @@ async function main (argv: string[]): Promise<number> {
   const target = databaseTarget({ ...config, demo: false })
   const db = createDb(target)
   try {
-    if (['tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'install', 'uninstall', 'sync', 'sync:status'].includes(command)) {
+    if (TENANT_COMMANDS.includes(command)) {
       const keyring = config.encryptionKeys !== null ? new Keyring(config.encryptionKeys) : Keyring.loadOrCreateLocal(config.dataDir)
       return await runTenantCommand(command, argv.slice(1), { db, keyring, publicUrl: config.publicUrl })
     }

@@ -94,3 +94,56 @@ t.test('connect stripe, tenants:brand, tenants:installments and api-keys:create'
   t.match(printed.at(-1), /settle_sk_[0-9a-f-]{36}_[\w-]{43}/, 'the key is shown once')
   await t.rejects(run('api-keys:create', '--name', 'bad', '--scopes', 'everything'), { code: 'VALIDATION_FAILED' })
 })
+
+t.test('members:grant, members:revoke, members:list, livelinks and livelinks:sign', async t => {
+  const db = await testDb(t)
+  const tenant = await makeTenant(db)
+  const keyring = testKeyring()
+  const deps = { db, keyring, publicUrl: 'https://settle.example/' }
+  const printed: string[] = []
+  const write = process.stdout.write.bind(process.stdout)
+  const run = async (command: string, ...args: string[]): Promise<number> => {
+    process.stdout.write = ((chunk: string) => { printed.push(String(chunk)); return true }) as typeof process.stdout.write
+    try { return await runTenantCommand(command, ['--tenant', tenant.slug, ...args], deps) } finally { process.stdout.write = write }
+  }
+  const { memberPermissions, liveLinkKey } = await import('../src/services/embedded.js')
+  const { liveLinkValid } = await import('../src/security/embedded-sessions.js')
+
+  t.equal(await run('members:list'), 0)
+  t.match(printed.at(-1), /No one .* may charge or sync yet; everyone may view/)
+  t.equal(await run('members:grant', '--system', 'connectwise', '--member', 'jsmith', '--permissions', 'charge,sync'), 0)
+  t.equal(await run('members:grant', '--system', 'connectwise', '--member', 'jsmith', '--permissions', 'charge'), 0, 'granting again is harmless')
+  t.equal(await run('members:grant', '--system', 'autotask', '--member', 'livelink', '--permissions', 'charge'), 0)
+  t.same(await memberPermissions(db, tenant.id, 'connectwise', ['jsmith']), ['view', 'charge', 'sync'])
+  t.same(await memberPermissions(db, tenant.id, 'connectwise', ['someone']), ['view'], 'others only view')
+  t.same(await memberPermissions(db, tenant.id, 'autotask', ['jsmith']), ['view'], 'a grant is per PSA')
+  t.equal(await run('members:list'), 0)
+  t.equal(printed.at(-1), 'autotask livelink: charge\nconnectwise jsmith: charge, sync\n')
+  t.equal(await run('members:revoke', '--system', 'connectwise', '--member', 'jsmith', '--permissions', 'charge'), 0)
+  t.match(printed.at(-1), /Removed 1 grant: jsmith in connectwise may no longer charge/)
+  t.same(await memberPermissions(db, tenant.id, 'connectwise', ['jsmith']), ['view', 'sync'])
+  await t.rejects(run('members:grant', '--system', 'connectwise', '--member', 'jsmith', '--permissions', 'view,refund'), { code: 'VALIDATION_FAILED', message: /not view, refund/ })
+  await t.rejects(run('members:grant', '--system', 'halo', '--member', 'jsmith', '--permissions', 'charge'), { code: 'VALIDATION_FAILED', message: /--system/ })
+  await t.rejects(run('members:grant', '--system', 'connectwise', '--member', "x' or 1=1", '--permissions', 'charge'), { code: 'VALIDATION_FAILED', message: /not a member/ })
+  t.same(await memberPermissions(db, tenant.id, 'connectwise', ['jsmith']), ['view', 'sync'], 'refused input changed nothing')
+
+  t.equal(await run('livelinks'), 0)
+  t.match(printed.at(-1), `Invoice: https://settle.example/embedded/autotask/invoice?tenant=${tenant.slug}&id=<Invoice ID>`)
+  t.match(printed.at(-1), `Account: https://settle.example/embedded/autotask/company?tenant=${tenant.slug}&id=<Account ID>`)
+  const key = await liveLinkKey(db, keyring, tenant.id)
+
+  t.equal(await run('livelinks:sign', '--kind', 'invoice', '--id', '4711', '--days', '3'), 0)
+  const url = new URL(String(printed.at(-1)).trim().split('\n').at(-1)!)
+  t.equal(url.pathname, '/embedded/autotask/invoice')
+  const params = { tenantSlug: tenant.slug, kind: 'invoice', recordId: '4711', exp: url.searchParams.get('exp'), sig: url.searchParams.get('sig') }
+  t.ok(liveLinkValid(key, params), 'the link is signed with the tenant\'s LiveLink key')
+  t.ok(Math.abs(Number(params.exp) * 1000 - (Date.now() + 3 * 86_400_000)) < 60_000, 'valid for the days asked')
+  t.notOk(liveLinkValid(key, { ...params, recordId: '4712' }), 'only for its record')
+  await t.rejects(run('livelinks:sign', '--kind', 'ticket', '--id', '1'), { code: 'VALIDATION_FAILED', message: /--kind/ })
+  await t.rejects(run('livelinks:sign', '--kind', 'company', '--id', '1', '--days', '365'), { code: 'VALIDATION_FAILED', message: /1 to 90/ })
+  await t.rejects(run('livelinks:sign', '--kind', 'company', '--id', 'abc'), { code: 'VALIDATION_FAILED', message: /number/ })
+
+  t.equal(await run('livelinks', '--rotate-key'), 0)
+  t.match(printed.at(-1), /rotated: signed links made before now no longer open/)
+  t.notOk(liveLinkValid(await liveLinkKey(db, keyring, tenant.id), params), 'after rotating, old signed links are refused')
+})

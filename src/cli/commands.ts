@@ -18,6 +18,8 @@ import { putSecret } from '../db/secrets.js'
 import { createApiKey } from '../security/api-keys.js'
 import { QBO_PRODUCTION, connectQuickBooks, createAccountingFactory, discoverSettings, saveAccountingSettings, tokenRequest } from '../services/accounting-connections.js'
 import { syncInvoices, type SyncProgress } from '../services/sync.js'
+import { grantMember, listMemberGrants, liveLinkKey, liveLinkTemplates, revokeMember, signedLiveLinkUrl } from '../services/embedded.js'
+import type { EmbeddedPermission, EmbeddedSystem } from '../security/embedded-sessions.js'
 import { renderProgress, syncFraction } from './progress.js'
 
 interface Deps { db: Knex, keyring: Keyring, publicUrl: string }
@@ -49,6 +51,18 @@ function logoTypeOf (path: string): LogoType {
   return type
 }
 
+function systemOf (value: unknown): EmbeddedSystem {
+  if (value === 'connectwise' || value === 'autotask') return value
+  throw new AppError('VALIDATION_FAILED', '--system is connectwise or autotask.')
+}
+
+function permissionsOf (value: unknown): EmbeddedPermission[] {
+  const list = String(value ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
+  const bad = list.filter(p => p !== 'charge' && p !== 'sync')
+  if (list.length === 0 || bad.length > 0) throw new AppError('VALIDATION_FAILED', `--permissions is charge, sync or charge,sync (everyone may view)${bad.length > 0 ? `; not ${bad.join(', ')}` : ''}.`)
+  return [...new Set(list)] as EmbeddedPermission[]
+}
+
 /** Operator commands that act on one tenant. Returns the exit code. */
 export async function runTenantCommand (command: string, args: string[], deps: Deps): Promise<number> {
   const { db, keyring } = deps
@@ -62,7 +76,8 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       'api-user': { type: 'string' }, 'integration-code': { type: 'string' },
       rate: { type: 'string' }, block: { type: 'string' },
       'publishable-key': { type: 'string' }, realm: { type: 'string' }, accent: { type: 'string' }, logo: { type: 'string' }, 'support-email': { type: 'string' },
-      'min-amount': { type: 'string' }, 'max-parts': { type: 'string' }, scopes: { type: 'string' }, zone: { type: 'string' }
+      'min-amount': { type: 'string' }, 'max-parts': { type: 'string' }, scopes: { type: 'string' }, zone: { type: 'string' },
+      member: { type: 'string' }, permissions: { type: 'string' }, kind: { type: 'string' }, id: { type: 'string' }, days: { type: 'string' }, 'rotate-key': { type: 'boolean' }
     },
     strict: true
   })
@@ -118,6 +133,46 @@ export async function runTenantCommand (command: string, args: string[], deps: D
   if (command === 'api-keys:create') {
     const created = await createApiKey(db, tenant.id, required(values, 'name'), (values.scopes ?? '').split(',').map(s => s.trim()).filter(s => s !== ''))
     out(`Key "${String(values.name)}" for ${tenant.slug} (id ${created.id}). Shown once; store it now:\n${created.key}`)
+    return 0
+  }
+  if (command === 'members:grant' || command === 'members:revoke' || command === 'members:list') {
+    if (command === 'members:list') {
+      const grants = await listMemberGrants(db, tenant.id)
+      out(grants.length === 0
+        ? `No one in ${tenant.slug}'s PSAs may charge or sync yet; everyone may view. Grant with settle members:grant.`
+        : grants.map(g => `${g.system} ${g.memberRef}: ${g.permissions.join(', ')}`).join('\n'))
+      return 0
+    }
+    const system = systemOf(values.system)
+    const member = required(values, 'member')
+    const permissions = permissionsOf(values.permissions)
+    if (command === 'members:grant') {
+      await grantMember(db, tenant.id, system, member, permissions)
+      out(`${member} in ${system} may now ${permissions.join(' and ')} from Settle's pages (everyone may view).`)
+    } else {
+      const removed = await revokeMember(db, tenant.id, system, member, permissions)
+      out(`Removed ${removed} grant${removed === 1 ? '' : 's'}: ${member} in ${system} may no longer ${permissions.join(' or ')}.`)
+    }
+    return 0
+  }
+  if (command === 'livelinks') {
+    // The templates carry no signature (Autotask cannot compute one), so they open on Settle's sign-in.
+    if (values['rotate-key'] === true) await liveLinkKey(db, keyring, tenant.id, { rotate: true })
+    else await liveLinkKey(db, keyring, tenant.id)
+    const templates = liveLinkTemplates(deps.publicUrl, tenant.slug)
+    out(`LiveLinks for ${tenant.slug} (Autotask › LiveLinks Designer; steps in manifest/autotask/README.md):
+  Invoice: ${templates.invoice}
+  Account: ${templates.company}
+Opened from these, a person signs in with a Settle API key (payments:read; payments:charge to charge).${values['rotate-key'] === true ? '\nThe LiveLink key was rotated: signed links made before now no longer open.' : ''}`)
+    return 0
+  }
+  if (command === 'livelinks:sign') {
+    const kind = values.kind === 'invoice' || values.kind === 'company' ? values.kind : null
+    if (kind === null) throw new AppError('VALIDATION_FAILED', '--kind is invoice or company.')
+    const days = values.days === undefined ? 7 : Number(values.days)
+    if (!Number.isInteger(days) || days < 1 || days > 90) throw new AppError('VALIDATION_FAILED', `--days is a whole number of days from 1 to 90; got "${String(values.days)}".`)
+    const url = await signedLiveLinkUrl(db, keyring, deps.publicUrl, tenant, kind, required(values, 'id'), days * 86_400_000)
+    out(`Signed link to Autotask ${kind} ${String(values.id)}, valid ${days} day${days === 1 ? '' : 's'} (whoever holds it sees that ${kind}'s payments; may charge only if livelink is granted charge):\n${url}`)
     return 0
   }
   if (command === 'connect') {

@@ -69,15 +69,41 @@ export async function autotaskOrigins (db: Knex, tenantId: string, sandboxOrigin
   return ['https://*.autotask.net']
 }
 
-/** Everyone may view; charge and sync only where granted to the member, a role of theirs, or `*`. */
+/** Everyone may view; charge and sync only where granted to the member or to `*` (everyone in that PSA). */
 export async function memberPermissions (db: Knex, tenantId: string, system: EmbeddedSystem, memberRefs: readonly string[]): Promise<EmbeddedPermission[]> {
   const rows = await db('embedded_member_permissions').where({ tenant_id: tenantId, psa_system: system }).whereIn('member_ref', [...memberRefs, '*']).select('permission') as Array<{ permission: EmbeddedPermission }>
   return ['view', ...(['charge', 'sync'] as const).filter(p => rows.some(r => r.permission === p))]
 }
 
+/** Who may be granted: a PSA member id, `livelink` (whoever opens a signed Autotask link) or `*`. */
+function memberRefOf (memberRef: string): string {
+  const ref = memberRef.trim()
+  if (ref !== '*' && !/^[\w.@-]{1,100}$/.test(ref)) throw new AppError('VALIDATION_FAILED', `"${memberRef}" is not a member: give the PSA member id (jsmith), livelink or *.`)
+  return ref
+}
+
 export async function grantMember (db: Knex, tenantId: string, system: EmbeddedSystem, memberRef: string, permissions: readonly EmbeddedPermission[]): Promise<void> {
   if (permissions.length === 0) return
-  await db('embedded_member_permissions').insert(permissions.map(permission => ({ tenant_id: tenantId, psa_system: system, member_ref: memberRef, permission }))).onConflict(['tenant_id', 'psa_system', 'member_ref', 'permission']).ignore()
+  const ref = memberRefOf(memberRef)
+  await db('embedded_member_permissions').insert(permissions.map(permission => ({ tenant_id: requireTenantId(tenantId), psa_system: system, member_ref: ref, permission }))).onConflict(['tenant_id', 'psa_system', 'member_ref', 'permission']).ignore()
+}
+
+/** Takes permissions away; returns how many grants were removed. */
+export async function revokeMember (db: Knex, tenantId: string, system: EmbeddedSystem, memberRef: string, permissions: readonly EmbeddedPermission[]): Promise<number> {
+  // RETURNING: PGlite's driver does not report a deleted-row count.
+  const removed = await db('embedded_member_permissions').where({ tenant_id: requireTenantId(tenantId), psa_system: system, member_ref: memberRefOf(memberRef) }).whereIn('permission', [...permissions]).delete().returning('id')
+  return removed.length
+}
+
+export async function listMemberGrants (db: Knex, tenantId: string): Promise<Array<{ system: EmbeddedSystem, memberRef: string, permissions: EmbeddedPermission[] }>> {
+  const rows = await db('embedded_member_permissions').where({ tenant_id: requireTenantId(tenantId) }).orderBy(['psa_system', 'member_ref', 'permission']).select('psa_system', 'member_ref', 'permission') as Array<{ psa_system: EmbeddedSystem, member_ref: string, permission: EmbeddedPermission }>
+  const grants: Array<{ system: EmbeddedSystem, memberRef: string, permissions: EmbeddedPermission[] }> = []
+  for (const r of rows) {
+    const last = grants.at(-1)
+    if (last !== undefined && last.system === r.psa_system && last.memberRef === r.member_ref) last.permissions.push(r.permission)
+    else grants.push({ system: r.psa_system, memberRef: r.member_ref, permissions: [r.permission] })
+  }
+  return grants
 }
 
 /** The tenant's LiveLink key (created on first use), kept encrypted. */
