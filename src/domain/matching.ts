@@ -114,8 +114,14 @@ export interface MatchingIndex {
   readonly pools: Map<string, Map<Currency, Pool>>
   readonly customersByName: Map<string, string[]>
   readonly customersByBankAccount: Map<string, string[]>
-  /** Customer identification per source customer / bank account / payer text, computed once per distinct value. */
-  readonly whoCache: Map<string, Identified>
+  /**
+   * Customer identification, computed once per distinct source customer, bank
+   * account and payer text: one map each, keyed by the payment's own string
+   * (a prefixed key would be a new string to build and hash per payment).
+   */
+  readonly whoBySource: Map<string, Identified>
+  readonly whoByAccount: Map<string, Identified>
+  readonly whoByPayer: Map<string, Identified>
 }
 
 const SUFFIXES = new Set(['inc', 'llc', 'ltd', 'limited', 'corp', 'corporation', 'co', 'company', 'the', 'plc', 'pllc', 'lp', 'llp'])
@@ -127,6 +133,12 @@ export function normaliseName (name: string): string {
 
 /** "INV-001042" / "#1042" / "inv1042" → "1042"-style token: prefixes and separators dropped, case folded. */
 export function normaliseRef (ref: string): string {
+  // Fast paths, same result without the four regexes (every invoice number at
+  // index build, most memo tokens): a plain number not starting with 0 is its
+  // own token; so is one behind a bare prefix ("inv1042", "ref1042").
+  if (digitShape(ref) === 2) return ref
+  const rest = afterPrefix(ref)
+  if (rest !== '' && digitShape(rest) === 2) return rest
   return ref.toLowerCase().replace(/^(?:inv(?:oice)?|po|no|nr|ref)\b/, '').replace(/^(?:inv(?:oice)?|po|no|nr|ref)(?=\d)/, '').replace(/[^a-z0-9]/g, '').replace(/^0+(?=\d)/, '')
 }
 
@@ -149,6 +161,14 @@ export function memoTokens (memo: string | null): string[] {
   }
   return out === null ? NONE : [...out]
 }
+
+/** The part after a leading lower-case inv/invoice/po/no/nr/ref, or '' without one. */
+function afterPrefix (s: string): string {
+  for (const prefix of REF_PREFIXES) if (s.startsWith(prefix)) return s.slice(prefix.length)
+  return ''
+}
+// "invoice" before "inv": a longer prefix first, as the regex's alternation tries it.
+const REF_PREFIXES = ['invoice', 'inv', 'po', 'no', 'nr', 'ref']
 
 /** 0: no digit; 2: only digits, not starting with 0; 1: anything else. */
 function digitShape (raw: string): 0 | 1 | 2 {
@@ -211,7 +231,7 @@ function push<K, V> (map: Map<K, V[]>, key: K, value: V): void {
 
 export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], customers: readonly CustomerView[]): MatchingIndex {
   const index: MatchingIndex = {
-    byRef: new Map(), byDeletionNum: new Map(), byDeletion: new Map(), pools: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), whoCache: new Map()
+    byRef: new Map(), byDeletionNum: new Map(), byDeletion: new Map(), pools: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), whoBySource: new Map(), whoByAccount: new Map(), whoByPayer: new Map()
   }
   for (const inv of invoices) {
     if (inv.openBalance <= 0) continue
@@ -282,61 +302,85 @@ const NOBODY: Identified = { ids: new Set(), how: null, hard: false }
 
 /** Who the payment is from. Results are read-only and cached in the index per distinct source customer, bank account and payer text. */
 function identifyCustomer (p: OutsidePaymentView, index: MatchingIndex, config: MatchingConfig): Identified {
-  const cache = index.whoCache
   if (p.customerId !== null) {
-    const key = 's' + p.customerId
-    let who = cache.get(key)
-    if (who === undefined) { who = { ids: new Set([p.customerId]), how: { rule: 'customer', detail: 'customer named by the source' }, hard: true }; cache.set(key, who) }
+    let who = index.whoBySource.get(p.customerId)
+    if (who === undefined) { who = { ids: new Set([p.customerId]), how: { rule: 'customer', detail: 'customer named by the source' }, hard: true }; index.whoBySource.set(p.customerId, who) }
     return who
   }
   if (!config.rules.includes('customer')) return NOBODY
   if (p.bankAccount !== null) {
-    const key = 'b' + p.bankAccount
-    let who = cache.get(key)
+    let who = index.whoByAccount.get(p.bankAccount)
     if (who === undefined) {
       const ids = index.customersByBankAccount.get(p.bankAccount)
       who = ids !== undefined && ids.length > 0 ? { ids: new Set(ids), how: { rule: 'customer', detail: 'remembered bank account' }, hard: false } : NOBODY
-      cache.set(key, who)
+      index.whoByAccount.set(p.bankAccount, who)
     }
     if (who !== NOBODY) return who
   }
   if (p.payer !== null) {
-    const key = 'p' + p.payer
-    let who = cache.get(key)
+    let who = index.whoByPayer.get(p.payer)
     if (who === undefined) {
       const ids = index.customersByName.get(normaliseName(p.payer))
       who = ids !== undefined && ids.length > 0 ? { ids: new Set(ids), how: { rule: 'customer', detail: `payer name "${p.payer}"` }, hard: false } : NOBODY
-      cache.set(key, who)
+      index.whoByPayer.set(p.payer, who)
     }
     return who
   }
   return NOBODY
 }
 
-/** Applies the payment over the invoices in order; a shortfall within tolerance is written off on the last. */
-function settle (amount: number, invoices: readonly OpenInvoiceView[], config: MatchingConfig): Pick<Candidate, 'applications' | 'writeOffs' | 'unapplied'> & { fit: 'exact' | 'tolerance' | 'over' | 'partial' } {
-  const total = invoices.reduce((s, i) => s + i.openBalance, 0)
-  const applications: Application[] = []
+type Fit = 'exact' | 'tolerance' | 'over' | 'partial'
+type Settled = Pick<Candidate, 'applications' | 'writeOffs' | 'unapplied'> & { fit: Fit }
+
+/** How the payment fits the invoices' total. No allocation: most candidates are scored and dropped. */
+function fitOf (amount: number, invoices: readonly OpenInvoiceView[], config: MatchingConfig): Fit {
+  let total = 0
+  for (const inv of invoices) total += inv.openBalance
+  if (total === amount) return 'exact'
+  if (amount > total) return 'over'
+  const short = total - amount
+  return invoices.length > 0 && short <= allowedShort(total, config) && short <= invoices[invoices.length - 1]!.openBalance ? 'tolerance' : 'partial'
+}
+
+/**
+ * Applies the payment over the invoices in order; on a tolerance fit the
+ * shortfall is written off on the invoices left short. Arrays are made at
+ * their exact size (count, then fill): a pushed-to array keeps room for 17,
+ * and the caller keeps every returned candidate.
+ */
+function settle (amount: number, invoices: readonly OpenInvoiceView[], fit: Fit): Settled {
+  let count = 0
   let remaining = amount
+  let total = 0
   for (const inv of invoices) {
     const take = Math.min(inv.openBalance, remaining)
-    if (take > 0) applications.push({ invoiceId: inv.id, amount: take })
+    if (take > 0) count++
+    remaining -= take
+    total += inv.openBalance
+  }
+  const applications = new Array<Application>(count)
+  count = 0
+  remaining = amount
+  for (const inv of invoices) {
+    const take = Math.min(inv.openBalance, remaining)
+    if (take > 0) applications[count++] = { invoiceId: inv.id, amount: take }
     remaining -= take
   }
-  if (total === amount) return { applications, writeOffs: [], unapplied: 0, fit: 'exact' }
-  if (amount > total) return { applications, writeOffs: [], unapplied: amount - total, fit: 'over' }
-  const short = total - amount
-  const last = invoices[invoices.length - 1]!
-  if (invoices.length > 0 && short <= allowedShort(total, config) && short <= last.openBalance) {
-    // Written off on the invoices left short, last first.
-    const writeOffs: Application[] = []
-    for (const inv of invoices) {
-      const applied = applications.find(a => a.invoiceId === inv.id)?.amount ?? 0
-      if (applied < inv.openBalance) writeOffs.push({ invoiceId: inv.id, amount: inv.openBalance - applied })
-    }
-    return { applications, writeOffs, unapplied: 0, fit: 'tolerance' }
+  if (fit !== 'tolerance') return { applications, writeOffs: [], unapplied: fit === 'over' ? amount - total : 0, fit }
+  count = 0
+  for (const inv of invoices) if (appliedTo(applications, inv.id) < inv.openBalance) count++
+  const writeOffs = new Array<Application>(count)
+  count = 0
+  for (const inv of invoices) {
+    const applied = appliedTo(applications, inv.id)
+    if (applied < inv.openBalance) writeOffs[count++] = { invoiceId: inv.id, amount: inv.openBalance - applied }
   }
-  return { applications, writeOffs: [], unapplied: 0, fit: 'partial' }
+  return { applications, writeOffs, unapplied: 0, fit }
+}
+
+function appliedTo (applications: readonly Application[], invoiceId: string): number {
+  for (const a of applications) if (a.invoiceId === invoiceId) return a.amount
+  return 0
 }
 
 const BASE = {
@@ -347,30 +391,129 @@ const BASE = {
   subset_sum: { exact: 0.82, tolerance: 0.6, over: 0, partial: 0 }
 } as const
 
-function makeCandidate (p: OutsidePaymentView, rule: keyof typeof BASE, invoices: OpenInvoiceView[], reasons: Reason[], who: Identified, config: MatchingConfig): Candidate | null {
-  const first = invoices[0]!
-  const s = settle(p.amount.amount, invoices, config)
-  let confidence: number = BASE[rule][s.fit]
+type GeneratorRule = keyof typeof BASE
+
+/** One payment being matched: what every rule and candidate needs, passed as one object rather than closures made per payment. */
+interface Run {
+  readonly p: OutsidePaymentView
+  readonly who: Identified
+  readonly tokens: readonly string[]
+  readonly config: MatchingConfig
+  /** config.rules has 'date_window' (looked up once per payment, not per candidate); then the day received, in ms. */
+  readonly dateWindow: boolean
+  readonly receivedMs: number
+  /** Candidates by keyOf. `changes` counts writes, so ranking is redone only after a rule added or improved one. */
+  readonly found: Map<string, Draft>
+  changes: number
+}
+
+/**
+ * A scored candidate whose reasons are not written yet. Reasons are text for
+ * a person, and most candidates are dropped (a typo'd memo is one edit from
+ * dozens of invoice numbers), so toCandidate writes them only for the few a
+ * decision returns. Everything ranking and confident() need is here.
+ */
+interface Draft {
+  rule: GeneratorRule
+  /** In application order. */
+  invoices: OpenInvoiceView[]
+  /** The memo token that named the one invoice (reference rules), else null. */
+  token: string | null
+  settled: Settled
+  /** who.ids has the invoices' customer (meaningful only when who.ids is not empty). */
+  sameCustomer: boolean
+  inWindow: boolean
+  confidence: number
+  key: string
+  /** Ranking tie-break (applied invoice ids in order), made when first compared. */
+  sortKey: string | null
+}
+
+function makeDraft (run: Run, rule: GeneratorRule, invoices: OpenInvoiceView[], token: string | null): Draft | null {
+  const { p, who, config } = run
+  const fit = fitOf(p.amount.amount, invoices, config)
+  let confidence: number = BASE[rule][fit]
   if (confidence === 0) return null
-  const all = [...reasons]
-  if (s.fit === 'exact') all.push({ rule: 'exact_amount', detail: `amount ${p.amount.amount} equals open ${p.amount.amount}` })
-  if (s.fit === 'tolerance') all.push({ rule: 'tolerance', detail: `short by ${s.writeOffs.reduce((a, w) => a + w.amount, 0)} within tolerance` })
+  const first = invoices[0]!
+  let sameCustomer = false
   if (who.ids.size > 0) {
-    if (who.ids.has(first.customerId)) {
-      confidence += who.ids.size === 1 ? 0.04 : 0.01
-      if (who.how !== null) all.push(who.how)
-    } else {
-      // The payer looks like someone else: keep as a suggestion, never apply.
-      confidence -= 0.4
-      all.push({ rule: 'customer', detail: 'payer looks like a different customer' })
-    }
+    sameCustomer = who.ids.has(first.customerId)
+    if (sameCustomer) confidence += who.ids.size === 1 ? 0.04 : 0.01
+    else confidence -= 0.4 // The payer looks like someone else: keep as a suggestion, never apply.
   }
-  if (config.rules.includes('date_window')) {
-    const inWindow = invoices.every(i => Math.abs(dayDiff(p.receivedOn, i.dueOn)) <= config.dateWindowDays)
-    if (inWindow) { confidence += 0.01; all.push({ rule: 'date_window', detail: `within ${config.dateWindowDays} days of due` }) } else confidence -= 0.1
+  let inWindow = false
+  if (run.dateWindow) {
+    inWindow = true
+    // Written as !(≤) so an unparseable date (NaN) is outside the window.
+    for (const inv of invoices) if (!(Math.abs(Math.round((run.receivedMs - dayOf(inv.dueOn)) / DAY_MS)) <= config.dateWindowDays)) { inWindow = false; break }
+    if (inWindow) confidence += 0.01; else confidence -= 0.1
   }
-  if (s.unapplied > 0 || s.fit === 'partial') confidence = Math.min(confidence, config.autoThreshold - 0.1)
-  return { customerId: first.customerId, currency: first.currency, ...s, reasons: all, confidence: Math.max(0, Math.min(1, Math.round(confidence * 1000) / 1000)) }
+  // Over-paid ('over' leaves money unapplied) or partial: never auto.
+  if (fit === 'over' || fit === 'partial') confidence = Math.min(confidence, config.autoThreshold - 0.1)
+  const settled = settle(p.amount.amount, invoices, fit)
+  return { rule, invoices, token, settled, sameCustomer, inWindow, confidence: Math.max(0, Math.min(1, Math.round(confidence * 1000) / 1000)), key: keyOf(settled), sortKey: null }
+}
+
+/** The candidate as returned, with its reasons written. */
+function toCandidate (run: Run, d: Draft): Candidate {
+  const { p, who } = run
+  const s = d.settled
+  const first = d.invoices[0]!
+  const fitReason: Reason | null = s.fit === 'exact'
+    ? { rule: 'exact_amount', detail: ['amount ', p.amount.amount, ' equals open ', p.amount.amount].join('') }
+    : s.fit === 'tolerance' ? { rule: 'tolerance', detail: `short by ${sumAmounts(s.writeOffs)} within tolerance` } : null
+  const whoReason = who.ids.size === 0 ? null : d.sameCustomer ? who.how : OTHER_CUSTOMER
+  const dateReason = run.dateWindow && d.inWindow ? dateWindowReason(run.config.dateWindowDays) : null
+  // Exact size, for the same reason as in settle().
+  const reasons = new Array<Reason>(1 + (fitReason !== null ? 1 : 0) + (whoReason !== null ? 1 : 0) + (dateReason !== null ? 1 : 0))
+  let i = 0
+  reasons[i++] = ruleReason(d)
+  if (fitReason !== null) reasons[i++] = fitReason
+  if (whoReason !== null) reasons[i++] = whoReason
+  if (dateReason !== null) reasons[i++] = dateReason
+  return { customerId: first.customerId, currency: first.currency, ...s, reasons, confidence: d.confidence }
+}
+
+// Reasons with fixed text are shared (frozen) rather than one object per candidate, as who.how already is.
+const OTHER_CUSTOMER: Reason = Object.freeze({ rule: 'customer', detail: 'payer looks like a different customer' })
+const dateWindowReasons = new Map<number, Reason>()
+function dateWindowReason (days: number): Reason {
+  let r = dateWindowReasons.get(days)
+  if (r === undefined) { r = Object.freeze({ rule: 'date_window', detail: `within ${days} days of due` }); dateWindowReasons.set(days, r) }
+  return r
+}
+
+function toCandidates (run: Run, drafts: readonly Draft[]): Candidate[] {
+  const out = new Array<Candidate>(drafts.length)
+  for (let i = 0; i < drafts.length; i++) out[i] = toCandidate(run, drafts[i]!)
+  return out
+}
+
+/** What the generating rule saw. Balances are read as at matching time: nothing changes them until the decision is returned. */
+function ruleReason (d: Draft): Reason {
+  const { rule, invoices } = d
+  const inv = invoices[0]!
+  switch (rule) {
+    case 'reference':
+    case 'fuzzy_reference':
+      if (d.token === null) return { rule, detail: `memo names invoices ${numbers(invoices)}` }
+      return { rule, detail: ['memo token "', d.token, rule === 'reference' ? '" is invoice ' : '" is one edit from invoice ', inv.number, inv.poNumber !== null ? ' / PO ' + inv.poNumber : ''].join('') }
+    case 'exact_amount': return { rule, detail: `open balance of ${inv.number} equals the payment` }
+    case 'tolerance': return { rule, detail: `${inv.number} open ${inv.openBalance}` }
+    case 'subset_sum': return { rule, detail: `${invoices.length} invoices ${numbers(invoices)} sum to the payment` }
+  }
+}
+
+function numbers (invoices: readonly OpenInvoiceView[]): string {
+  let out = ''
+  for (let i = 0; i < invoices.length; i++) out += (i === 0 ? '' : ', ') + invoices[i]!.number
+  return out
+}
+
+function sumAmounts (list: readonly Application[]): number {
+  let s = 0
+  for (const a of list) s += a.amount
+  return s
 }
 
 /** Adds found invoices not among the exact hits of the token (lists are short: includes beats building a Set). */
@@ -409,29 +552,36 @@ function eligible (p: OutsidePaymentView, inv: OpenInvoiceView, who: Identified)
   return inv.currency === p.amount.currency && inv.openBalance > 0 && (!who.hard || who.ids.has(inv.customerId))
 }
 
-function keyOf (c: Candidate): string {
-  return c.applications.map(a => a.invoiceId).sort().join(',') + '|' + c.writeOffs.map(a => `${a.invoiceId}:${a.amount}`).sort().join(',')
+/** Dedupe key: the invoices applied and written off. Most candidates are one invoice: no arrays, sorts or joins for those. */
+function keyOf (s: Settled): string {
+  const a = s.applications
+  const w = s.writeOffs
+  if (a.length <= 1 && w.length <= 1) return (a.length === 1 ? a[0]!.invoiceId : '') + '|' + (w.length === 1 ? `${w[0]!.invoiceId}:${w[0]!.amount}` : '')
+  return a.map(idOf).sort().join(',') + '|' + w.map(writeOffKey).sort().join(',')
 }
+const idOf = (a: Application): string => a.invoiceId
+const writeOffKey = (a: Application): string => `${a.invoiceId}:${a.amount}`
 
 /** Bounded subset-sum over one customer's invoices (sorted ascending), exact or within tolerance below. */
 function subsets (target: number, pool: readonly OpenInvoiceView[], config: MatchingConfig): { found: OpenInvoiceView[][], exhausted: boolean } {
   const found: OpenInvoiceView[][] = []
-  const items = pool.filter(i => i.openBalance <= target + config.toleranceCents)
+  const items: OpenInvoiceView[] = []
+  for (const inv of pool) if (inv.openBalance <= target + config.toleranceCents) items.push(inv)
   // Exact pairs and triples by hash lookup, exhaustively: the smallest exact subset wins when it is the only one of its size or smaller.
   const at = new Map<number, number[]>()
-  items.forEach((inv, i) => { const l = at.get(inv.openBalance); if (l === undefined) at.set(inv.openBalance, [i]); else l.push(i) })
+  for (let i = 0; i < items.length; i++) { const open = items[i]!.openBalance; const l = at.get(open); if (l === undefined) at.set(open, [i]); else l.push(i) }
   const LIMIT = 4
   for (let i = 0; i < items.length && found.length < LIMIT; i++) {
     const need = target - items[i]!.openBalance
     if (need < items[i]!.openBalance) break
-    for (const j of at.get(need) ?? []) if (j > i) found.push([items[i]!, items[j]!])
+    for (const j of at.get(need) ?? NO_INDICES) if (j > i) found.push([items[i]!, items[j]!])
   }
   if (found.length === 0 && config.maxSubsetSize >= 3) {
     outer: for (let i = 0; i < items.length; i++) {
       for (let j = i + 1; j < items.length; j++) {
         const need = target - items[i]!.openBalance - items[j]!.openBalance
         if (need < items[j]!.openBalance) break
-        for (const k of at.get(need) ?? []) if (k > j) { found.push([items[i]!, items[j]!, items[k]!]); if (found.length >= LIMIT) break outer }
+        for (const k of at.get(need) ?? NO_INDICES) if (k > j) { found.push([items[i]!, items[j]!, items[k]!]); if (found.length >= LIMIT) break outer }
       }
     }
   }
@@ -457,59 +607,64 @@ function subsets (target: number, pool: readonly OpenInvoiceView[], config: Matc
   return { found, exhausted }
 }
 
-function generate (rule: RuleName, p: OutsidePaymentView, tokens: readonly string[], index: MatchingIndex, who: Identified, config: MatchingConfig, out: Map<string, Candidate>): void {
-  const add = (c: Candidate | null): void => {
-    if (c === null) return
-    const k = keyOf(c)
-    const prior = out.get(k)
-    if (prior === undefined || prior.confidence < c.confidence) out.set(k, c)
-  }
-  const cur = p.amount.currency
+const NO_INDICES: number[] = []
+
+/** Keeps the better-scored of two candidates that apply the same money. */
+function add (run: Run, d: Draft | null): void {
+  if (d === null) return
+  const prior = run.found.get(d.key)
+  if (prior === undefined || prior.confidence < d.confidence) { run.found.set(d.key, d); run.changes++ }
+}
+
+const byDue = (a: OpenInvoiceView, b: OpenInvoiceView): number => (a.dueOn < b.dueOn ? -1 : a.dueOn > b.dueOn ? 1 : 0)
+
+function generate (rule: GeneratorRule, run: Run, index: MatchingIndex): void {
+  const { p, who, config } = run
   if (rule === 'reference' || rule === 'fuzzy_reference') {
-    if (tokens.length === 0) return
-    const hits = referenceHits(tokens, index, rule === 'fuzzy_reference')
+    if (run.tokens.length === 0) return
+    const hits = referenceHits(run.tokens, index, rule === 'fuzzy_reference')
     if (hits === null) return
-    const byCustomer = new Map<string, OpenInvoiceView[]>()
+    let named = 0
     for (const [inv, token] of hits) {
       if (!eligible(p, inv, who)) continue
-      push(byCustomer, inv.customerId, inv)
-      add(makeCandidate(p, rule, [inv], [{ rule, detail: `memo token "${token}" ${rule === 'reference' ? 'is' : 'is one edit from'} invoice ${inv.number}${inv.poNumber !== null ? ` / PO ${inv.poNumber}` : ''}` }], who, config))
+      named++
+      add(run, makeDraft(run, rule, [inv], token))
     }
+    if (named < 2) return
     // Several invoices of one customer named in the memo: one payment for all of them.
+    const byCustomer = new Map<string, OpenInvoiceView[]>()
+    for (const inv of hits.keys()) if (eligible(p, inv, who)) push(byCustomer, inv.customerId, inv)
     for (const list of byCustomer.values()) {
       if (list.length < 2 || list.length > config.maxSubsetSize) continue
-      const sorted = [...list].sort((a, b) => (a.dueOn < b.dueOn ? -1 : a.dueOn > b.dueOn ? 1 : 0))
-      add(makeCandidate(p, rule, sorted, [{ rule, detail: `memo names invoices ${sorted.map(i => i.number).join(', ')}` }], who, config))
+      add(run, makeDraft(run, rule, [...list].sort(byDue), null))
     }
     return
   }
   if (who.ids.size === 0) return // amount rules need a customer: never a tenant-wide guess on amount alone
+  const amount = p.amount.amount
   for (const customerId of who.ids) {
-    const pool = poolOf(index, customerId, cur)
+    const pool = poolOf(index, customerId, p.amount.currency)
     if (pool === undefined) continue
     if (rule === 'exact_amount') {
-      for (const inv of pool.byAmount.get(p.amount.amount) ?? NO_INVOICES) {
-        add(makeCandidate(p, 'exact_amount', [inv], [{ rule: 'exact_amount', detail: `open balance of ${inv.number} equals the payment` }], who, config))
-      }
+      for (const inv of pool.byAmount.get(amount) ?? NO_INVOICES) add(run, makeDraft(run, 'exact_amount', [inv], null))
     } else if (rule === 'tolerance') {
       const sorted = pool.sorted
       // Binary search to the first open ≥ amount; scan while within tolerance.
       let lo = 0
       let hi = sorted.length
-      while (lo < hi) { const mid = (lo + hi) >> 1; if (sorted[mid]!.openBalance < p.amount.amount) lo = mid + 1; else hi = mid }
-      for (let i = lo; i < sorted.length && sorted[i]!.openBalance - p.amount.amount <= config.toleranceCents; i++) {
+      while (lo < hi) { const mid = (lo + hi) >> 1; if (sorted[mid]!.openBalance < amount) lo = mid + 1; else hi = mid }
+      for (let i = lo; i < sorted.length && sorted[i]!.openBalance - amount <= config.toleranceCents; i++) {
         const inv = sorted[i]!
-        if (inv.openBalance === p.amount.amount) continue
-        add(makeCandidate(p, 'tolerance', [inv], [{ rule: 'tolerance', detail: `${inv.number} open ${inv.openBalance}` }], who, config))
+        if (inv.openBalance === amount) continue
+        add(run, makeDraft(run, 'tolerance', [inv], null))
       }
     } else if (rule === 'subset_sum') {
-      const { found, exhausted } = subsets(p.amount.amount, pool.sorted, config)
+      const { found, exhausted } = subsets(amount, pool.sorted, config)
       for (const set of found) {
-        const ordered = [...set].sort((a, b) => (a.dueOn < b.dueOn ? -1 : a.dueOn > b.dueOn ? 1 : 0))
-        const c = makeCandidate(p, 'subset_sum', ordered, [{ rule: 'subset_sum', detail: `${ordered.length} invoices ${ordered.map(i => i.number).join(', ')} sum to the payment` }], who, config)
+        const d = makeDraft(run, 'subset_sum', [...set].sort(byDue), null)
         // An inconclusive search cannot claim the subset is the only one.
-        if (c !== null && !exhausted) c.confidence = Math.min(c.confidence, config.autoThreshold - 0.05)
-        add(c)
+        if (d !== null && !exhausted) d.confidence = Math.min(d.confidence, config.autoThreshold - 0.05)
+        add(run, d)
       }
     }
   }
@@ -517,38 +672,57 @@ function generate (rule: RuleName, p: OutsidePaymentView, tokens: readonly strin
 
 const NO_INVOICES: OpenInvoiceView[] = []
 
-function rank (candidates: Iterable<Candidate>): Candidate[] {
-  return [...candidates].sort((a, b) => b.confidence - a.confidence || a.applications.length - b.applications.length || (keyOfSort(a) < keyOfSort(b) ? -1 : 1))
+/** Best first; ties by fewer invoices, then by applied invoice ids. */
+function byRank (a: Draft, b: Draft): number {
+  return b.confidence - a.confidence || a.settled.applications.length - b.settled.applications.length || (sortKeyOf(a) < sortKeyOf(b) ? -1 : 1)
 }
-const keyOfSort = (c: Candidate): string => c.applications.map(a => a.invoiceId).join(',')
+function sortKeyOf (d: Draft): string {
+  const a = d.settled.applications
+  return d.sortKey ??= a.length === 1 ? a[0]!.invoiceId : a.map(idOf).join(',')
+}
 
-function confident (ranked: Candidate[], config: MatchingConfig): boolean {
-  const [top, second] = ranked
-  if (top === undefined || top.confidence < config.autoThreshold || top.unapplied !== 0) return false
+/** The memo names an invoice (only the reference rules produce that reason). */
+const named = (d: Draft): boolean => d.rule === 'reference' || d.rule === 'fuzzy_reference'
+
+function confident (ranked: readonly Draft[], config: MatchingConfig): boolean {
+  const top = ranked[0]
+  const second = ranked[1]
+  if (top === undefined || top.confidence < config.autoThreshold || top.settled.unapplied !== 0) return false
   if (second !== undefined && top.confidence - second.confidence < config.autoMargin) return false
   // The memo names another invoice than the one the amount points to: a person decides.
-  const named = (c: Candidate): boolean => c.reasons.some(r => r.rule === 'reference' || r.rule === 'fuzzy_reference')
   return named(top) || !ranked.some(named)
+}
+
+function singleExactFit (found: Map<string, Draft>, config: MatchingConfig): boolean {
+  for (const d of found.values()) {
+    const s = d.settled
+    if (s.applications.length === 1 && s.writeOffs.length === 0 && s.unapplied === 0 && d.confidence >= config.autoThreshold) return true
+  }
+  return false
 }
 
 /** Matches one payment. Rules run in the configured order; the first point at which one candidate is clearly confident wins. */
 export function matchPayment (p: OutsidePaymentView, index: MatchingIndex, config: MatchingConfig = DEFAULT_MATCHING_CONFIG): Decision {
-  const who = identifyCustomer(p, index, config)
-  const tokens = memoTokens(p.memo)
-  const found = new Map<string, Candidate>()
-  let ranked: Candidate[] = []
+  const dateWindow = config.rules.includes('date_window')
+  const run: Run = {
+    p, who: identifyCustomer(p, index, config), tokens: memoTokens(p.memo), config, dateWindow, receivedMs: dateWindow ? dayOf(p.receivedOn) : 0, found: new Map(), changes: 0
+  }
+  let ranked: Draft[] = []
+  let rankedAt = 0
   for (const rule of config.rules) {
     if (!GENERATORS.has(rule)) continue
     // Multi-invoice search only when no single invoice already fits exactly.
-    if (rule === 'subset_sum' && [...found.values()].some(c => c.applications.length === 1 && c.writeOffs.length === 0 && c.unapplied === 0 && c.confidence >= config.autoThreshold)) continue
-    generate(rule, p, tokens, index, who, config, found)
-    if (found.size === 0) continue
-    ranked = rank(found.values())
+    if (rule === 'subset_sum' && singleExactFit(run.found, config)) continue
+    generate(rule as GeneratorRule, run, index)
+    // Same candidates, same ranking and the same (not confident) verdict as last time.
+    if (run.changes === rankedAt) continue
+    rankedAt = run.changes
+    ranked = [...run.found.values()].sort(byRank)
     if (confident(ranked, config)) {
-      return { kind: 'auto', candidate: ranked[0]!, suggestions: ranked.slice(1, config.maxSuggestions) }
+      return { kind: 'auto', candidate: toCandidate(run, ranked[0]!), suggestions: toCandidates(run, ranked.slice(1, config.maxSuggestions)) }
     }
   }
-  const suggestions = ranked.slice(0, config.maxSuggestions)
+  const suggestions = toCandidates(run, ranked.slice(0, config.maxSuggestions))
   return suggestions.length === 0 ? { kind: 'unmatched', suggestions } : { kind: 'ambiguous', suggestions }
 }
 
@@ -583,8 +757,9 @@ export function reduceOpen (index: MatchingIndex, inv: OpenInvoiceView, amount: 
   if (inv.openBalance <= 0) return // reference maps keep it; eligible() skips closed invoices
   if (pool !== undefined) {
     push(pool.byAmount, inv.openBalance, inv)
-    let at = pool.sorted.findIndex(x => x.openBalance >= inv.openBalance)
-    if (at < 0) at = pool.sorted.length
+    // First position not below the new balance (a loop, not findIndex: no closure per application).
+    let at = 0
+    while (at < pool.sorted.length && !(pool.sorted[at]!.openBalance >= inv.openBalance)) at++
     pool.sorted.splice(at, 0, inv)
   }
 }
