@@ -25,10 +25,14 @@ export interface EmbeddedSession {
   member: string
   permissions: EmbeddedPermission[]
   expiresAt: Date
+  /** When the member was last proven (handshake, signed link or sign-in); renewals keep it. */
+  signedInAt: Date
   nonce: string
 }
 
 export const SESSION_TTL_MS = 15 * 60_000
+/** A page left open renews its session; after this long the member must be proven again. */
+export const SIGN_IN_MAX_AGE_MS = 12 * 3_600_000
 export const SESSION_HEADER = 'x-settle-session'
 export const CSRF_HEADER = 'x-csrf-token'
 
@@ -36,9 +40,11 @@ const b64 = (buf: Buffer): string => buf.toString('base64url')
 
 const equal = (a: Buffer, b: Buffer): boolean => a.length === b.length && timingSafeEqual(a, b)
 
-export function issueSession (keyring: Keyring, input: Omit<EmbeddedSession, 'expiresAt' | 'nonce'>, now = new Date()): { token: string, csrf: string, session: EmbeddedSession } {
-  const session: EmbeddedSession = { ...input, expiresAt: new Date(now.getTime() + SESSION_TTL_MS), nonce: b64(randomBytes(12)) }
-  const payload = Buffer.from(JSON.stringify({ t: session.tenantId, s: session.system, m: session.member, p: session.permissions, e: Math.floor(session.expiresAt.getTime() / 1000), n: session.nonce }))
+export function issueSession (keyring: Keyring, input: Omit<EmbeddedSession, 'expiresAt' | 'nonce' | 'signedInAt'> & { signedInAt?: Date }, now = new Date()): { token: string, csrf: string, session: EmbeddedSession } {
+  const session: EmbeddedSession = { ...input, signedInAt: input.signedInAt ?? now, expiresAt: new Date(now.getTime() + SESSION_TTL_MS), nonce: b64(randomBytes(12)) }
+  const payload = Buffer.from(JSON.stringify({
+    t: session.tenantId, s: session.system, m: session.member, p: session.permissions, e: Math.floor(session.expiresAt.getTime() / 1000), a: Math.floor(session.signedInAt.getTime() / 1000), n: session.nonce
+  }))
   const keyId = keyring.activeKeyId
   const mac = createHmac('sha256', keyring.derivedKey(keyId, 'embedded-sessions v1')).update(payload).digest()
   return { token: `${b64(payload)}.${keyId}.${b64(mac)}`, csrf: csrfFor(keyring, keyId, session.nonce), session }
@@ -56,12 +62,12 @@ export function verifySession (keyring: Keyring, token: unknown, now = new Date(
   if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw unauthenticated()
   const payload = Buffer.from(payloadText, 'base64url')
   if (!equal(Buffer.from(macText, 'base64url'), createHmac('sha256', keyring.derivedKey(keyId, 'embedded-sessions v1')).update(payload).digest())) throw unauthenticated()
-  let p: { t?: unknown, s?: unknown, m?: unknown, p?: unknown, e?: unknown, n?: unknown }
+  let p: { t?: unknown, s?: unknown, m?: unknown, p?: unknown, e?: unknown, a?: unknown, n?: unknown }
   try { p = JSON.parse(payload.toString('utf8')) as typeof p } catch { throw unauthenticated() }
-  if (typeof p.t !== 'string' || (p.s !== 'connectwise' && p.s !== 'autotask') || typeof p.m !== 'string' || !Array.isArray(p.p) || typeof p.e !== 'number' || typeof p.n !== 'string') throw unauthenticated()
+  if (typeof p.t !== 'string' || (p.s !== 'connectwise' && p.s !== 'autotask') || typeof p.m !== 'string' || !Array.isArray(p.p) || typeof p.e !== 'number' || typeof p.a !== 'number' || typeof p.n !== 'string') throw unauthenticated()
   const expiresAt = new Date(p.e * 1000)
   if (expiresAt <= now) throw unauthenticated()
-  return { tenantId: p.t, system: p.s, member: p.m, permissions: p.p.filter((x): x is EmbeddedPermission => x === 'view' || x === 'charge' || x === 'sync'), expiresAt, nonce: p.n }
+  return { tenantId: p.t, system: p.s, member: p.m, permissions: p.p.filter((x): x is EmbeddedPermission => x === 'view' || x === 'charge' || x === 'sync'), expiresAt, signedInAt: new Date(p.a * 1000), nonce: p.n }
 }
 
 /** Throws FORBIDDEN unless the CSRF token belongs to this session. */

@@ -47,6 +47,24 @@ t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the 
   t.match(await page.locator('#host-log').innerText(), /getmemberauthentication/)
   await page.screenshot({ path: `${SHOTS}/psa-invoice-pod.png`, fullPage: true })
 
+  // A session that ended (a laptop slept past its renewal): the pod proves the member again through the host, without a reload.
+  let refused = false
+  await page.route('**/embedded/cw/invoice/quote', async route => {
+    if (refused) { await route.continue(); return }
+    refused = true
+    await route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ error: { code: 'UNAUTHENTICATED', message: 'Your session inside the PSA has ended.' } }) })
+  })
+  const handshakes = async (): Promise<number> => ((await page.locator('#host-log').innerText()).match(/getmemberauthentication/gi) ?? []).length
+  const before = await handshakes()
+  await pod.getByRole('button', { name: 'Review charge' }).click()
+  await pod.locator('#emb-status', { hasText: 'Signed in again' }).waitFor({ timeout: 15_000 })
+  t.ok(await handshakes() > before, 'the pod asked the host for the member again')
+  await pod.getByRole('button', { name: 'Review charge' }).click()
+  await pod.locator('#charge-confirm').waitFor({ state: 'visible' })
+  t.same(await errorsIn(pod), [], 'and carries on with the new session')
+  await pod.getByRole('button', { name: 'Cancel' }).click()
+  await page.unroute('**/embedded/cw/invoice/quote')
+
   // The toolbar button opens the dialog; charge the balance with the stored card.
   await page.locator('#charge-card-button').click()
   const dialog = await handshake(page, 'invoice-dialog')

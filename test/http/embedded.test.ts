@@ -200,4 +200,42 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
     t.not(rotated, key)
     t.match((await app.inject({ method: 'GET', url: made.replace('https://settle.example', '') })).body, 'Sign in to Settle', 'rotating the key retires old links')
   })
+
+  await t.test('a page left open renews its session; permissions are read again; 12 hours after sign-in it must sign in again', async t => {
+    const { issueSession, verifySession, SIGN_IN_MAX_AGE_MS } = await import('../../src/security/embedded-sessions.js')
+    const renew = async (h: Record<string, string>, psa = 'cw'): Promise<{ statusCode: number, body: any }> => {
+      const res = await app.inject({ method: 'POST', url: `/embedded/${psa}/session/renew`, headers: h, payload: {} })
+      return { statusCode: res.statusCode, body: res.json() }
+    }
+    t.equal((await renew({ 'x-settle-session': session })).statusCode, 403, 'a renewal needs the CSRF token')
+    const first = verifySession(app.keyring, session)
+    const renewed = await renew(headers)
+    t.equal(renewed.statusCode, 200)
+    const next = verifySession(app.keyring, renewed.body.session)
+    t.equal(next.member, first.member)
+    t.equal(next.signedInAt.getTime(), first.signedInAt.getTime(), 'the sign-in time is carried, not reset')
+    t.ok(next.expiresAt >= first.expiresAt)
+    t.equal((await app.inject({ method: 'GET', url: `/embedded/cw/invoice/view?id=${row.psa_invoice_id}`, headers: { 'x-settle-session': renewed.body.session } })).statusCode, 200, 'the renewed session works')
+
+    const revoked = await db('embedded_member_permissions').where({ tenant_id: cw.id, member_ref: CONNECTWISE_SANDBOX_MEMBER.memberId, permission: 'sync' }).delete().returning('id')
+    const fewer = await renew({ 'x-settle-session': renewed.body.session, 'x-csrf-token': renewed.body.csrf })
+    t.equal(revoked.length, 1, 'the demo member holds sync by name')
+    t.same(fewer.body.permissions, ['view', 'charge'], 'a revoked grant is gone at the next renewal')
+    await grantMember(db, cw.id, 'connectwise', CONNECTWISE_SANDBOX_MEMBER.memberId, ['sync'])
+
+    const old = issueSession(app.keyring, { tenantId: cw.id, system: 'connectwise', member: first.member, permissions: ['view'], signedInAt: new Date(Date.now() - SIGN_IN_MAX_AGE_MS - 60_000) })
+    const tooOld = await renew({ 'x-settle-session': old.token, 'x-csrf-token': old.csrf })
+    t.equal(tooOld.statusCode, 401, 'past 12 hours the member is proven again (the handshake), not renewed')
+    t.equal(tooOld.body.error.code, 'UNAUTHENTICATED')
+
+    const staff = await createApiKey(db, at.id, 'renewing staff', ['payments:read', 'payments:charge'])
+    const company = await db('customers').where({ tenant_id: at.id }).first('psa_company_id') as { psa_company_id: string }
+    const signedIn = await app.inject({ method: 'POST', url: '/embedded/autotask/sign-in', payload: { tenant: 'cobalt', surface: 'company', id: company.psa_company_id, apiKey: staff.key } })
+    const token = /data-session="([^"]+)"/.exec(signedIn.body)![1]!
+    const csrfToken = /data-csrf="([^"]+)"/.exec(signedIn.body)![1]!
+    const ok = await renew({ 'x-settle-session': token, 'x-csrf-token': csrfToken }, 'autotask')
+    t.same(ok.body.permissions, ['view', 'charge'], 'an API-key session renews with its key\'s scopes')
+    await db('api_keys').where({ tenant_id: at.id, name: 'renewing staff' }).update({ revoked_at: new Date() })
+    t.equal((await renew({ 'x-settle-session': ok.body.session, 'x-csrf-token': ok.body.csrf }, 'autotask')).statusCode, 401, 'a revoked key does not renew')
+  })
 })

@@ -13,6 +13,10 @@
   var csrf = root.dataset.csrf || null
   var frameId = null
   var pendingMember = null
+  var loaded = false
+  var renewTimer = null
+  // Sessions last 15 minutes; a pod left open renews well before that.
+  var RENEW_AFTER_MS = 10 * 60 * 1000
 
   function say (text, isError) {
     status.textContent = text
@@ -32,8 +36,37 @@
     return fetch(path, { method: method, headers: headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'omit' })
       .then(function (r) {
         var type = r.headers.get('content-type') || ''
-        return (type.indexOf('json') >= 0 ? r.json() : r.text()).then(function (data) { return { ok: r.ok, status: r.status, data: data } })
+        return (type.indexOf('json') >= 0 ? r.json() : r.text()).then(function (data) {
+          if (r.status === 401 && loaded) ended()
+          return { ok: r.ok, status: r.status, data: data }
+        })
       })
+  }
+
+  function scheduleRenew () {
+    clearTimeout(renewTimer)
+    renewTimer = setTimeout(function () {
+      api('POST', prefix + '/session/renew', {}).then(function (res) {
+        if (!res.ok) return // ended() has taken over
+        session = res.data.session
+        csrf = res.data.csrf
+        scheduleRenew()
+      }).catch(function () { scheduleRenew() })
+    }, RENEW_AFTER_MS)
+  }
+
+  // The session ran out (a laptop slept past a renewal, or the 12-hour limit):
+  // ConnectWise can prove the member again without a reload; Autotask cannot.
+  function ended () {
+    clearTimeout(renewTimer)
+    session = null
+    if (system === 'connectwise' && frameId !== null) {
+      pendingMember = null
+      say('Confirming your ConnectWise sign-in again…')
+      toHost({ hosted_request: 'getMemberAuthentication', frameID: frameId })
+    } else {
+      say('Your Settle session has ended. Reopen this page from Autotask to continue.', true)
+    }
   }
 
   function errorText (res) {
@@ -73,7 +106,9 @@
         if (!res.ok) { say(errorText(res), true); return }
         session = res.data.session
         csrf = res.data.csrf
-        load()
+        scheduleRenew()
+        if (loaded) say('Signed in again. Repeat what you were doing if it did not finish.')
+        else load()
       })
       .catch(function () { say('Settle could not be reached. Check your connection and reload.', true) })
   }
@@ -86,6 +121,7 @@
       var holder = document.createElement('div')
       holder.innerHTML = res.data // our own server's render; every PSA value is escaped there
       root.appendChild(holder)
+      loaded = true
       say('')
       wire(holder)
     }).catch(function () { say('Settle could not be reached. Reload to try again.', true) })
@@ -185,8 +221,7 @@
     }
   }
 
-  if (session !== null) load()
-  else if (system === 'connectwise') {
+  if (session !== null) { scheduleRenew(); load() } else if (system === 'connectwise') {
     if (window.parent === window) say('Open this page from ConnectWise: it needs the PSA to confirm who you are.', true)
     else toHost({ message: 'ready' })
   }

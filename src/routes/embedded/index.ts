@@ -9,7 +9,7 @@ import { payLinkUrl } from '../../jobs/notice-jobs.js'
 import { verifyHostedMember } from '../../adapters/connectwise/member.js'
 import { authenticateApiKey } from '../../security/api-keys.js'
 import {
-  checkCsrf, CSRF_HEADER, issueSession, liveLinkValid, requirePermission, SESSION_HEADER, verifySession,
+  checkCsrf, CSRF_HEADER, issueSession, liveLinkValid, requirePermission, SESSION_HEADER, SIGN_IN_MAX_AGE_MS, verifySession,
   type EmbeddedPermission, type EmbeddedSession, type EmbeddedSystem
 } from '../../security/embedded-sessions.js'
 import { chargeInvoice, quoteCharge } from '../../services/charge.js'
@@ -40,6 +40,10 @@ const recordId = (value: unknown, surface: Surface): string => {
   if (typeof value !== 'string' || !/^\d{1,18}$/.test(value)) throw new AppError('VALIDATION_FAILED', 'The PSA record id is missing or not a number; check the URL in the PSA setup ([cw_id]).')
   return value
 }
+
+/** What a staff API key may do on these pages, by its scopes. */
+const apiKeyPermissions = (scopes: readonly string[]): EmbeddedPermission[] =>
+  ['view', ...(scopes.includes('payments:charge') ? ['charge' as const] : []), ...(scopes.includes('exceptions:resolve') ? ['sync' as const] : [])]
 
 /** Helmet refuses all framing; these pages allow exactly the tenant's PSA origins. */
 function allowFraming (reply: FastifyReply, origins: readonly string[]): void {
@@ -137,7 +141,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
       allowFraming(reply, await originsFor(request, 'autotask', t.tenant.id))
       return await reply.status(401).view('embedded/sign-in', { title: 'Sign in · Settle', tenantId: t.tenant.id, slug: t.tenant.slug, surface, id, refused: true }, LAYOUT)
     }
-    const permissions: EmbeddedPermission[] = ['view', ...(principal.scopes.includes('payments:charge') ? ['charge' as const] : []), ...(principal.scopes.includes('exceptions:resolve') ? ['sync' as const] : [])]
+    const permissions = apiKeyPermissions(principal.scopes)
     const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'autotask', member: `api:${principal.name}`, permissions })
     await audit(app.db, t.tenant.id, `api:${principal.name}`, 'embedded.sign_in', null, { surface })
     return await shell(request, reply, 'autotask', surface, t, id, { session: issued.token, csrf: issued.csrf })
@@ -160,6 +164,30 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     if (prefix === 'autotask') return 'autotask'
     throw new AppError('ROUTE_NOT_FOUND', 'No such embedded page.')
   }
+
+  /**
+   * A page left open renews its session before it ends, with permissions
+   * read again (a revoked grant or API key takes effect at the next renewal).
+   * After SIGN_IN_MAX_AGE_MS the member must be proven again: ConnectWise
+   * pages re-run the handshake, Autotask pages are reopened.
+   */
+  app.post<{ Params: { psa: string } }>('/embedded/:psa/session/renew', async request => {
+    const session = changing(request, systemOf(request.params.psa), 'view')
+    const ended = new AppError('UNAUTHENTICATED', 'Your session inside the PSA has ended. Reload the screen to sign in again.')
+    if (Date.now() - session.signedInAt.getTime() > SIGN_IN_MAX_AGE_MS) throw ended
+    let permissions: EmbeddedPermission[]
+    const [kind, ...rest] = session.member.split(':')
+    const name = rest.join(':')
+    if (kind === 'api') {
+      const key = await app.db('api_keys').where({ tenant_id: session.tenantId, name }).whereNull('revoked_at').first('scopes') as { scopes: string[] } | undefined
+      if (key === undefined) throw ended
+      permissions = apiKeyPermissions(key.scopes)
+    } else {
+      permissions = await memberPermissions(app.db, session.tenantId, session.system, [name])
+    }
+    const issued = issueSession(app.keyring, { tenantId: session.tenantId, system: session.system, member: session.member, permissions, signedInAt: session.signedInAt })
+    return { session: issued.token, csrf: issued.csrf, expiresAt: issued.session.expiresAt, permissions }
+  })
 
   app.get<{ Params: { psa: string, surface: string }, Querystring: { id?: string } }>('/embedded/:psa/:surface/view', async (request, reply) => {
     const system = systemOf(request.params.psa)
