@@ -15,6 +15,8 @@ import type { Keyring } from '../security/keyring.js'
 import { signLiveLink, type EmbeddedPermission, type EmbeddedSystem } from '../security/embedded-sessions.js'
 import { randomBytes } from 'node:crypto'
 import type { AccountingFactory, AccountingPort } from '../ports/accounting.js'
+import { syncNow, type SyncNowResult } from './posting.js'
+import { getAccountingConnection } from './accounting-connections.js'
 
 /** View models for the pages inside the PSA; routes only pick one and render it. */
 
@@ -289,59 +291,33 @@ export async function companyModel (db: Knex, tenantId: string, system: Embedded
 
 export interface QuickBooksDeps { db: Knex, accountingFor: () => AccountingFactory | null }
 
-interface PostingModule { syncNow: (db: Knex, accounting: AccountingPort, tenantId: string, options?: { customerId?: string }) => Promise<{ posted: unknown[], failed: unknown[], pending: unknown }> }
-
-// A variable specifier: the posting service is built in parallel and may not exist yet.
-const POSTING_MODULE = './posting.js'
-async function postingService (): Promise<PostingModule | null> {
-  try {
-    const mod = await import(POSTING_MODULE) as Partial<PostingModule>
-    return typeof mod.syncNow === 'function' ? mod as PostingModule : null
-  } catch { return null }
-}
-
 async function accountingOf (deps: QuickBooksDeps, tenantId: string): Promise<AccountingPort | null> {
   const factory = deps.accountingFor()
   if (factory === null) return null
   try { return await factory(tenantId) } catch { return null }
 }
 
-const FIX_HINTS: Array<[RegExp, string]> = [
-  [/customer|mapping/i, 'Map this client to its QuickBooks customer in Settle, then sync again.'],
-  [/token|auth|expired|401/i, 'Reconnect QuickBooks (the sign-in expired), then sync again.'],
-  [/account/i, 'Choose the deposit and fee accounts in Settle\'s QuickBooks settings.']
-]
-
 export interface SyncDocument { label: string, ok: boolean, url: string | null, error: string | null, hint: string | null }
 
-function documentView (item: unknown, ok: boolean): SyncDocument {
-  // The posting service's shape: posted {kind, sourceId, externalId, amount, docUrl?}, failed {kind, sourceId, reason, fixHint}.
-  const o = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>
-  const amount = o.amount as Money | undefined
-  const kind = String(o.kind ?? 'document').replace(/_/g, ' ')
-  const label = `${kind.charAt(0).toUpperCase()}${kind.slice(1)}${o.externalId !== undefined ? ` #${String(o.externalId)}` : ''}${amount !== undefined && typeof amount.amount === 'number' ? ` (${formatMoney(amount)})` : ''}`
-  const error = ok ? null : String(o.reason ?? o.error ?? 'QuickBooks refused this document.')
-  const given = typeof o.fixHint === 'string' ? o.fixHint : null
-  return {
-    label, ok,
-    url: ok && typeof o.docUrl === 'string' && /^https:\/\//.test(o.docUrl) ? o.docUrl : null,
-    error,
-    hint: error === null ? null : (given ?? FIX_HINTS.find(([re]) => re.test(error))?.[1] ?? 'Open the exception in Settle for the details, fix it, then sync again.')
-  }
-}
+const kindLabel = (kind: string): string => { const k = kind.replace(/_/g, ' '); return `${k.charAt(0).toUpperCase()}${k.slice(1)}` }
 
-const countOf = (pending: unknown): number => typeof pending === 'number'
-  ? pending
-  : Array.isArray(pending) ? pending.length : typeof pending === 'object' && pending !== null ? Object.values(pending).reduce<number>((n, v) => n + (typeof v === 'number' ? v : 0), 0) : 0
+const postedView = (p: SyncNowResult['posted'][number]): SyncDocument => ({
+  label: `${kindLabel(p.kind)} #${p.externalId} (${formatMoney(p.amount)})`, ok: true,
+  url: p.docUrl !== undefined && /^https:\/\//.test(p.docUrl) ? p.docUrl : null, error: null, hint: null
+})
+
+const failedView = (f: SyncNowResult['failed'][number]): SyncDocument => ({ label: kindLabel(f.kind), ok: false, url: null, error: f.reason, hint: f.fixHint })
 
 export async function quickbooksModel (deps: QuickBooksDeps, tenantId: string): Promise<Record<string, unknown>> {
-  const accounting = await accountingOf(deps, tenantId)
+  const connection = await getAccountingConnection(deps.db, tenantId)
+  const state = connection === null || connection.status === 'disconnected' ? 'not_connected' : connection.status === 'reconnect_required' ? 'reconnect' : 'connected'
   const pending = await deps.db('jobs').where({ tenant_id: tenantId, state: 'pending' }).where('queue', 'like', 'qbo.%').count<Array<{ count: string | number }>>('* as count')
   const failed = await listExceptions(deps.db, tenantId, { kind: 'posting_failed', status: 'open', limit: 20 })
   return {
-    connected: accounting !== null,
-    realmId: accounting?.realmId ?? null,
-    serviceReady: (await postingService()) !== null,
+    connected: state === 'connected',
+    needsReconnect: state === 'reconnect',
+    company: connection?.companyName ?? connection?.realmId ?? null,
+    problem: state === 'reconnect' ? connection?.lastError ?? 'QuickBooks refused the stored sign-in.' : null,
     pending: Number(pending[0]?.count ?? 0),
     failures: failed.map(e => ({ label: e.summary, ok: false, url: null, error: e.likelyCause ?? e.summary, hint: e.suggestedRepair }))
   }
@@ -349,13 +325,12 @@ export async function quickbooksModel (deps: QuickBooksDeps, tenantId: string): 
 
 export async function syncQuickBooks (deps: QuickBooksDeps, tenantId: string, customerId?: string): Promise<{ connected: boolean, posted: SyncDocument[], failed: SyncDocument[], pending: number, message: string }> {
   const accounting = await accountingOf(deps, tenantId)
-  const service = await postingService()
-  if (accounting === null || service === null) {
+  if (accounting === null) {
     return { connected: false, posted: [], failed: [], pending: 0, message: 'QuickBooks is not connected. Connect it in Settle\'s settings, then sync.' }
   }
-  const result = await service.syncNow(deps.db, accounting, tenantId, customerId !== undefined ? { customerId } : {})
-  const posted = result.posted.map(p => documentView(p, true))
-  const failed = result.failed.map(f => documentView(f, false))
-  const pending = countOf(result.pending)
+  const result = await syncNow(deps.db, accounting, tenantId, customerId !== undefined ? { customerId } : {})
+  const posted = result.posted.map(postedView)
+  const failed = result.failed.map(failedView)
+  const pending = result.pending.payments + result.pending.deposits + result.pending.reversals
   return { connected: true, posted, failed, pending, message: `${posted.length} posted, ${failed.length} failed, ${pending} still pending.` }
 }

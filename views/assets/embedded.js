@@ -136,6 +136,7 @@
   function wire (el) {
     var section = el.querySelector('.emb-invoice')
     if (section) wireInvoice(section)
+    wireConnect(el)
     var sync = el.querySelector('#qbo-sync')
     if (sync) {
       sync.addEventListener('click', function () {
@@ -157,6 +158,23 @@
         })
       })
     }
+  }
+
+  function wireConnect (el) {
+    var button = el.querySelector('#qbo-connect')
+    if (!button) return
+    button.addEventListener('click', function () {
+      var out = el.querySelector('#qbo-result')
+      // Open the window inside the click, or the browser blocks it as a pop-up; then point it at Intuit.
+      var win = window.open('', '_blank')
+      api('POST', prefix + '/quickbooks/connect', {}).then(function (res) {
+        if (!res.ok) { if (win) win.close(); out.textContent = errorText(res); return }
+        if (!win) { out.textContent = 'Allow pop-ups for Settle, then try again.'; return }
+        win.opener = null
+        win.location.href = res.data.url
+        out.textContent = 'Finish signing in to QuickBooks in the new window, then reopen this pod.'
+      })
+    })
   }
 
   function wireInvoice (section) {

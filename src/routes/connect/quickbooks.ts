@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import { MAIN_LAYOUT } from '../../plugins/view.js'
 import { AppError } from '../../errors.js'
 import type { Keyring } from '../../security/keyring.js'
 import { authenticateApiKey, requireScope } from '../../security/api-keys.js'
@@ -33,36 +34,45 @@ export function verifyConnectState (keyring: Keyring, state: string, now = new D
 
 export interface QuickBooksConnectOptions { publicUrl: string, sandboxOrigin: () => string | null }
 
+/** Where a person signs in to Intuit to connect (or reconnect) a tenant's company; the state is signed and expires. */
+export function quickbooksAuthorizeUrl (keyring: Keyring, options: QuickBooksConnectOptions, tenantId: string, sandbox: boolean): string {
+  const { endpoints, creds } = connectTarget(options, sandbox)
+  const state = signConnectState(keyring, { tenantId, sandbox, expiresAt: new Date(Date.now() + STATE_TTL_MS) })
+  const url = new URL(endpoints.authorizeUrl)
+  url.search = new URLSearchParams({ client_id: creds.clientId, response_type: 'code', scope: 'com.intuit.quickbooks.accounting', redirect_uri: redirectUriOf(options), state }).toString()
+  return url.toString()
+}
+
+const redirectUriOf = (options: QuickBooksConnectOptions): string => `${options.publicUrl.replace(/\/+$/, '')}/connect/quickbooks/callback`
+
+function connectTarget (options: QuickBooksConnectOptions, sandbox: boolean): { endpoints: QboEndpoints, creds: QboAppCredentials } {
+  if (sandbox) {
+    const origin = options.sandboxOrigin()
+    if (origin === null) throw new AppError('VALIDATION_FAILED', 'The built-in QuickBooks stand-in only runs in the demo.')
+    return { endpoints: sandboxEndpoints(origin), creds: QUICKBOOKS_SANDBOX_CREDENTIALS }
+  }
+  const creds = { clientId: process.env.SETTLE_QBO_CLIENT_ID ?? '', clientSecret: process.env.SETTLE_QBO_CLIENT_SECRET ?? '' }
+  if (creds.clientId === '' || creds.clientSecret === '') throw new AppError('VALIDATION_FAILED', 'Set SETTLE_QBO_CLIENT_ID and SETTLE_QBO_CLIENT_SECRET (the Intuit app keys) to connect QuickBooks.')
+  return { endpoints: QBO_PRODUCTION, creds }
+}
+
 /**
  * OAuth 2.0 code flow: /connect/quickbooks (admin API key with the
  * accounting:connect scope) redirects to Intuit; the callback is trusted
  * through the signed state only. ?sandbox=1 uses the built-in stand-in (demo).
  */
 export default async function quickbooksConnectRoutes (app: FastifyInstance, options: QuickBooksConnectOptions): Promise<void> {
-  const redirectUri = `${options.publicUrl.replace(/\/+$/, '')}/connect/quickbooks/callback`
-  const target = (sandbox: boolean): { endpoints: QboEndpoints, creds: QboAppCredentials } => {
-    if (sandbox) {
-      const origin = options.sandboxOrigin()
-      if (origin === null) throw new AppError('VALIDATION_FAILED', 'The built-in QuickBooks stand-in only runs in the demo.')
-      return { endpoints: sandboxEndpoints(origin), creds: QUICKBOOKS_SANDBOX_CREDENTIALS }
-    }
-    const creds = { clientId: process.env.SETTLE_QBO_CLIENT_ID ?? '', clientSecret: process.env.SETTLE_QBO_CLIENT_SECRET ?? '' }
-    if (creds.clientId === '' || creds.clientSecret === '') throw new AppError('VALIDATION_FAILED', 'Set SETTLE_QBO_CLIENT_ID and SETTLE_QBO_CLIENT_SECRET (the Intuit app keys) to connect QuickBooks.')
-    return { endpoints: QBO_PRODUCTION, creds }
-  }
+  const redirectUri = redirectUriOf(options)
+  const target = (sandbox: boolean): { endpoints: QboEndpoints, creds: QboAppCredentials } => connectTarget(options, sandbox)
 
   app.get('/connect/quickbooks', async (req, reply) => {
     const principal = await authenticateApiKey(app.db, req.headers.authorization)
     requireScope(principal, 'accounting:connect')
     const sandbox = (req.query as { sandbox?: string }).sandbox === '1'
-    const { endpoints, creds } = target(sandbox)
-    const state = signConnectState(app.keyring, { tenantId: principal.tenantId, sandbox, expiresAt: new Date(Date.now() + STATE_TTL_MS) })
-    const url = new URL(endpoints.authorizeUrl)
-    url.search = new URLSearchParams({ client_id: creds.clientId, response_type: 'code', scope: 'com.intuit.quickbooks.accounting', redirect_uri: redirectUri, state }).toString()
-    return await reply.redirect(url.toString())
+    return await reply.redirect(quickbooksAuthorizeUrl(app.keyring, options, principal.tenantId, sandbox))
   })
 
-  app.get('/connect/quickbooks/callback', async req => {
+  app.get('/connect/quickbooks/callback', async (req, reply) => {
     const q = req.query as { code?: string, state?: string, realmId?: string, error?: string }
     if (q.error !== undefined) throw new AppError('VALIDATION_FAILED', `QuickBooks did not connect: ${q.error}.`)
     if (q.code === undefined || q.state === undefined || q.realmId === undefined) throw new AppError('VALIDATION_FAILED', 'The QuickBooks callback needs code, state and realmId.')
@@ -72,7 +82,10 @@ export default async function quickbooksConnectRoutes (app: FastifyInstance, opt
     const connection = await connectQuickBooks(app.db, app.keyring, { tenantId, realmId: q.realmId, sandbox, tokens })
     const port = await createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: options.sandboxOrigin, app: creds })(tenantId)
     const settings = port === null ? null : await saveAccountingSettings(app.db, tenantId, await discoverSettings(port))
-    return { connected: true, realmId: connection.realmId, status: connection.status, proposedSettings: settings }
+    const answer = { connected: true, realmId: connection.realmId, status: connection.status, proposedSettings: settings }
+    // A person arrives here in a browser window (from Settle or a PSA pod); a script asked for JSON.
+    if (!String(req.headers.accept ?? '').includes('text/html')) return answer
+    return await reply.view('connect-done', { title: 'QuickBooks connected · Settle', realmId: connection.realmId, proposedSettings: settings !== null }, MAIN_LAYOUT)
   })
 
   app.post('/connect/quickbooks/disconnect', async req => {

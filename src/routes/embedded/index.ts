@@ -18,6 +18,8 @@ import {
   type EmbedTenant, type QuickBooksDeps
 } from '../../services/embedded.js'
 import type { AccountingFactory } from '../../ports/accounting.js'
+import { getAccountingConnection } from '../../services/accounting-connections.js'
+import { quickbooksAuthorizeUrl } from '../connect/quickbooks.js'
 
 export interface EmbeddedRouteOptions {
   publicUrl: string
@@ -262,6 +264,16 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const link = payLinkUrl({ keyring: app.keyring, publicUrl: options.publicUrl }, session.tenantId, invoiceId)
     await audit(app.db, session.tenantId, session.member, 'pay_link.create', invoiceId, { expiresAt: link.expiresAt, via: 'embedded' })
     return link
+  })
+
+  // QuickBooks' sign-in page refuses to be framed: the pod opens this URL in a new window.
+  app.post<{ Params: { psa: string } }>('/embedded/:psa/quickbooks/connect', async request => {
+    const session = changing(request, systemOf(request.params.psa), 'sync')
+    const connection = await getAccountingConnection(app.db, session.tenantId)
+    const sandbox = connection !== null ? connection.settings.site === 'sandbox' : options.sandboxOrigin() !== null
+    const url = quickbooksAuthorizeUrl(app.keyring, options, session.tenantId, sandbox)
+    await audit(app.db, session.tenantId, session.member, 'quickbooks.connect_started', null, { via: 'embedded', reconnect: connection !== null })
+    return { url }
   })
 
   app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/quickbooks/sync', async request => {
