@@ -20,6 +20,8 @@ export type TieoutCause =
   | 'voided_in_psa'
   /** Open in QuickBooks, no PSA invoice with that number. */
   | 'not_in_psa'
+  /** A credit memo has a different amount of credit left to apply in QuickBooks than in Settle: applied on one side only. */
+  | 'credit_remaining_differs'
   | 'duplicate_in_qbo'
   | 'currency_mismatch'
   /** The QuickBooks twin is on a QuickBooks customer linked to another Settle customer. */
@@ -38,7 +40,7 @@ export type TieoutCause =
   | 'bank_posting_missing'
   | 'bank_posting_differs'
 
-export type TieoutSubject = 'invoice' | 'qbo_invoice' | 'customer' | 'payout'
+export type TieoutSubject = 'invoice' | 'qbo_invoice' | 'qbo_credit_memo' | 'customer' | 'payout'
 
 /** One of Settle's mirrored PSA invoices, in cents. */
 export interface OurInvoiceView {
@@ -54,6 +56,8 @@ export interface OurInvoiceView {
   /** What Settle can still collect (`openBalance`). */
   settleOpen: number
   paidViaSettle: number
+  /** A credit memo (kind credit_memo or a negative total): its QuickBooks twin is a CreditMemo, not an Invoice. Amounts stay signed (negative). */
+  creditMemo?: boolean
   /** A push of Settle's payment to the PSA is queued, running, or done since the PSA mirror was last synced. */
   pushInFlight?: boolean
 }
@@ -66,6 +70,17 @@ export interface QboInvoiceView {
   customerName: string | null
   total: Money
   balance: Money
+}
+
+/** A QuickBooks CreditMemo, amounts as QuickBooks keeps them (positive); the comparison signs them negative. */
+export interface QboCreditMemoView {
+  id: string
+  docNumber: string | null
+  customerId: string
+  customerName: string | null
+  total: Money
+  /** RemainingCredit: credit not yet applied to an invoice. */
+  remainingCredit: Money
 }
 
 export interface QboCustomerView {
@@ -104,6 +119,8 @@ export interface TieoutInput {
   customers: readonly OurCustomerView[]
   /** QuickBooks' open invoices plus every invoice looked up by DocNumber for our open ones. */
   qboInvoices: readonly QboInvoiceView[]
+  /** QuickBooks' open credit memos plus every one looked up by DocNumber for our open PSA credit memos. */
+  qboCreditMemos?: readonly QboCreditMemoView[]
   qboCustomers: readonly QboCustomerView[]
   payouts: readonly PayoutView[]
   /** Prefix QuickBooks DocNumbers carry in front of the PSA number. */
@@ -165,12 +182,19 @@ export function docNumberFor (number: string, prefix: string): string {
   return `${prefix}${number}`
 }
 
+/** A PSA credit memo: ConnectWise marks the kind, Autotask only has the negative total. */
+export function isCreditMemo (i: { creditMemo?: boolean, psaTotal: number }): boolean {
+  return i.creditMemo === true || i.psaTotal < 0
+}
+
 /**
- * Which of our invoices must be looked up in QuickBooks by DocNumber: those
- * Settle or the PSA still shows open that the open-invoice listing did not
- * contain (paid there, or missing). Paid-everywhere invoices need no call.
+ * Which of our invoices (or credit memos) must be looked up in QuickBooks by
+ * DocNumber: those Settle or the PSA still shows open that the open listing
+ * did not contain (paid or applied there, or missing). Paid-everywhere ones
+ * need no call. Pass invoices with the open-invoice listing and credit memos
+ * with the open-credit-memo listing.
  */
-export function docNumbersToLookUp (invoices: readonly OurInvoiceView[], qboOpen: readonly QboInvoiceView[], prefix: string): string[] {
+export function docNumbersToLookUp (invoices: readonly OurInvoiceView[], qboOpen: ReadonlyArray<{ docNumber: string | null }>, prefix: string): string[] {
   const listed = new Set(qboOpen.map(q => q.docNumber).filter((d): d is string => d !== null).map(norm))
   const wanted = new Set<string>()
   for (const i of invoices) {
@@ -201,17 +225,27 @@ export function compareTieout (input: TieoutInput): TieoutResult {
     return l
   }
   const qboCustomerMap = new Map(input.qboCustomers.map(c => [c.id, c]))
-  const byDoc = new Map<string, QboInvoiceView[]>()
-  const seenQbo = new Set<string>()
-  for (const q of input.qboInvoices) {
-    if (seenQbo.has(q.id)) continue
-    seenQbo.add(q.id)
-    if (q.docNumber === null) continue
-    const list = byDoc.get(norm(q.docNumber)) ?? []
-    list.push(q)
-    byDoc.set(norm(q.docNumber), list)
+  // Credit memos are compared as signed documents (QuickBooks' positive credit becomes a negative open amount),
+  // in their own index: a credit memo's twin is a QBO CreditMemo, never an Invoice with the same number.
+  const signedCreditMemos: QboInvoiceView[] = (input.qboCreditMemos ?? []).map(m => ({
+    id: m.id, docNumber: m.docNumber, customerId: m.customerId, customerName: m.customerName,
+    total: { amount: -m.total.amount, currency: m.total.currency }, balance: { amount: -m.remainingCredit.amount, currency: m.remainingCredit.currency }
+  }))
+  const index = (views: readonly QboInvoiceView[]): { byDoc: Map<string, QboInvoiceView[]>, seen: Set<string>, twinned: Set<string> } => {
+    const byDoc = new Map<string, QboInvoiceView[]>()
+    const seen = new Set<string>()
+    for (const q of views) {
+      if (seen.has(q.id)) continue
+      seen.add(q.id)
+      if (q.docNumber === null) continue
+      const list = byDoc.get(norm(q.docNumber)) ?? []
+      list.push(q)
+      byDoc.set(norm(q.docNumber), list)
+    }
+    return { byDoc, seen, twinned: new Set<string>() }
   }
-  const twinned = new Set<string>()
+  const qboInvoiceIndex = index(input.qboInvoices)
+  const qboCreditMemoIndex = index(signedCreditMemos)
 
   // Invoices: PSA vs Settle, then QuickBooks vs Settle (Settle is what posts payments to QuickBooks).
   for (const i of [...input.invoices].sort((a, b) => a.number.localeCompare(b.number) || a.invoiceId.localeCompare(b.invoiceId))) {
@@ -219,8 +253,13 @@ export function compareTieout (input: TieoutInput): TieoutResult {
     const psa = i.voided ? 0 : i.psaBalance
     const settle = i.settleOpen
     const doc = docNumberFor(i.number, input.docNumberPrefix)
-    const twins = (byDoc.get(norm(doc)) ?? []).sort((a, b) => a.id.localeCompare(b.id))
-    for (const q of twins) twinned.add(q.id)
+    const credit = isCreditMemo(i)
+    const pool = credit ? qboCreditMemoIndex : qboInvoiceIndex
+    const twins = (pool.byDoc.get(norm(doc)) ?? []).sort((a, b) => a.id.localeCompare(b.id))
+    for (const q of twins) pool.twinned.add(q.id)
+    /** How the documents are named on each side. */
+    const what = credit ? 'credit memo' : 'invoice'
+    const qboWhat = credit ? 'QBO credit memo' : 'QBO invoice'
     const q = twins[0]
     const qbo = q === undefined || q.balance.currency !== c ? 0 : q.balance.amount
     total(c).psa += psa
@@ -232,7 +271,7 @@ export function compareTieout (input: TieoutInput): TieoutResult {
       differences.push({ ...base, ...d, dedupeKey: `tieout:invoice:${i.invoiceId}:${d.cause}` })
       l.differences++
     }
-    const who = `${i.customerName}'s invoice ${i.number}`
+    const who = `${i.customerName}'s ${what} ${i.number}`
 
     if (psa !== settle) {
       const gap = psa - settle
@@ -262,9 +301,9 @@ export function compareTieout (input: TieoutInput): TieoutResult {
         cause: 'duplicate_in_qbo',
         difference: { amount: twins.slice(1).reduce((s, t) => s + (t.balance.currency === c ? t.balance.amount : 0), 0), currency: c },
         figures: { qbo },
-        summary: `QuickBooks has ${twins.length} invoices numbered ${doc} (ids ${twins.map(t => t.id).join(', ')}).`,
-        likelyCause: 'The invoice was exported to QuickBooks twice, or entered by hand after the export.',
-        suggestedRepair: `Keep QBO invoice ${twins[0]?.id ?? ''} and void the others (${twins.slice(1).map(t => t.id).join(', ')}) in QuickBooks, after moving any payment applied to them.`
+        summary: `QuickBooks has ${twins.length} ${what}s numbered ${doc} (ids ${twins.map(t => t.id).join(', ')}).`,
+        likelyCause: `The ${what} was exported to QuickBooks twice, or entered by hand after the export.`,
+        suggestedRepair: `Keep ${qboWhat} ${twins[0]?.id ?? ''} and void the others (${twins.slice(1).map(t => t.id).join(', ')}) in QuickBooks, after moving any ${credit ? 'application of their credit' : 'payment applied to them'}.`
       })
     }
 
@@ -276,8 +315,12 @@ export function compareTieout (input: TieoutInput): TieoutResult {
           difference: { amount: open, currency: c },
           figures: { psa, settle, qbo: 0 },
           summary: `${who} (${fmt(open, c)} open) is not in QuickBooks.`,
-          likelyCause: `The invoice was never exported to QuickBooks, or it was entered there under another number (Settle looks for DocNumber "${doc}").`,
-          suggestedRepair: `Create invoice ${doc} for ${i.customerName} in QuickBooks for ${fmt(i.psaTotal, c)} (or export it again from the PSA). If it exists under another number, change its DocNumber to "${doc}"${input.docNumberPrefix === '' ? ' or set a DocNumber prefix in Settle\'s QuickBooks settings' : ''}.`
+          likelyCause: credit
+            ? `The credit memo was never exported to QuickBooks as a credit memo (QuickBooks keeps credits as Credit Memos, not invoices), or it was entered there under another number (Settle looks for a credit memo with DocNumber "${doc}").`
+            : `The invoice was never exported to QuickBooks, or it was entered there under another number (Settle looks for DocNumber "${doc}").`,
+          suggestedRepair: credit
+            ? `Create credit memo ${doc} for ${i.customerName} in QuickBooks (+ New → Credit memo) for ${fmt(-i.psaTotal, c)} (or export it again from the PSA), and apply it where the PSA applied it. If it exists under another number, change its DocNumber to "${doc}"${input.docNumberPrefix === '' ? ' or set a DocNumber prefix in Settle\'s QuickBooks settings' : ''}.`
+            : `Create invoice ${doc} for ${i.customerName} in QuickBooks for ${fmt(i.psaTotal, c)} (or export it again from the PSA). If it exists under another number, change its DocNumber to "${doc}"${input.docNumberPrefix === '' ? ' or set a DocNumber prefix in Settle\'s QuickBooks settings' : ''}.`
         })
       }
       continue
@@ -287,9 +330,9 @@ export function compareTieout (input: TieoutInput): TieoutResult {
         cause: 'currency_mismatch',
         difference: { amount: psa, currency: c },
         figures: { psa, settle },
-        summary: `${who} is in ${c} in the PSA but in ${q.total.currency} in QuickBooks (QBO invoice ${q.id}).`,
-        likelyCause: 'The invoice was entered in QuickBooks for a customer with another currency.',
-        suggestedRepair: `Void QBO invoice ${q.id} and create it again in ${c} for the ${c} customer; amounts in different currencies are never compared.`
+        summary: `${who} is in ${c} in the PSA but in ${q.total.currency} in QuickBooks (${qboWhat} ${q.id}).`,
+        likelyCause: `The ${what} was entered in QuickBooks for a customer with another currency.`,
+        suggestedRepair: `Void ${qboWhat} ${q.id} and create it again in ${c} for the ${c} customer; amounts in different currencies are never compared.`
       })
       continue
     }
@@ -299,9 +342,9 @@ export function compareTieout (input: TieoutInput): TieoutResult {
         cause: 'wrong_customer_in_qbo',
         difference: { amount: qbo, currency: c },
         figures: { psa, settle, qbo },
-        summary: `${who} is on ${owner.displayName} in QuickBooks (QBO invoice ${q.id}), which is linked to ${names.get(owner.settleCustomerId) ?? 'another customer'} in Settle.`,
-        likelyCause: 'The invoice was exported to the wrong QuickBooks customer, or the customer link in Settle is wrong.',
-        suggestedRepair: `If the invoice is on the wrong customer, change its customer in QuickBooks to ${i.customerName}; if the link is wrong, relink ${owner.displayName} to the right Settle customer. Payments posted to it would otherwise land on the wrong customer's account.`
+        summary: `${who} is on ${owner.displayName} in QuickBooks (${qboWhat} ${q.id}), which is linked to ${names.get(owner.settleCustomerId) ?? 'another customer'} in Settle.`,
+        likelyCause: `The ${what} was exported to the wrong QuickBooks customer, or the customer link in Settle is wrong.`,
+        suggestedRepair: `If the ${what} is on the wrong customer, change its customer in QuickBooks to ${i.customerName}; if the link is wrong, relink ${owner.displayName} to the right Settle customer. Payments posted to it would otherwise land on the wrong customer's account.`
       })
     }
     if (i.voided) {
@@ -310,9 +353,9 @@ export function compareTieout (input: TieoutInput): TieoutResult {
           cause: 'voided_in_psa',
           difference: { amount: qbo, currency: c },
           figures: { psa: 0, settle, qbo },
-          summary: `${who} is voided in the PSA but QuickBooks shows ${fmt(qbo, c)} open (QBO invoice ${q.id}).`,
-          likelyCause: 'The invoice was voided in the PSA after it was exported; voids do not reach QuickBooks on their own.',
-          suggestedRepair: `Void QBO invoice ${q.id} (DocNumber ${doc}) in QuickBooks, or un-void the invoice in the PSA if the void was a mistake.`
+          summary: `${who} is voided in the PSA but QuickBooks shows ${fmt(qbo, c)} open (${qboWhat} ${q.id}).`,
+          likelyCause: `The ${what} was voided in the PSA after it was exported; voids do not reach QuickBooks on their own.`,
+          suggestedRepair: `Void ${qboWhat} ${q.id} (DocNumber ${doc}) in QuickBooks, or un-void the ${what} in the PSA if the void was a mistake.`
         })
       }
       continue
@@ -322,10 +365,30 @@ export function compareTieout (input: TieoutInput): TieoutResult {
         cause: 'edited_after_sync',
         difference: { amount: q.total.amount - i.psaTotal, currency: c },
         figures: { psa, settle, qbo },
-        summary: `${who} totals ${fmt(i.psaTotal, c)} in the PSA but ${fmt(q.total.amount, c)} in QuickBooks (QBO invoice ${q.id}).`,
-        likelyCause: 'The invoice was edited in one system after it was exported to QuickBooks (a line added, removed or re-priced).',
-        suggestedRepair: `Billing is decided in the PSA: if ${fmt(i.psaTotal, c)} is right, edit QBO invoice ${q.id} to ${fmt(i.psaTotal, c)}; if QuickBooks is right, correct invoice ${i.number} in the PSA and let the next sync bring it in.`
+        summary: `${who} totals ${fmt(i.psaTotal, c)} in the PSA but ${fmt(q.total.amount, c)} in QuickBooks (${qboWhat} ${q.id}).`,
+        likelyCause: `The ${what} was edited in one system after it was exported to QuickBooks (a line added, removed or re-priced).`,
+        suggestedRepair: `Billing is decided in the PSA: if ${fmt(i.psaTotal, c)} is right, edit ${qboWhat} ${q.id} to ${fmt(credit ? -i.psaTotal : i.psaTotal, c)}; if QuickBooks is right, correct ${what} ${i.number} in the PSA and let the next sync bring it in.`
       })
+      continue
+    }
+    if (credit) {
+      // Signed: -remaining credit. More credit left in QuickBooks than in Settle means it was applied in the PSA only, and the reverse.
+      if (qbo !== settle) {
+        const qboLeft = -qbo
+        const settleLeft = -settle
+        add({
+          cause: 'credit_remaining_differs',
+          difference: { amount: qbo - settle, currency: c },
+          figures: { psa, settle, qbo },
+          summary: `QuickBooks shows ${who} with ${fmt(qboLeft, c)} of credit left to apply; Settle shows ${fmt(settleLeft, c)} and the PSA ${fmt(-psa, c)}.`,
+          likelyCause: qboLeft < settleLeft
+            ? `${fmt(settleLeft - qboLeft, c)} of the credit was applied to an invoice in QuickBooks by hand and not in the PSA.`
+            : `${fmt(qboLeft - settleLeft, c)} of the credit was applied to an invoice in the PSA and not in QuickBooks.`,
+          suggestedRepair: qboLeft < settleLeft
+            ? `Open ${qboWhat} ${q.id} (DocNumber ${doc}) and see which invoice it was applied to; apply the credit the same way in the PSA (Settle picks it up on the next sync), or unapply it in QuickBooks if it was a mistake.`
+            : `In QuickBooks, apply ${qboWhat} ${q.id} to the invoice the PSA applied it to (Receive Payment for ${i.customerName}, tick the credit and the invoice), so both books show the same credit left.`
+        })
+      }
       continue
     }
     if (qbo < settle) {
@@ -349,36 +412,43 @@ export function compareTieout (input: TieoutInput): TieoutResult {
     }
   }
 
-  // QuickBooks invoices no PSA invoice explains.
+  // QuickBooks invoices and credit memos no PSA document explains.
   const qboOpenByCustomer = new Map<string, Map<Currency, number>>()
-  for (const q of [...input.qboInvoices].sort((a, b) => a.id.localeCompare(b.id))) {
-    if (!seenQbo.delete(q.id)) continue // each id once
-    if (q.balance.amount === 0) continue
-    const perCurrency = qboOpenByCustomer.get(q.customerId) ?? new Map<Currency, number>()
-    perCurrency.set(q.balance.currency, (perCurrency.get(q.balance.currency) ?? 0) + q.balance.amount)
-    qboOpenByCustomer.set(q.customerId, perCurrency)
-    total(q.balance.currency).qbo += q.balance.amount
-    if (twinned.has(q.id)) continue
-    const c = q.balance.currency
-    const qc = qboCustomerMap.get(q.customerId)
-    const settleCustomerId = qc?.settleCustomerId ?? null
-    const l = line(settleCustomerId, c)
-    l.qbo += q.balance.amount
-    l.differences++
-    const label = q.docNumber === null ? `QBO invoice ${q.id} (no number)` : `invoice ${q.docNumber} (QBO id ${q.id})`
-    differences.push({
-      dedupeKey: `tieout:qbo_invoice:${q.id}:not_in_psa`,
-      cause: 'not_in_psa',
-      subject: { type: 'qbo_invoice', id: q.id },
-      customerId: settleCustomerId,
-      invoiceId: null,
-      payoutId: null,
-      difference: { amount: q.balance.amount, currency: c },
-      figures: { psa: 0, settle: 0, qbo: q.balance.amount },
-      summary: `QuickBooks has ${label} for ${q.customerName ?? qc?.displayName ?? 'an unknown customer'} with ${fmt(q.balance.amount, c)} open; the PSA has no invoice with that number.`,
-      likelyCause: 'The invoice was created in QuickBooks directly, or its DocNumber does not match the PSA invoice number.',
-      suggestedRepair: `If the work should be billed, bill it in the PSA and void ${label} in QuickBooks; if it is a PSA invoice under another number, change its DocNumber to the PSA number${input.docNumberPrefix === '' ? '' : ` with the prefix "${input.docNumberPrefix}"`}.`
-    })
+  for (const [pool, views, subject] of [[qboInvoiceIndex, input.qboInvoices, 'qbo_invoice'], [qboCreditMemoIndex, signedCreditMemos, 'qbo_credit_memo']] as const) {
+    const credit = subject === 'qbo_credit_memo'
+    for (const q of [...views].sort((a, b) => a.id.localeCompare(b.id))) {
+      if (!pool.seen.delete(q.id)) continue // each id once
+      if (q.balance.amount === 0) continue
+      const perCurrency = qboOpenByCustomer.get(q.customerId) ?? new Map<Currency, number>()
+      perCurrency.set(q.balance.currency, (perCurrency.get(q.balance.currency) ?? 0) + q.balance.amount)
+      qboOpenByCustomer.set(q.customerId, perCurrency)
+      total(q.balance.currency).qbo += q.balance.amount
+      if (pool.twinned.has(q.id)) continue
+      const c = q.balance.currency
+      const qc = qboCustomerMap.get(q.customerId)
+      const settleCustomerId = qc?.settleCustomerId ?? null
+      const l = line(settleCustomerId, c)
+      l.qbo += q.balance.amount
+      l.differences++
+      const what = credit ? 'credit memo' : 'invoice'
+      const label = q.docNumber === null ? `QBO ${what} ${q.id} (no number)` : `${what} ${q.docNumber} (QBO id ${q.id})`
+      const open = credit ? `${fmt(-q.balance.amount, c)} of credit left` : `${fmt(q.balance.amount, c)} open`
+      differences.push({
+        dedupeKey: `tieout:${subject}:${q.id}:not_in_psa`,
+        cause: 'not_in_psa',
+        subject: { type: subject, id: q.id },
+        customerId: settleCustomerId,
+        invoiceId: null,
+        payoutId: null,
+        difference: { amount: q.balance.amount, currency: c },
+        figures: { psa: 0, settle: 0, qbo: q.balance.amount },
+        summary: `QuickBooks has ${label} for ${q.customerName ?? qc?.displayName ?? 'an unknown customer'} with ${open}; the PSA has no ${what} with that number.`,
+        likelyCause: `The ${what} was created in QuickBooks directly, or its DocNumber does not match the PSA ${what} number.`,
+        suggestedRepair: credit
+          ? `If the credit is owed, issue it as a credit memo in the PSA and void ${label} in QuickBooks; if it is a PSA credit memo under another number, change its DocNumber to the PSA number${input.docNumberPrefix === '' ? '' : ` with the prefix "${input.docNumberPrefix}"`}.`
+          : `If the work should be billed, bill it in the PSA and void ${label} in QuickBooks; if it is a PSA invoice under another number, change its DocNumber to the PSA number${input.docNumberPrefix === '' ? '' : ` with the prefix "${input.docNumberPrefix}"`}.`
+      })
+    }
   }
 
   // Customers: the ledger against its invoices, and QuickBooks customers against their invoices.
@@ -432,9 +502,9 @@ export function compareTieout (input: TieoutInput): TieoutResult {
       payoutId: null,
       difference: { amount: gap, currency: c },
       figures: { qbo: qc.balance.amount },
-      summary: `QuickBooks shows ${qc.displayName} with a balance of ${fmt(qc.balance.amount, c)} but open invoices of ${fmt(invoiceSum, c)}.`,
+      summary: `QuickBooks shows ${qc.displayName} with a balance of ${fmt(qc.balance.amount, c)} but open invoices (less open credit memos) of ${fmt(invoiceSum, c)}.`,
       likelyCause: gap < 0
-        ? `${fmt(-gap, c)} of credit sits unapplied on the customer in QuickBooks (an unapplied payment or a credit memo).`
+        ? `${fmt(-gap, c)} of credit sits unapplied on the customer in QuickBooks (an unapplied payment).`
         : `${fmt(gap, c)} of receivable in QuickBooks is not on any invoice (a journal entry or charge to A/R for this customer).`,
       suggestedRepair: gap < 0
         ? `In QuickBooks, apply the credit to the invoice it pays (Receive Payment → the customer's open invoices), or refund it; record the same in the PSA.`

@@ -63,6 +63,27 @@ export interface AccountingInvoice {
   raw: unknown
 }
 
+/**
+ * A QBO CreditMemo: a PSA credit memo lands here, not as an Invoice (QBO
+ * invoices cannot go below zero). Amounts as QBO keeps them, positive; the
+ * tie-out signs them negative on the receivable side.
+ */
+export interface AccountingCreditMemo {
+  id: string
+  /** QBO DocNumber: the PSA credit memo's number by default. */
+  docNumber: string | null
+  customerId: string
+  customerName: string | null
+  total: Money
+  /** Credit not yet applied to an invoice (QBO `RemainingCredit`, else `Balance`). */
+  remainingCredit: Money
+  /** YYYY-MM-DD */
+  txnDate: string
+  syncToken: string
+  updatedAt: Date
+  raw: unknown
+}
+
 export interface AccountingPayment {
   id: string
   customerId: string
@@ -174,6 +195,10 @@ export interface AccountingPort {
   findInvoices: (input: { ids?: readonly string[], docNumbers?: readonly string[] }) => Promise<AccountingInvoice[]>
   /** Every invoice with a balance above zero, a page at a time (the tie-out). */
   listOpenInvoices: () => AsyncIterable<AccountingInvoice[]>
+  /** Every credit memo with credit left to apply, a page at a time (the tie-out). */
+  listOpenCreditMemos: () => AsyncIterable<AccountingCreditMemo[]>
+  /** Credit memos by DocNumber (the tie-out's look-up for PSA credit memos the open listing did not hold). */
+  findCreditMemos: (input: { docNumbers: readonly string[] }) => Promise<AccountingCreditMemo[]>
   getPayment: (input: { id: string }) => Promise<AccountingPayment | null>
   getDeposit: (input: { id: string }) => Promise<AccountingDeposit | null>
   createPayment: (input: PaymentPosting) => Promise<AccountingWrite>

@@ -8,11 +8,11 @@ import { raiseException } from '../db/reconciliation-exceptions.js'
 import { AppError } from '../errors.js'
 import { asCurrency, type Currency, type Money } from '../domain/money.js'
 import {
-  compareTieout, docNumbersToLookUp, mapQboCustomer,
-  type CustomerLine, type OurCustomerView, type OurInvoiceView, type PayoutView, type QboCustomerView, type QboInvoiceView,
+  compareTieout, docNumbersToLookUp, isCreditMemo, mapQboCustomer,
+  type CustomerLine, type OurCustomerView, type OurInvoiceView, type PayoutView, type QboCreditMemoView, type QboCustomerView, type QboInvoiceView,
   type SourceTotals, type TieoutCause, type TieoutDifference
 } from '../domain/tieout.js'
-import type { AccountingPort } from '../ports/accounting.js'
+import type { AccountingCreditMemo, AccountingPort } from '../ports/accounting.js'
 
 /**
  * Runs the three-way tie-out for one tenant and records it.
@@ -21,9 +21,10 @@ import type { AccountingPort } from '../ports/accounting.js'
  * re-read: the sync keeps it current on its own schedule and a full live
  * listing would spend the PSA call budget every day for the same answer.
  * The run records when the mirror was last synced, so a stale mirror shows.
- * QuickBooks is read live (the open-invoice listing, the customers, a
- * DocNumber lookup for our open invoices it did not list, and one read per
- * posted deposit in the payout window).
+ * QuickBooks is read live (the open-invoice and open-credit-memo listings,
+ * the customers, a DocNumber lookup for our open invoices and credit memos
+ * they did not list, and one read per posted deposit in the payout window).
+ * PSA credit memos are compared with QBO CreditMemos, never with invoices.
  */
 export type TieoutStatus = 'running' | 'clean' | 'differences' | 'failed'
 export type TieoutTrigger = 'daily' | 'manual'
@@ -107,12 +108,12 @@ async function startRun (db: Knex, tenantId: string, trigger: TieoutTrigger, now
 }
 
 interface InvoiceQueryRow {
-  id: string, customer_id: string, customer_name: string, number: string, currency: string, voided: boolean, total: number | string,
+  id: string, customer_id: string, customer_name: string, number: string, kind: string, currency: string, voided: boolean, total: number | string,
   psa_balance: number | string, ledger_billed: number | string, paid_via_settle: number | string, ledger_paid_elsewhere: number | string,
   push_in_flight: boolean
 }
 
-const invoiceColumns = ['i.id', 'i.customer_id', 'c.name as customer_name', 'i.number', 'i.currency', 'i.voided', 'i.total', 'i.psa_balance', 'i.ledger_billed', 'i.paid_via_settle', 'i.ledger_paid_elsewhere']
+const invoiceColumns = ['i.id', 'i.customer_id', 'c.name as customer_name', 'i.number', 'i.kind', 'i.currency', 'i.voided', 'i.total', 'i.psa_balance', 'i.ledger_billed', 'i.paid_via_settle', 'i.ledger_paid_elsewhere']
 
 function invoiceQuery (db: Db, tenantId: string): Knex.QueryBuilder {
   return db('invoices as i').join('customers as c', function () { this.on('c.tenant_id', 'i.tenant_id').andOn('c.id', 'i.customer_id') })
@@ -131,6 +132,7 @@ const toView = (r: InvoiceQueryRow): OurInvoiceView => ({
   number: r.number,
   currency: asCurrency(r.currency),
   voided: r.voided,
+  creditMemo: r.kind === 'credit_memo' || Number(r.total) < 0,
   psaTotal: Number(r.total),
   psaBalance: Number(r.psa_balance),
   settleOpen: openBalance(r),
@@ -146,6 +148,8 @@ async function collect<T> (pages: AsyncIterable<T[]>): Promise<T[]> {
 
 const toQboInvoice = (q: { id: string, docNumber: string | null, customerId: string, customerName: string | null, total: Money, balance: Money }): QboInvoiceView =>
   ({ id: q.id, docNumber: q.docNumber, customerId: q.customerId, customerName: q.customerName, total: q.total, balance: q.balance })
+const toQboCreditMemo = (m: AccountingCreditMemo): QboCreditMemoView =>
+  ({ id: m.id, docNumber: m.docNumber, customerId: m.customerId, customerName: m.customerName, total: m.total, remainingCredit: m.remainingCredit })
 
 async function tieOut (db: Knex, tenantId: string, accounting: AccountingPort, run: RunRow, now: Date, windowDays: number): Promise<TieoutOutcome> {
   const callsBefore = accounting.callsMade()
@@ -158,12 +162,17 @@ async function tieOut (db: Knex, tenantId: string, accounting: AccountingPort, r
     .andWhere(q => { void q.where(w => { void w.where('i.voided', false).andWhereNot('i.psa_balance', 0) }).orWhereRaw('i.ledger_billed - i.paid_via_settle - i.ledger_paid_elsewhere <> 0') }) as InvoiceQueryRow[]
   const invoices = new Map(openRows.map(r => [r.id, toView(r)]))
 
-  // QuickBooks: its open invoices, then ours it did not list (paid there, or missing), by DocNumber.
+  // QuickBooks: its open invoices and credit memos, then ours it did not list (paid or applied there, or missing), by DocNumber.
+  // A PSA credit memo is a QBO CreditMemo, so each kind is looked up among its own.
+  const ours = [...invoices.values()]
   const qboOpen = (await collect(accounting.listOpenInvoices())).map(toQboInvoice)
-  const lookups = docNumbersToLookUp([...invoices.values()], qboOpen, prefix)
+  const lookups = docNumbersToLookUp(ours.filter(i => !isCreditMemo(i)), qboOpen, prefix)
   const found = lookups.length === 0 ? [] : (await accounting.findInvoices({ docNumbers: lookups })).map(toQboInvoice)
-  // QuickBooks' open invoices that are paid or voided on our side: read those of ours too.
-  const qboNumbers = qboOpen.map(q => q.docNumber).filter((d): d is string => d !== null && d.toLowerCase().startsWith(prefix.toLowerCase())).map(d => d.slice(prefix.length))
+  const qboOpenCredits = (await collect(accounting.listOpenCreditMemos())).map(toQboCreditMemo)
+  const creditLookups = docNumbersToLookUp(ours.filter(isCreditMemo), qboOpenCredits, prefix)
+  const foundCredits = creditLookups.length === 0 ? [] : (await accounting.findCreditMemos({ docNumbers: creditLookups })).map(toQboCreditMemo)
+  // QuickBooks' open invoices and credit memos that are settled or voided on our side: read those of ours too.
+  const qboNumbers = [...qboOpen, ...qboOpenCredits].map(q => q.docNumber).filter((d): d is string => d !== null && d.toLowerCase().startsWith(prefix.toLowerCase())).map(d => d.slice(prefix.length))
   const known = new Set([...invoices.values()].map(i => i.number.toLowerCase()))
   const wanted = [...new Set(qboNumbers.filter(n => !known.has(n.toLowerCase())))]
   for (let i = 0; i < wanted.length; i += 500) {
@@ -227,7 +236,7 @@ async function tieOut (db: Knex, tenantId: string, accounting: AccountingPort, r
     })
   }
 
-  const result = compareTieout({ invoices: [...invoices.values()], customers, qboInvoices: [...qboOpen, ...found], qboCustomers, payouts, docNumberPrefix: prefix, today })
+  const result = compareTieout({ invoices: [...invoices.values()], customers, qboInvoices: [...qboOpen, ...found], qboCreditMemos: [...qboOpenCredits, ...foundCredits], qboCustomers, payouts, docNumberPrefix: prefix, today })
   const psaSynced = await db('sync_state').where({ tenant_id: tenantId }).max({ at: 'last_finished_at' }).first() as { at: Date | null } | undefined
   const byCause: Partial<Record<TieoutCause, number>> = {}
   for (const d of result.differences) byCause[d.cause] = (byCause[d.cause] ?? 0) + 1
@@ -236,7 +245,8 @@ async function tieOut (db: Knex, tenantId: string, accounting: AccountingPort, r
     byCause,
     invoicesCompared: invoices.size,
     qboOpenInvoices: qboOpen.length,
-    qboLookups: lookups.length,
+    qboOpenCreditMemos: qboOpenCredits.length,
+    qboLookups: lookups.length + creditLookups.length,
     payoutsCompared: payouts.length,
     payoutWindowDays: windowDays,
     qboCalls: accounting.callsMade() - callsBefore,

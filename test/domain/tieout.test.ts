@@ -1,5 +1,5 @@
 import t from 'tap'
-import { compareTieout, docNumbersToLookUp, mapQboCustomer, type OurInvoiceView, type PayoutView, type QboInvoiceView, type TieoutInput } from '../../src/domain/tieout.js'
+import { compareTieout, docNumbersToLookUp, isCreditMemo, mapQboCustomer, type OurInvoiceView, type PayoutView, type QboCreditMemoView, type QboInvoiceView, type TieoutInput } from '../../src/domain/tieout.js'
 
 const ours = (number: string, fields: Partial<OurInvoiceView> = {}): OurInvoiceView => ({
   invoiceId: `inv-${number}`, customerId: 'c1', customerName: 'Harbor Dental', number, currency: 'USD', voided: false,
@@ -161,4 +161,49 @@ t.test('a PSA figure behind a push-back still in flight is not a difference; onc
   t.notOk(inFlight.differences.some(d => d.cause === 'psa_not_updated'), 'the queued push will tell the PSA')
   const stuck = compareTieout(input({ ...base, invoices: [ours('1005', { ...invoice, pushInFlight: false })] }))
   t.ok(stuck.differences.some(d => d.cause === 'psa_not_updated'), 'no push on its way: a person should look')
+})
+
+const memo = (doc: string, total: number, remaining: number, fields: Partial<QboCreditMemoView> = {}): QboCreditMemoView => ({
+  id: `m${doc}`, docNumber: doc, customerId: 'qc1', customerName: 'Harbor Dental',
+  total: { amount: total, currency: 'USD' }, remainingCredit: { amount: remaining, currency: 'USD' }, ...fields
+})
+const credit = (number: string, cents: number, fields: Partial<OurInvoiceView> = {}): OurInvoiceView =>
+  ours(number, { creditMemo: true, psaTotal: -cents, psaBalance: -cents, settleOpen: -cents, ...fields })
+
+t.test('credit memos: matched against QBO CreditMemos by DocNumber, signed negative', async t => {
+  const customers = [{ customerId: 'c1', name: 'Harbor Dental', receivable: [{ amount: 50_000 - 2_699, currency: 'USD' as const }] }]
+  const qboCustomers = [{ id: 'qc1', displayName: 'Harbor Dental', balance: { amount: 50_000 - 2_699, currency: 'USD' as const }, settleCustomerId: 'c1' }]
+
+  await t.test('a matched credit memo is no difference; QBO customer balance is net of its credit', async t => {
+    const r = compareTieout(input({ invoices: [ours('1001'), credit('1014', 2_699)], customers, qboInvoices: [qbo('1001', 50_000, 50_000)], qboCreditMemos: [memo('1014', 2_699, 2_699)], qboCustomers }))
+    t.same(r.differences, [])
+    t.match(r.totals, { USD: { psa: 47_301, settle: 47_301, qbo: 47_301 } })
+    t.match(r.lines, [{ psa: 47_301, settle: 47_301, qbo: 47_301, differences: 0 }])
+  })
+
+  await t.test('an Invoice with the same number is not its twin: the credit memo is missing, with a credit-memo repair', async t => {
+    const r = compareTieout(input({ invoices: [ours('1001'), credit('1014', 2_699)], customers, qboInvoices: [qbo('1001', 50_000, 50_000)], qboCustomers: [{ ...qboCustomers[0]!, balance: { amount: 50_000, currency: 'USD' } }] }))
+    t.equal(r.differences.length, 1)
+    t.match(r.differences[0], {
+      cause: 'missing_in_qbo', dedupeKey: 'tieout:invoice:inv-1014:missing_in_qbo', difference: { amount: -2_699, currency: 'USD' },
+      summary: "Harbor Dental's credit memo 1014 (-$26.99 open) is not in QuickBooks.",
+      likelyCause: /as a credit memo \(QuickBooks keeps credits as Credit Memos, not invoices\)/,
+      suggestedRepair: /Create credit memo 1014 for Harbor Dental in QuickBooks .* for \$26\.99/
+    })
+  })
+
+  await t.test('different remaining credit: applied on one side only, each way', async t => {
+    const byHand = compareTieout(input({ invoices: [credit('1014', 2_699)], qboCreditMemos: [memo('1014', 2_699, 699)] }))
+    t.match(byHand.differences, [{ cause: 'credit_remaining_differs', difference: { amount: 2_000 }, figures: { psa: -2_699, settle: -2_699, qbo: -699 }, likelyCause: /\$20\.00 of the credit was applied to an invoice in QuickBooks by hand/ }])
+    const inPsa = compareTieout(input({ invoices: [credit('1014', 2_699, { psaBalance: -699, settleOpen: -699 })], qboCreditMemos: [memo('1014', 2_699, 2_699)] }))
+    t.match(inPsa.differences, [{ cause: 'credit_remaining_differs', difference: { amount: -2_000 }, likelyCause: /applied to an invoice in the PSA and not in QuickBooks/, suggestedRepair: /apply QBO credit memo m1014/ }])
+    const edited = compareTieout(input({ invoices: [credit('1014', 2_699)], qboCreditMemos: [memo('1014', 3_000, 3_000)] }))
+    t.match(edited.differences, [{ cause: 'edited_after_sync', summary: /credit memo 1014 totals -\$26\.99 in the PSA but -\$30\.00 in QuickBooks \(QBO credit memo m1014\)/ }])
+  })
+
+  await t.test('look-ups: a credit memo by a negative total alone; only open ones the listing missed', async t => {
+    t.ok(isCreditMemo(ours('1', { psaTotal: -1 })))
+    t.notOk(isCreditMemo(ours('1')))
+    t.same(docNumbersToLookUp([credit('1014', 2_699), credit('1015', 100), credit('1016', 100, { psaBalance: 0, settleOpen: 0 })], [memo('1014', 2_699, 2_699)], ''), ['1015'])
+  })
 })

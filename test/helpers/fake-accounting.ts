@@ -1,5 +1,5 @@
 import type {
-  AccountingAccount, AccountingChanges, AccountingCustomer, AccountingDeposit, AccountingDepositLine, AccountingEntity,
+  AccountingAccount, AccountingChanges, AccountingCreditMemo, AccountingCustomer, AccountingDeposit, AccountingDepositLine, AccountingEntity,
   AccountingInvoice, AccountingItem, AccountingPayment, AccountingPaymentMethod, AccountingPort, AccountingWrite,
   DepositPosting, JournalPosting, PaymentPosting
 } from '../../src/ports/accounting.js'
@@ -7,7 +7,7 @@ import { money, type Currency, type Money } from '../../src/domain/money.js'
 
 export type FakeAccountingMethod =
   | 'listAccounts' | 'listPaymentMethods' | 'listItems' | 'findCustomers' | 'listCustomers' | 'findInvoices'
-  | 'listOpenInvoices' | 'getPayment' | 'getDeposit' | 'createPayment' | 'updatePayment' | 'createDeposit'
+  | 'listOpenInvoices' | 'listOpenCreditMemos' | 'findCreditMemos' | 'getPayment' | 'getDeposit' | 'createPayment' | 'updatePayment' | 'createDeposit'
   | 'createJournalEntry' | 'batch' | 'changedSince'
 
 /**
@@ -36,6 +36,7 @@ export class FakeAccounting implements AccountingPort {
   readonly items = new Map<string, AccountingItem>()
   readonly customers = new Map<string, AccountingCustomer>()
   readonly invoices = new Map<string, AccountingInvoice>()
+  readonly creditMemos = new Map<string, AccountingCreditMemo>()
   readonly payments = new Map<string, AccountingPayment>()
   readonly deposits = new Map<string, AccountingDeposit>()
   readonly journals = new Map<string, FakeJournalEntry>()
@@ -154,6 +155,26 @@ export class FakeAccounting implements AccountingPort {
     this.recomputeCustomerBalance(p.customerId)
   }
 
+  /** A QBO CreditMemo (positive amounts, as QBO keeps them); `remainingCredit` below `total` when part was applied. */
+  addCreditMemo (input: { customerId: string, docNumber: string, total: number, remainingCredit?: number, txnDate?: string, id?: string }): AccountingCreditMemo {
+    const id = input.id ?? this.newId()
+    const memo: AccountingCreditMemo = {
+      id,
+      docNumber: input.docNumber,
+      customerId: input.customerId,
+      customerName: this.customers.get(input.customerId)?.displayName ?? null,
+      total: money(input.total, this.currency),
+      remainingCredit: money(input.remainingCredit ?? input.total, this.currency),
+      txnDate: input.txnDate ?? '2026-11-01',
+      syncToken: '0',
+      updatedAt: this.now(),
+      raw: { Id: id }
+    }
+    this.creditMemos.set(id, memo)
+    this.recomputeCustomerBalance(input.customerId)
+    return memo
+  }
+
   invoiceByDocNumber (docNumber: string): AccountingInvoice | undefined {
     return [...this.invoices.values()].find(i => i.docNumber === docNumber)
   }
@@ -205,6 +226,21 @@ export class FakeAccounting implements AccountingPort {
       if (i > 0) this.enter('listOpenInvoices', { page: i / this.pageSize })
       yield open.slice(i, i + this.pageSize).map(inv => ({ ...inv }))
     }
+  }
+
+  async * listOpenCreditMemos (): AsyncIterable<AccountingCreditMemo[]> {
+    this.enter('listOpenCreditMemos', {})
+    const open = [...this.creditMemos.values()].filter(m => m.remainingCredit.amount > 0)
+    for (let i = 0; i < open.length; i += this.pageSize) {
+      if (i > 0) this.enter('listOpenCreditMemos', { page: i / this.pageSize })
+      yield open.slice(i, i + this.pageSize).map(m => ({ ...m }))
+    }
+  }
+
+  async findCreditMemos (input: { docNumbers: readonly string[] }): Promise<AccountingCreditMemo[]> {
+    this.enter('findCreditMemos', input)
+    const docs = new Set(input.docNumbers)
+    return [...this.creditMemos.values()].filter(m => m.docNumber !== null && docs.has(m.docNumber)).map(m => ({ ...m }))
   }
 
   async getPayment (input: { id: string }): Promise<AccountingPayment | null> {
@@ -423,6 +459,8 @@ export class FakeAccounting implements AccountingPort {
     let bal = 0
     for (const inv of this.invoices.values()) if (inv.customerId === customerId) bal += inv.balance.amount
     for (const p of this.payments.values()) if (p.customerId === customerId) bal -= p.unapplied.amount
+    // QBO's customer balance is net of credit not yet applied.
+    for (const m of this.creditMemos.values()) if (m.customerId === customerId) bal -= m.remainingCredit.amount
     const ar = new Set([...this.accounts.values()].filter(a => a.type === 'Accounts Receivable').map(a => a.id))
     for (const j of this.journals.values()) {
       for (const l of j.posting.lines) if (l.customerId === customerId && ar.has(l.accountId)) bal += l.amount.amount

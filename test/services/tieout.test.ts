@@ -57,6 +57,9 @@ class Books {
         if (self.failListing) throw new Error('QuickBooks answered 503')
         yield [...self.invoices.values()].filter(i => i.balance.amount > 0)
       },
+      // This fake keeps no credit memos.
+      listOpenCreditMemos: async function * () { self.calls++ },
+      findCreditMemos: async () => { self.calls++; return [] },
       getPayment: refuse,
       getDeposit: async ({ id }) => { self.calls++; return self.deposits.get(id) ?? null },
       createPayment: refuse,
@@ -348,4 +351,45 @@ t.test('against the shared QuickBooks fake: a payment applied by hand, unapplied
   t.match(outcome.differences.find(d => d.cause === 'qbo_customer_balance_differs'), { difference: { amount: -5_000 }, likelyCause: /\$50\.00 of credit sits unapplied/ })
   t.match(outcome.run.totals, { USD: { psa: 70_000, settle: 70_000, qbo: 50_000, stripePayouts: 61_000, bankPostings: 61_000, qboDeposits: 61_000 } })
   t.ok(outcome.run.summary.qboCalls as number >= 4, 'listing, customers, one DocNumber lookup, one deposit read')
+})
+
+t.test('PSA credit memos are compared with QuickBooks credit memos, not invoices', async t => {
+  const db = await testDb(t)
+  await ensurePostingTables(db)
+  const c = await seedTenant(db, 'Evergreen')
+  const psa = new FakePsa()
+  psa.addCompany('1', 'Evergreen Realty')
+  psa.put('1', { company: '1', total: 40_000, number: '10001' })
+  psa.put('2', { company: '1', total: -2_699, number: '10014' }) // matched in QBO
+  psa.put('3', { company: '1', total: -5_000, number: '10015' }) // missing in QBO
+  psa.put('4', { company: '1', total: -1_000, number: '10016' }) // applied by hand in QBO
+  await syncInvoices({ db, tenantId: c.tenantId, psa, trigger: 'test' })
+  t.same((await db('invoices').where({ tenant_id: c.tenantId }).orderBy('number').pluck('kind')), ['standard', 'credit_memo', 'credit_memo', 'credit_memo'])
+  const books = new FakeAccounting()
+  const evergreen = books.addCustomer({ displayName: 'Evergreen Realty' })
+  books.addInvoice({ customerId: evergreen.id, docNumber: '10001', total: 40_000 })
+  books.addCreditMemo({ customerId: evergreen.id, docNumber: '10014', total: 2_699 })
+  const applied = books.addCreditMemo({ customerId: evergreen.id, docNumber: '10016', total: 1_000, remainingCredit: 400 })
+
+  const outcome = await runTieout(db, c.tenantId, books, { trigger: 'manual', now })
+  const d = (n: string): unknown => outcome.differences.filter(x => x.summary.includes(n))
+  t.same(d('10014'), [], 'a matched credit memo is no difference, and not "not in QuickBooks"')
+  t.match(d('10015'), [{
+    cause: 'missing_in_qbo', difference: { amount: -5_000, currency: 'USD' }, figures: { psa: -5_000, settle: -5_000, qbo: 0 },
+    summary: /credit memo 10015 \(-\$50\.00 open\) is not in QuickBooks/, likelyCause: /as a credit memo/, suggestedRepair: /Create credit memo 10015 .* for \$50\.00/
+  }])
+  t.match(d('10016'), [{
+    cause: 'credit_remaining_differs', difference: { amount: 600, currency: 'USD' }, figures: { psa: -1_000, settle: -1_000, qbo: -400 },
+    summary: /\$4\.00 of credit left to apply; Settle shows \$10\.00/, likelyCause: /\$6\.00 of the credit was applied to an invoice in QuickBooks/, suggestedRepair: new RegExp(`QBO credit memo ${applied.id}`)
+  }])
+  t.same(outcome.differences.map(x => x.cause).sort(), ['credit_remaining_differs', 'missing_in_qbo'], 'the customer balance, net of open credit, ties')
+  t.match(outcome.run.totals, { USD: { psa: 40_000 - 2_699 - 5_000 - 1_000, settle: 40_000 - 2_699 - 5_000 - 1_000, qbo: 40_000 - 2_699 - 400 } })
+  t.ok(books.log.some(l => l.method === 'listOpenCreditMemos'))
+  t.match(books.log.find(l => l.method === 'findCreditMemos'), { input: { docNumbers: ['10015'] } }, 'only the credit memo the listing missed is looked up, among credit memos')
+  t.notOk(books.log.some(l => l.method === 'findInvoices' && (l.input as { docNumbers?: string[] }).docNumbers?.includes('10015')), 'never among invoices')
+
+  // A QBO credit memo with credit left and no PSA twin is reported on its own subject.
+  const stray = books.addCreditMemo({ customerId: evergreen.id, docNumber: 'CM-9', total: 700 })
+  const again = await runTieout(db, c.tenantId, books, { trigger: 'manual', now })
+  t.match(again.differences.find(x => x.subject.type === 'qbo_credit_memo'), { cause: 'not_in_psa', dedupeKey: `tieout:qbo_credit_memo:${stray.id}:not_in_psa`, difference: { amount: -700 }, summary: /credit memo CM-9 .* \$7\.00 of credit left/ })
 })

@@ -1,7 +1,7 @@
 import type { Currency } from '../../domain/money.js'
 import type { AccountingChanges, AccountingEntity, AccountingPort, AccountingWrite } from '../../ports/accounting.js'
 import { QuickBooksError, faultOf, type QboClient } from './client.js'
-import { depositBody, journalBody, paymentBody, amountOut, toAccount, toCustomer, toDeposit, toInvoice, toItem, toPayment, toPaymentMethod } from './mapper.js'
+import { depositBody, journalBody, paymentBody, amountOut, toAccount, toCreditMemo, toCustomer, toDeposit, toInvoice, toItem, toPayment, toPaymentMethod } from './mapper.js'
 
 type Obj = Record<string, any>
 const PAGE = 1000
@@ -82,6 +82,9 @@ export function createQuickBooksAccounting (options: QuickBooksAccountingOptions
       return [...found.values()].map(o => toInvoice(o, home))
     },
     async * listOpenInvoices () { for await (const page of pages('Invoice', " where Balance > '0'")) yield page.map(o => toInvoice(o, home)) },
+    // Balance is the filterable field on CreditMemo (RemainingCredit is read-only and not documented as filterable).
+    async * listOpenCreditMemos () { for await (const page of pages('CreditMemo', " where Balance > '0'")) yield page.map(o => toCreditMemo(o, home)) },
+    async findCreditMemos (input) { return (await byIn('CreditMemo', 'DocNumber', input.docNumbers)).map(o => toCreditMemo(o, home)) },
     async getPayment ({ id }) { const o = await readOrNull('Payment', id); return o === null ? null : toPayment(o, home) },
     async getDeposit ({ id }) { const o = await readOrNull('Deposit', id); return o === null ? null : toDeposit(o, home) },
     async createPayment (p) { return written(await client.write('Payment', paymentBody(p), p.requestId), 'Payment') },

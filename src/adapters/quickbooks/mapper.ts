@@ -1,6 +1,6 @@
 import { parseAmount, toDecimalString, type Currency, type Money } from '../../domain/money.js'
 import type {
-  AccountingAccount, AccountingCustomer, AccountingDeposit, AccountingDepositLine, AccountingInvoice, AccountingItem,
+  AccountingAccount, AccountingCreditMemo, AccountingCustomer, AccountingDeposit, AccountingDepositLine, AccountingInvoice, AccountingItem,
   AccountingPayment, AccountingPaymentMethod, DepositPosting, JournalPosting, PaymentPosting
 } from '../../ports/accounting.js'
 
@@ -34,6 +34,15 @@ export function toInvoice (o: Obj, home: Currency): AccountingInvoice {
   return {
     id: String(o.Id), docNumber: o.DocNumber ?? null, customerId: String(o.CustomerRef?.value ?? ''), customerName: o.CustomerRef?.name ?? null,
     total: cents(o.TotalAmt, c), balance: cents(o.Balance, c), txnDate: day(o.TxnDate), dueDate: o.DueDate === undefined ? null : day(o.DueDate),
+    syncToken: String(o.SyncToken ?? '0'), updatedAt: updated(o), raw: o
+  }
+}
+/** RemainingCredit is the credit still to apply; Balance carries the same figure where RemainingCredit is absent. */
+export function toCreditMemo (o: Obj, home: Currency): AccountingCreditMemo {
+  const c = cur(o, home)
+  return {
+    id: String(o.Id), docNumber: o.DocNumber ?? null, customerId: String(o.CustomerRef?.value ?? ''), customerName: o.CustomerRef?.name ?? null,
+    total: cents(o.TotalAmt, c), remainingCredit: cents(o.RemainingCredit ?? o.Balance, c), txnDate: day(o.TxnDate),
     syncToken: String(o.SyncToken ?? '0'), updatedAt: updated(o), raw: o
   }
 }

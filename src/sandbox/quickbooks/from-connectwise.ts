@@ -1,5 +1,5 @@
 import type { ConnectWiseStore } from '../connectwise/store.js'
-import type { SeedCustomer, SeedInvoice, SeedPayment } from './store.js'
+import type { SeedCreditMemo, SeedCustomer, SeedInvoice, SeedPayment } from './store.js'
 
 /**
  * The deliberate differences between the ConnectWise stand-in and the QuickBooks
@@ -17,8 +17,8 @@ export interface TieOutDifferences {
 
 const isoDate = (ms: number): string => new Date(ms).toISOString().slice(0, 10)
 
-export function seedFromConnectWise (cw: ConnectWiseStore): { customers: SeedCustomer[], invoices: SeedInvoice[], payments: SeedPayment[], differences: TieOutDifferences } {
-  // Credit memos and voided invoices do not sync as QBO invoices.
+export function seedFromConnectWise (cw: ConnectWiseStore): { customers: SeedCustomer[], invoices: SeedInvoice[], creditMemos: SeedCreditMemo[], payments: SeedPayment[], differences: TieOutDifferences } {
+  // Credit memos sync as QBO CreditMemos (below), not invoices; voided ones do not sync at all.
   const synced = cw.invoices.filter(i => i.type !== 'CreditMemo' && i.statusId !== 4)
   const open = synced.filter(i => cw.balanceCents(i) > 0)
   if (open.length < 3) throw new Error('the ConnectWise store needs at least three open invoices')
@@ -47,6 +47,14 @@ export function seedFromConnectWise (cw: ConnectWiseStore): { customers: SeedCus
       dueDate: isoDate(i.dueMs)
     })
   }
+  // ConnectWise signs a credit memo negative; QBO keeps it positive with its RemainingCredit. They agree: no planted difference here.
+  const creditMemos: SeedCreditMemo[] = cw.invoices.filter(i => i.type === 'CreditMemo' && i.statusId !== 4).map(i => ({
+    docNumber: doc(i.id),
+    customerName: cw.companyOf(i).name,
+    total: Math.abs(cw.totalCents(i)),
+    remaining: Math.abs(cw.balanceCents(i)),
+    txnDate: isoDate(i.dateMs)
+  }))
   const payments: SeedPayment[] = [{ docNumber: differences.paidByHandInQbo.docNumber, amount: handCents, txnDate: isoDate(cw.now.getTime()), paymentMethod: 'Check', paymentRefNum: '10452' }]
-  return { customers, invoices, payments, differences }
+  return { customers, invoices, creditMemos, payments, differences }
 }

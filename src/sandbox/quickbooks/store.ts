@@ -3,12 +3,14 @@ import { matches, parseQuery, QuerySyntaxError, sortBy } from './query.js'
 import { prng } from '../random.js'
 
 /** Entities the stand-in knows, in QBO's casing (URL paths are lower-case). */
-export const ENTITIES = ['Account', 'Customer', 'Invoice', 'Payment', 'Deposit', 'PaymentMethod', 'Item', 'JournalEntry'] as const
+export const ENTITIES = ['Account', 'Customer', 'Invoice', 'CreditMemo', 'Payment', 'Deposit', 'PaymentMethod', 'Item', 'JournalEntry'] as const
 export type EntityName = typeof ENTITIES[number]
 export type Obj = Record<string, any>
 
 export interface SeedCustomer { displayName: string }
 export interface SeedInvoice { docNumber: string, customerName: string, total: number, balance: number, txnDate: string, dueDate: string }
+/** A credit memo (cents, positive as QBO keeps it); `remaining` below `total` when part of the credit was applied. */
+export interface SeedCreditMemo { docNumber: string, customerName: string, total: number, remaining?: number, txnDate: string }
 /** A payment applied in QBO at seed time (amount in cents), received into Undeposited Funds. */
 export interface SeedPayment { docNumber: string, amount: number, txnDate: string, paymentMethod?: string, paymentRefNum?: string }
 
@@ -17,6 +19,7 @@ export interface QuickBooksStoreOptions {
   realmId?: string
   customers?: SeedCustomer[]
   invoices?: SeedInvoice[]
+  creditMemos?: SeedCreditMemo[]
   payments?: SeedPayment[]
   clientId?: string
   clientSecret?: string
@@ -166,7 +169,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
     const services = insert(r, 'Item', { Name: 'Services', FullyQualifiedName: 'Services', Active: true, Type: 'Service', IncomeAccountRef: ref(sales), UnitPrice: 0, Taxable: false })
     insert(r, 'Item', { Name: 'Card surcharge', FullyQualifiedName: 'Card surcharge', Description: 'Card processing surcharge', Active: true, Type: 'Service', IncomeAccountRef: ref(sales), UnitPrice: 0, Taxable: false })
     const byName = new Map<string, Obj>()
-    const names = [...(options.customers ?? []).map(c => c.displayName), ...(options.invoices ?? []).map(i => i.customerName)]
+    const names = [...(options.customers ?? []).map(c => c.displayName), ...(options.invoices ?? []).map(i => i.customerName), ...(options.creditMemos ?? []).map(m => m.customerName)]
     for (const n of names) {
       if (byName.has(n)) continue
       byName.set(n, insert(r, 'Customer', { DisplayName: n, CompanyName: n, FullyQualifiedName: n, PrintOnCheckName: n, Active: true, Job: false, BillWithParent: false, Balance: 0, BalanceWithJobs: 0, Taxable: false, CurrencyRef: { value: 'USD', name: 'United States Dollar' }, PreferredDeliveryMethod: 'Email', PrimaryEmailAddr: { Address: `ap@${n.toLowerCase().replace(/[^a-z0-9]+/g, '')}.example` } }))
@@ -175,8 +178,24 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
       const c = byName.get(s.customerName) as Obj
       insert(r, 'Invoice', invoiceBody(s.docNumber, c, services, s.total, s.balance, s.txnDate, s.dueDate, Math.floor(rand() * 1e6)))
     }
+    for (const m of options.creditMemos ?? []) {
+      const c = byName.get(m.customerName) as Obj
+      insert(r, 'CreditMemo', creditMemoBody(m.docNumber, c, services, m.total, m.remaining ?? m.total, m.txnDate))
+    }
     for (const c of byName.values()) recomputeCustomer(r, c.Id, false)
     return r
+  }
+
+  /** QBO keeps a credit memo's amounts positive; RemainingCredit (and Balance) is what is left to apply. */
+  function creditMemoBody (DocNumber: string, c: Obj, item: Obj, total: number, remaining: number, TxnDate: string): Obj {
+    return {
+      DocNumber, TxnDate, CustomerRef: ref(c), CurrencyRef: { value: 'USD', name: 'United States Dollar' },
+      Line: [
+        { Id: '1', LineNum: 1, Description: 'Credit', Amount: dec(total), DetailType: 'SalesItemLineDetail', SalesItemLineDetail: { ItemRef: ref(item), Qty: 1, UnitPrice: dec(total), TaxCodeRef: { value: 'NON' } } },
+        { Amount: dec(total), DetailType: 'SubTotalLineDetail', SubTotalLineDetail: {} }
+      ],
+      TotalAmt: dec(total), Balance: dec(remaining), RemainingCredit: dec(remaining), PrintStatus: 'NotSet', EmailStatus: 'NotSet', ApplyTaxAfterDiscount: false
+    }
   }
 
   function invoiceBody (DocNumber: string, c: Obj, item: Obj, total: number, balance: number, TxnDate: string, DueDate: string, _noise: number): Obj {
@@ -196,12 +215,13 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
     return r
   }
 
-  /** Customer.Balance: open invoices, less unapplied payment credit, plus A/R journal lines. */
+  /** Customer.Balance: open invoices, less credit memos' remaining credit and unapplied payment credit, plus A/R journal lines. */
   function recomputeCustomer (r: Realm, customerId: string, bump = true): void {
     const c = table(r, 'Customer').get(customerId)
     if (c === undefined) return
     let bal = 0
     for (const i of table(r, 'Invoice').values()) if (i.CustomerRef?.value === customerId) bal += cents(i.Balance)
+    for (const m of table(r, 'CreditMemo').values()) if (m.CustomerRef?.value === customerId) bal -= cents(m.RemainingCredit)
     for (const p of table(r, 'Payment').values()) if (p.CustomerRef?.value === customerId) bal -= cents(p.UnappliedAmt)
     const ar = [...table(r, 'Account').values()].find(a => a.AccountType === 'Accounts Receivable')
     for (const je of table(r, 'JournalEntry').values()) {
@@ -383,6 +403,20 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
         o.TxnDate ??= qboTime(now()).slice(0, 10)
         break
       }
+      case 'CreditMemo': {
+        // Applying a credit memo through a Payment line is not modelled: its credit stays whole, less what was applied before an edit.
+        const c = customerOf(r, o)
+        o.CustomerRef = ref(c)
+        let total = 0
+        for (const l of o.Line ?? []) if (l.DetailType !== 'SubTotalLineDetail') total += cents(l.Amount)
+        if (total <= 0) throw businessFault('A credit memo must total more than zero.', 'Line.Amount')
+        const applied = o.TotalAmt !== undefined && o.RemainingCredit !== undefined ? cents(o.TotalAmt) - cents(o.RemainingCredit) : 0
+        o.TotalAmt = dec(total)
+        o.RemainingCredit = dec(Math.max(0, total - applied))
+        o.Balance = o.RemainingCredit
+        o.TxnDate ??= qboTime(now()).slice(0, 10)
+        break
+      }
       case 'Customer':
         if (o.DisplayName === undefined) throw required('DisplayName')
         for (const c of table(r, 'Customer').values()) if (c.Id !== o.Id && String(c.DisplayName).toLowerCase() === String(o.DisplayName).toLowerCase()) throw new QboFault(400, '6240', 'Duplicate Name Exists Error', `The name supplied already exists. : Id=${String(c.Id)}`)
@@ -395,7 +429,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
     }
   }
 
-  const READ_ONLY = ['Balance', 'BalanceWithJobs', 'UnappliedAmt', 'TotalAmt', 'MetaData', 'domain']
+  const READ_ONLY = ['Balance', 'BalanceWithJobs', 'UnappliedAmt', 'RemainingCredit', 'TotalAmt', 'MetaData', 'domain']
 
   function write (realmId: string, entity: EntityName, operation: 'create' | 'update' | 'delete', body: Obj): Obj {
     const r = realmOf(realmId)
@@ -428,7 +462,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
       const before = customersTouchedBy(entity, current)
       if (operation === 'delete') {
         if (entity === 'Payment' && r.depositedIn.has(current.Id)) throw businessFault('This payment has been deposited. Remove it from the deposit before deleting it.')
-        if (!['Invoice', 'Payment', 'Deposit', 'JournalEntry'].includes(entity)) throw new QboFault(400, '500', 'Unsupported Operation', `Operation delete is not supported for ${entity}; make it inactive instead`)
+        if (!['Invoice', 'CreditMemo', 'Payment', 'Deposit', 'JournalEntry'].includes(entity)) throw new QboFault(400, '500', 'Unsupported Operation', `Operation delete is not supported for ${entity}; make it inactive instead`)
         if (entity === 'Invoice' && (current.LinkedTxn ?? []).some((t: Obj) => t.TxnType === 'Payment')) throw businessFault('This invoice has payments applied. Delete or unlink them first.')
         undo(r, entity, current)
         table(r, entity).delete(current.Id)

@@ -370,6 +370,17 @@ t.test('seedFromConnectWise: the QBO side of the demo with three known differenc
     if (Math.round(q.TotalAmt * 100) === cw.totalCents(i) && Math.round(q.Balance * 100) === cw.balanceCents(i) && q.CustomerRef.name === cw.companyOf(i).name) same++
   }
   t.equal(same, docs.size - 2)
+  // Credit memos are QBO CreditMemos with the same (positive) credit, never invoices.
+  const cwMemos = cw.invoices.filter(i => i.type === 'CreditMemo' && i.statusId !== 4)
+  t.ok(cwMemos.length > 0, 'the demo has a credit memo')
+  t.same(store.all(REALM, 'CreditMemo').map(m => [m.DocNumber, Math.round(m.TotalAmt * 100), Math.round(m.RemainingCredit * 100), m.CustomerRef.name]),
+    cwMemos.map(i => [String(i.id + 9000), -cw.totalCents(i), -cw.balanceCents(i), cw.companyOf(i).name]))
+  t.notOk(cwMemos.some(i => docs.has(String(i.id + 9000))))
+  const memoCustomer = store.find(REALM, 'Customer', c => c.DisplayName === cw.companyOf(cwMemos[0]!).name) as Obj
+  const open = store.all(REALM, 'Invoice').filter(i => i.CustomerRef.value === memoCustomer.Id).reduce((s, i) => s + Math.round(i.Balance * 100), 0)
+  const credit = store.all(REALM, 'CreditMemo').filter(m => m.CustomerRef.value === memoCustomer.Id).reduce((s, m) => s + Math.round(m.RemainingCredit * 100), 0)
+  t.equal(Math.round(memoCustomer.Balance * 100), open - credit, 'the customer balance is net of the credit')
+  t.equal(store.query(REALM, "select * from CreditMemo where Balance > '0'").CreditMemo.length, cwMemos.length, 'the adapter\'s query works on the stand-in')
   t.equal(store.all(REALM, 'Customer').length, cw.companies.length)
 })
 
