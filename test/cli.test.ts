@@ -147,3 +147,60 @@ t.test('members:grant, members:revoke, members:list, livelinks and livelinks:sig
   t.match(printed.at(-1), /rotated: signed links made before now no longer open/)
   t.notOk(liveLinkValid(await liveLinkKey(db, keyring, tenant.id), params), 'after rotating, old signed links are refused')
 })
+
+t.test('connect quickbooks: proves the refresh token at Intuit, keeps the rotated one, proposes settings; a refused token stores nothing', async t => {
+  const nock = (await import('nock')).default
+  const { createQuickBooksStore } = await import('../src/sandbox/quickbooks/index.js')
+  const { getSecret } = await import('../src/db/secrets.js')
+  const { getAccountingConnection, getAccountingSettings } = await import('../src/services/accounting-connections.js')
+  nock.disableNetConnect()
+  nock.enableNetConnect('127.0.0.1')
+  t.teardown(() => { nock.cleanAll(); nock.enableNetConnect() })
+  const REALM = '4620816365171234567'
+  const store = createQuickBooksStore({ seed: 3, realmId: REALM, clientId: 'ABintuitapp', clientSecret: 'app-secret' })
+  const issued = store.issueTokens(REALM)
+  const db = await testDb(t)
+  const keyring = testKeyring()
+  const deps = { db, keyring, publicUrl: 'https://settle.example' }
+  const tenant = await makeTenant(db)
+  const env = { SETTLE_QBO_CLIENT_ID: 'ABintuitapp', SETTLE_QBO_CLIENT_SECRET: 'app-secret', SETTLE_QBO_REFRESH_TOKEN: issued.refresh_token }
+  Object.assign(process.env, env)
+  t.teardown(() => { for (const k of Object.keys(env)) delete process.env[k] })
+  const printed: string[] = []
+  const write = process.stdout.write.bind(process.stdout)
+  const run = async (slug: string): Promise<number> => {
+    process.stdout.write = ((chunk: string) => { printed.push(String(chunk)); return true }) as typeof process.stdout.write
+    try { return await runTenantCommand('connect', ['quickbooks', '--tenant', slug, '--realm', REALM], deps) } finally { process.stdout.write = write }
+  }
+
+  // Intuit's production endpoints, answered by the stand-in's store in QBO's own shapes.
+  const basic = `Basic ${Buffer.from('ABintuitapp:app-secret').toString('base64')}`
+  nock('https://oauth.platform.intuit.com').persist().matchHeader('authorization', basic)
+    .post('/oauth2/v1/tokens/bearer').reply((_uri, body) => {
+      const form = new URLSearchParams(String(body))
+      if (form.get('grant_type') !== 'refresh_token') return [400, { error: 'unsupported_grant_type' }]
+      try { return [200, store.refresh(form.get('refresh_token') ?? '')] } catch { return [400, { error: 'invalid_grant' }] }
+    })
+  let apiCalls = 0
+  nock('https://quickbooks.api.intuit.com').persist().get(new RegExp(`^/v3/company/${REALM}/query`)).reply(function (uri) {
+    apiCalls++
+    const token = String(this.req.headers.authorization ?? '').replace(/^Bearer /, '')
+    if (store.checkAccess(token, REALM) !== 'ok') return [401, { Fault: { Error: [{ Message: 'AuthenticationFailed', code: '3200' }], type: 'AUTHENTICATION' } }]
+    return [200, { QueryResponse: store.query(REALM, new URL(uri, 'https://quickbooks.api.intuit.com').searchParams.get('query') ?? ''), time: new Date().toISOString() }]
+  })
+
+  t.equal(await run(tenant.slug), 0)
+  t.match(printed.at(-1), `Connected ${tenant.slug} to QuickBooks company ${REALM}`)
+  const stored = await getSecret(db, keyring, tenant.id, 'quickbooks.refresh_token')
+  t.ok(stored !== null && stored !== issued.refresh_token, 'the rotated refresh token is kept, not the one given')
+  t.equal((await getAccountingConnection(db, tenant.id))?.status, 'active')
+  t.ok(apiCalls > 0, 'settings were read from the company\'s chart of accounts')
+  const settings = await getAccountingSettings(db, tenant.id)
+  t.ok(settings.undepositedFundsAccountId !== null && settings.bankAccountId !== null, 'Undeposited Funds and the bank account proposed')
+
+  const other = await makeTenant(db, 'Refused MSP')
+  process.env.SETTLE_QBO_REFRESH_TOKEN = 'RT1-not-a-token'
+  await t.rejects(run(other.slug), { code: 'ACCOUNTING_RECONNECT_REQUIRED', message: /invalid_grant/ })
+  t.equal(await getAccountingConnection(db, other.id), null, 'a refused token stores nothing')
+  t.notMatch(printed.join(''), 'RT1-not-a-token', 'the token is never printed')
+})
