@@ -185,7 +185,9 @@ const daysBetween = (from: string, to: string): number => Math.round((Date.parse
  * is indexed.
  */
 const INVOICE_POD_SQL = `
-  select i.*, c.name as customer_name, t.time_zone,
+  select i.id, i.tenant_id, i.customer_id, i.psa_system, i.psa_invoice_id, i.number, i.kind, i.currency, i.issued_on, i.due_on, i.total, i.psa_balance,
+    i.paid_on, i.voided, i.status, i.agreement_name, i.po_number, i.psa_updated_at, i.ledger_billed, i.ledger_paid_elsewhere, i.paid_via_settle, i.line_count,
+    c.name as customer_name, t.time_zone,
     (select coalesce(json_agg(m order by m.is_default desc, m.created_at desc), '[]')
        from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id and m.status = 'active') as methods,
     (select coalesce(json_agg(a order by a.created_at desc), '[]')
@@ -204,7 +206,9 @@ type PodRow = InvoiceRow & { customer_name: string, time_zone: string, methods: 
 const parsed = <T>(value: T | string): T => typeof value === 'string' ? JSON.parse(value) as T : value
 
 export async function invoiceModel (db: Knex, tenantId: string, system: EmbeddedSystem, psaId: string, attemptsLimit = 100): Promise<Record<string, unknown>> {
-  const result = await db.raw(INVOICE_POD_SQL, [attemptsLimit, requireTenantId(tenantId), system, psaId]) as { rows: PodRow[] }
+  // A named statement: PostgreSQL plans it once per connection (planning was ~40% of its time).
+  // Its columns are listed, not i.*, so a migration adding one does not break the cached plan.
+  const result = await db.raw(INVOICE_POD_SQL, [attemptsLimit, requireTenantId(tenantId), system, psaId]).options({ name: 'settle-invoice-pod' }) as { rows: PodRow[] }
   const row = result.rows[0]
   if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')
   const invoice = toInvoice(row)
