@@ -471,7 +471,10 @@ function toCandidate (run: Run, d: Draft): Candidate {
   if (fitReason !== null) reasons[i++] = fitReason
   if (whoReason !== null) reasons[i++] = whoReason
   if (dateReason !== null) reasons[i++] = dateReason
-  return { customerId: first.customerId, currency: first.currency, ...s, reasons, confidence: d.confidence }
+  // Spelt out rather than spread (a spread between other properties copies them one by one at run time); fit is
+  // not in Candidate but has always been in the object, so it stays.
+  const candidate = { customerId: first.customerId, currency: first.currency, applications: s.applications, writeOffs: s.writeOffs, unapplied: s.unapplied, fit: s.fit, reasons, confidence: d.confidence }
+  return candidate
 }
 
 // Reasons with fixed text are shared (frozen) rather than one object per candidate, as who.how already is.
@@ -733,7 +736,8 @@ export function matchPayment (p: OutsidePaymentView, index: MatchingIndex, confi
  */
 export function matchBatch (payments: readonly OutsidePaymentView[], invoices: readonly OpenInvoiceView[], customers: readonly CustomerView[], config: MatchingConfig = DEFAULT_MATCHING_CONFIG): Array<{ paymentId: string, decision: Decision }> {
   const live = invoices.map(i => ({ ...i }))
-  const byId = new Map(live.map(i => [i.id, i]))
+  const byId = new Map<string, OpenInvoiceView>()
+  for (const inv of live) byId.set(inv.id, inv) // a loop: no [id, invoice] pair per invoice
   const index = buildMatchingIndex(live, customers)
   const out: Array<{ paymentId: string, decision: Decision }> = []
   for (const p of payments) {
