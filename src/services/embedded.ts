@@ -4,7 +4,7 @@ import { getPsaConnection } from '../db/psa.js'
 import { findTenantBySlug, requireTenantId, tenantToday, type Tenant } from '../db/tenants.js'
 import { localDate } from '../domain/calendar.js'
 import { openBalance, toInvoice, type InvoiceRow } from '../db/invoices.js'
-import { listAttempts, listPaymentMethods, toAttempt, toMethod, type AttemptRow, type MethodRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
+import { listPaymentMethods, toAttempt, toMethod, type AttemptRow, type AttemptStatus, type MethodRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { activeConsents, getTenantRule } from '../db/autopay.js'
 import { listExceptions } from '../db/reconciliation-exceptions.js'
 import { getSecret, putSecret } from '../db/secrets.js'
@@ -155,7 +155,10 @@ const methodView = (m: PaymentMethod): Record<string, unknown> => ({
 export interface AttemptView { id: string, when: Date, amount: Money, surcharge: Money | null, status: string, statusLabel: string, method: string, actor: string, explanation: string | null, nextStep: string | null }
 
 /** Plain words for an attempt, including what to do about a decline. */
-export function attemptView (a: PaymentAttempt, methods: readonly PaymentMethod[]): AttemptView {
+/** What a history row needs of an attempt. */
+export type AttemptSummary = Pick<PaymentAttempt, 'id' | 'createdAt' | 'amount' | 'surcharge' | 'status' | 'paymentMethodId' | 'actor'> & { failure: Pick<PaymentAttempt['failure'], 'code' | 'declineCode' | 'adviceCode'> }
+
+export function attemptView (a: AttemptSummary, methods: readonly PaymentMethod[]): AttemptView {
   const method = methods.find(m => m.id === a.paymentMethodId)
   let explanation: string | null = null
   let nextStep: string | null = null
@@ -190,7 +193,7 @@ const INVOICE_POD_SQL = `
     c.name as customer_name, t.time_zone,
     (select coalesce(json_agg(m order by m.is_default desc, m.created_at desc), '[]')
        from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id and m.status = 'active') as methods,
-    (select coalesce(json_agg(a order by a.created_at desc), '[]')
+    (select coalesce(json_agg(json_build_array(a.id, a.created_at, a.amount, a.currency, a.surcharge_amount, a.status, a.payment_method_id, a.actor, a.failure_code, a.decline_code, a.advice_code) order by a.created_at desc), '[]')
        from (select * from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id order by a.created_at desc limit ?) a) as attempts,
     (select coalesce(json_agg(j.run_at order by j.run_at), '[]') from jobs j
        where j.tenant_id = i.tenant_id and j.queue = 'payments.retry' and j.state = 'pending'
@@ -200,7 +203,14 @@ const INVOICE_POD_SQL = `
   join tenants t on t.id = i.tenant_id
   where i.tenant_id = ? and i.psa_system = ? and i.psa_invoice_id = ?`
 
-type PodRow = InvoiceRow & { customer_name: string, time_zone: string, methods: MethodRow[] | string, attempts: Array<Omit<AttemptRow, 'created_at' | 'updated_at'> & { created_at: string | Date, updated_at: string | Date }> | string, retries: string[] | string }
+// Attempts come as arrays (the columns of a history row, in this order): half the JSON of whole rows to parse.
+type AttemptTuple = [id: string, createdAt: string, amount: number | string, currency: string, surcharge: number | string | null, status: AttemptStatus, methodId: string, actor: string, code: string | null, declineCode: string | null, adviceCode: string | null]
+type PodRow = InvoiceRow & { customer_name: string, time_zone: string, methods: MethodRow[] | string, attempts: AttemptTuple[] | string, retries: string[] | string }
+
+const attemptOf = ([id, createdAt, amount, currency, surcharge, status, paymentMethodId, actor, code, declineCode, adviceCode]: AttemptTuple): AttemptSummary => ({
+  id, createdAt: new Date(createdAt), amount: { amount: Number(amount), currency: asCurrency(currency) }, surcharge: { amount: Number(surcharge ?? 0), currency: asCurrency(currency) },
+  status, paymentMethodId, actor, failure: { code, declineCode, adviceCode }
+})
 
 // pg parses json columns; PGlite through knex may hand them over as text.
 const parsed = <T>(value: T | string): T => typeof value === 'string' ? JSON.parse(value) as T : value
@@ -213,8 +223,7 @@ export async function invoiceModel (db: Knex, tenantId: string, system: Embedded
   if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')
   const invoice = toInvoice(row)
   const methods = parsed(row.methods).map(toMethod)
-  // json_agg gives timestamps as ISO text; the views expect Dates. The parsed rows are ours to change.
-  const attempts = parsed(row.attempts).map(a => toAttempt(Object.assign(a, { created_at: new Date(a.created_at), updated_at: new Date(a.updated_at) })))
+  const attempts = parsed(row.attempts).map(attemptOf)
   const currency = asCurrency(invoice.currency)
   const open = openBalance(row)
   const today = localDate(new Date(), row.time_zone)
@@ -264,12 +273,8 @@ export async function companyModel (db: Knex, tenantId: string, system: Embedded
     if (x.inv.currency === currency) { bucket.amount = { amount: bucket.amount.amount + x.open, currency }; bucket.count++ }
     return { number: x.inv.number, psaId: x.inv.psaInvoiceId, dueOn: x.inv.dueOn, days, balance: { amount: x.open, currency: x.inv.currency } }
   })
-  const recent = await db('payment_attempts').where({ tenant_id: tenantId, customer_id: customer.id }).orderBy('created_at', 'desc').limit(10).select('id') as Array<{ id: string }>
-  const attempts: AttemptView[] = []
-  for (const inv of rows) {
-    for (const a of await listAttempts(db, tenantId, inv.id)) if (recent.some(r => r.id === a.id)) attempts.push(attemptView(a, methods))
-  }
-  attempts.sort((a, b) => b.when.getTime() - a.when.getTime())
+  const recent = await db('payment_attempts').where({ tenant_id: tenantId, customer_id: customer.id }).orderBy('created_at', 'desc').limit(10) as AttemptRow[]
+  const attempts = recent.map(r => attemptView(toAttempt(r), methods))
   const collection = await db('collection_exceptions as c').join('invoices as i', function () { this.on('i.tenant_id', 'c.tenant_id').andOn('i.id', 'c.invoice_id') })
     .where({ 'c.tenant_id': tenantId, 'i.customer_id': customer.id }).whereNull('c.resolved_at').select('c.explanation', 'c.next_step', 'i.number', 'c.created_at') as Array<{ explanation: string, next_step: string, number: string, created_at: Date }>
   const reconciliation = await listExceptions(db, tenantId, { customerId: customer.id, status: 'open', limit: 20 })

@@ -3,7 +3,7 @@ import { testDb } from '../helpers/db.js'
 import { makeCustomer, makeTenant } from '../helpers/fixtures.js'
 import { setTenantTimeZone } from '../../src/db/tenants.js'
 import { localDate } from '../../src/domain/calendar.js'
-import { invoiceModel } from '../../src/services/embedded.js'
+import { companyModel, invoiceModel } from '../../src/services/embedded.js'
 
 t.test('the invoice pod model: one tenant\'s invoice, active methods default first, newest attempts, pending retries', async t => {
   const db = await testDb(t)
@@ -66,4 +66,10 @@ t.test('the invoice pod model: one tenant\'s invoice, active methods default fir
 
   await t.rejects(invoiceModel(db, tenant.id, 'connectwise', '777'), { code: 'INVOICE_NOT_FOUND' }, 'another tenant\'s invoice is not found')
   await t.rejects(invoiceModel(db, tenant.id, 'autotask', '501'), { code: 'INVOICE_NOT_FOUND' }, 'the same id in the other PSA is another invoice')
+
+  const psaCompany = (await db('customers').where({ tenant_id: tenant.id, id: customer.id }).first('psa_company_id') as { psa_company_id: string }).psa_company_id
+  const company = await companyModel(db, tenant.id, 'connectwise', psaCompany) as any
+  t.same(company.attempts.map((a: any) => a.id), [siblingDeclined, declined, paid], 'the company tab: the client\'s attempts on every invoice, newest first')
+  t.equal(company.failures, 2)
+  t.same(company.methods.map((m: any) => m.id), [main, spare])
 })
