@@ -149,6 +149,71 @@ export async function claimJobs (db: Knex, options: ClaimOptions): Promise<Job[]
 }
 
 /**
+ * Claims, for someone running a queue's work in-line (QuickBooks "Sync
+ * now"), the job of each source named by `payload->>payloadKey`, so no
+ * worker runs the same source meanwhile. A source's pending job (or one
+ * whose lease ran out) is claimed as a worker would claim it; a source with
+ * no live job gets one under `${dedupePrefix}:${value}` (reused on later
+ * runs), already claimed, so a crash leaves it for the workers. A source
+ * whose job another worker holds, or whose row is being claimed right now
+ * (SKIP LOCKED), is busy: not claimed (and none of its jobs is). Settle the claims with completeJob or
+ * failJob under the same `workerId`.
+ */
+export async function claimSourceJobs (db: Knex, tenantId: string, input: {
+  queue: string, payloadKey: string, sources: ReadonlyArray<{ value: string, payload: Record<string, unknown> }>, dedupePrefix: string, workerId: string, leaseMs: number
+}): Promise<{ claimed: Map<string, Job[]>, busy: Set<string> }> {
+  requireTenantId(tenantId)
+  const claimed = new Map<string, Job[]>()
+  const busy = new Set<string>()
+  const values = [...new Set(input.sources.map(s => s.value))]
+  if (values.length === 0) return { claimed, busy }
+  const taken = await db.raw(`
+    update jobs set state = 'running', attempts = attempts + 1, locked_by = ?, locked_until = now() + (? * interval '1 millisecond'), updated_at = now()
+    where id in (
+      select id from jobs
+      where tenant_id = ? and queue = ? and payload->>? = any(?::text[])
+        and (state = 'pending' or (state = 'running' and locked_until < now()))
+      order by id
+      for update skip locked
+    )
+    returning *`, [input.workerId, input.leaseMs, tenantId, input.queue, input.payloadKey, values]) as { rows: JobRow[] }
+  // A source can have two live jobs (a relink queues another): all are claimed, so none runs beside us.
+  for (const r of taken.rows) {
+    const v = String(r.payload[input.payloadKey])
+    claimed.set(v, [...(claimed.get(v) ?? []), toJob(r)])
+  }
+  // Still live and not ours: a worker holds it, or it was locked mid-claim when we looked.
+  const others = await db('jobs').where({ tenant_id: tenantId, queue: input.queue }).whereRaw('payload->>? = any(?::text[])', [input.payloadKey, values])
+    .whereIn('state', ['pending', 'running']).andWhere(q => { void q.whereNull('locked_by').orWhereNot('locked_by', input.workerId) })
+    .select(db.raw('payload->>? as v', [input.payloadKey])) as Array<{ v: string }>
+  for (const o of others) busy.add(o.v)
+  // Busy beside a job we did claim (two jobs, one held elsewhere): hand ours back as they were.
+  for (const v of busy) {
+    for (const job of claimed.get(v) ?? []) {
+      await db('jobs').where({ id: job.id, locked_by: input.workerId, attempts: job.attempts })
+        .update({ state: 'pending', attempts: job.attempts - 1, locked_by: null, locked_until: null, updated_at: db.fn.now() })
+    }
+    claimed.delete(v)
+  }
+  for (const s of input.sources) {
+    if (claimed.has(s.value) || busy.has(s.value)) continue
+    // The unique (tenant, queue, dedupe key) serialises two in-line runners: only one gets the row back.
+    const res = await db.raw(`
+      insert into jobs (tenant_id, queue, payload, dedupe_key, state, run_at, attempts, locked_by, locked_until)
+      values (?::uuid, ?, ?::jsonb, ?, 'running', now(), 1, ?, now() + (? * interval '1 millisecond'))
+      on conflict (tenant_id, queue, dedupe_key) do update set
+        state = 'running', payload = excluded.payload, run_at = now(), attempts = 1, max_attempts = 10, locked_by = excluded.locked_by,
+        locked_until = excluded.locked_until, last_error = null, finished_at = null, updated_at = now()
+      where jobs.state in ('done', 'dead')
+      returning *`, [tenantId, input.queue, JSON.stringify(s.payload), `${input.dedupePrefix}:${s.value}`, input.workerId, input.leaseMs]) as { rows: JobRow[] }
+    const row = res.rows[0]
+    if (row === undefined) busy.add(s.value)
+    else claimed.set(s.value, [toJob(row)])
+  }
+  return { claimed, busy }
+}
+
+/**
  * Marks a claimed job done. Fenced by worker and attempt: a worker whose lease
  * was taken over cannot overwrite the newer claim's outcome.
  */
