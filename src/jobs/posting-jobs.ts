@@ -1,18 +1,15 @@
 import type { Knex } from 'knex'
 import { AppError } from '../errors.js'
 import type { Job } from '../db/jobs.js'
-import { getPostingBySource, markNotPosted, type PostingKind } from '../db/accounting-postings.js'
-import { raiseException } from '../db/reconciliation-exceptions.js'
+import type { PostingKind } from '../db/accounting-postings.js'
 import type { AccountingFactory, AccountingPort } from '../ports/accounting.js'
-import { fixHintFor, postDeposit, postPayment, postReversal, PostingBlockedError, PostingNotReadyError, type PostOutcome, type ReversalInput } from '../services/posting.js'
+import {
+  finalPostingFailure, postDeposit, postPayment, postReversal, PostingBlockedError, PostingNotReadyError, recordPostingFailure, reversalInput,
+  POST_DEPOSIT_QUEUE, POST_PAYMENT_QUEUE, POST_REVERSAL_QUEUE, POSTING_WAIT_MS as WAIT_MS, type PostOutcome, type ReversalInput
+} from '../services/posting.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
 
-export const POST_PAYMENT_QUEUE = 'qbo.post-payment'
-export const POST_DEPOSIT_QUEUE = 'qbo.post-deposit'
-export const POST_REVERSAL_QUEUE = 'qbo.post-reversal'
-
-/** How long a deposit or a reversal waits for its payments before looking again. */
-const WAIT_MS = 10 * 60_000
+export { POST_DEPOSIT_QUEUE, POST_PAYMENT_QUEUE, POST_REVERSAL_QUEUE }
 
 const isUuidish = (v: unknown): v is string => typeof v === 'string' && v.length > 0
 
@@ -20,25 +17,12 @@ const isUuidish = (v: unknown): v is string => typeof v === 'string' && v.length
  * The dead letter, here rather than in the worker: on the job's last try (or
  * a failure retrying cannot fix) the posting is marked failed and a
  * posting_failed exception carries QBO's message and a fix hint. The worker
- * then marks the job dead as usual.
+ * then marks the job dead as usual. syncNow decides and records the same way.
  */
 async function deadLetter (db: Knex, job: Job, kind: PostingKind, sourceId: string, error: unknown): Promise<void> {
-  const last = error instanceof PermanentJobError || error instanceof PostingBlockedError || job.attempts >= job.maxAttempts
+  const last = error instanceof PermanentJobError || finalPostingFailure(error, job)
   if (!last || job.tenantId === null) return
-  const message = error instanceof Error ? error.message : String(error)
-  const fixHint = error instanceof PostingBlockedError ? error.fixHint : fixHintFor(message)
-  const posting = await getPostingBySource(db, job.tenantId, kind, sourceId)
-  if (posting !== null) await markNotPosted(db, job.tenantId, posting.id, 'failed', message)
-  await raiseException(db, job.tenantId, {
-    kind: 'posting_failed',
-    dedupeKey: `qbo-${kind}:${sourceId}`,
-    customerId: posting?.customerId ?? null,
-    amount: posting?.amount ?? null,
-    summary: `Settle could not post the ${kind} ${sourceId} to QuickBooks: ${message}`,
-    likelyCause: message,
-    suggestedRepair: `${fixHint} (Retry the dead job ${job.id} once fixed.)`,
-    details: { jobId: job.id, queue: job.queue, attempts: job.attempts, error: message }
-  })
+  await recordPostingFailure(db, job.tenantId, { kind, sourceId, error, job })
 }
 
 export function postingJobHandlers (accountingFor: AccountingFactory): Record<string, JobHandler> {
@@ -79,16 +63,9 @@ export function postingJobHandlers (accountingFor: AccountingFactory): Record<st
     [POST_PAYMENT_QUEUE]: run('payment', field('attemptId'), async (db, a, t, job) => await postPayment(db, a, t, field('attemptId')(job))),
     [POST_DEPOSIT_QUEUE]: run('deposit', field('payoutId'), async (db, a, t, job) => await postDeposit(db, a, t, field('payoutId')(job))),
     [POST_REVERSAL_QUEUE]: run('reversal', field('sourceId'), async (db, a, t, job) => {
-      const p = job.payload
-      const input: ReversalInput = {
-        sourceId: field('sourceId')(job),
-        attemptId: field('attemptId')(job),
-        invoiceAmount: Number(p.invoiceAmount ?? 0),
-        surchargeAmount: Number(p.surchargeAmount ?? 0),
-        currency: String(p.currency ?? 'USD'),
-        why: p.why === 'dispute_lost' || p.why === 'ach_return' ? p.why : 'refund'
-      }
-      return await postReversal(db, a, t, input)
+      field('attemptId')(job)
+      // The same reading of the payload syncNow uses.
+      return await postReversal(db, a, t, reversalInput(job.payload) as ReversalInput)
     })
   }
 }

@@ -1,10 +1,13 @@
 import type { Knex } from 'knex'
+import { randomUUID } from 'node:crypto'
 import type { AccountingDepositLine, AccountingInvoice, AccountingPort, AccountingSettings, AccountingWrite, DepositPosting, JournalPosting, PaymentPosting } from '../ports/accounting.js'
 import {
   clearRequestBody, ensurePosting, getCustomerLinks, getPostingBySource, markNotPosted, markPosted, readPostingSettings, saveRequestBody, storeCustomerLink,
   type AccountingPostingRecord, type PostingDocType, type PostingKind
 } from '../db/accounting-postings.js'
 import { raiseException } from '../db/reconciliation-exceptions.js'
+import { claimSourceJobs, completeJob, failJob, type Job } from '../db/jobs.js'
+import { backoffDelayMs } from '../jobs/backoff.js'
 import { getPayout, payoutItems } from '../db/payouts.js'
 import { asCurrency, formatMoney, type Currency, type Money } from '../domain/money.js'
 
@@ -391,6 +394,63 @@ export async function postReversal (db: Knex, accounting: AccountingPort, tenant
   return 'status' in p ? p : await postOne(db, accounting, tenantId, p)
 }
 
+// ---- the outbox: queues, and what a failure means ----
+
+export const POST_PAYMENT_QUEUE = 'qbo.post-payment'
+export const POST_DEPOSIT_QUEUE = 'qbo.post-deposit'
+export const POST_REVERSAL_QUEUE = 'qbo.post-reversal'
+
+/** Each kind's job queue and the payload field naming its source. */
+const OUTBOX: Record<PostingKind, { queue: string, key: string, dedupe: string }> = {
+  payment: { queue: POST_PAYMENT_QUEUE, key: 'attemptId', dedupe: 'qbo-payment-now' },
+  deposit: { queue: POST_DEPOSIT_QUEUE, key: 'payoutId', dedupe: 'qbo-deposit-now' },
+  reversal: { queue: POST_REVERSAL_QUEUE, key: 'sourceId', dedupe: 'qbo-reversal-now' }
+}
+
+/** How long a deposit or a reversal waits for its payments before looking again. */
+export const POSTING_WAIT_MS = 10 * 60_000
+
+/** A qbo.post-reversal payload as the refund, dispute and ACH-return paths queue it; null without its ids. */
+export function reversalInput (payload: Record<string, unknown>): ReversalInput | null {
+  const { sourceId, attemptId } = payload
+  if (typeof sourceId !== 'string' || sourceId === '' || typeof attemptId !== 'string' || attemptId === '') return null
+  return {
+    sourceId,
+    attemptId,
+    invoiceAmount: Number(payload.invoiceAmount ?? 0),
+    surchargeAmount: Number(payload.surchargeAmount ?? 0),
+    currency: String(payload.currency ?? 'USD'),
+    why: payload.why === 'dispute_lost' || payload.why === 'ach_return' ? payload.why : 'refund'
+  }
+}
+
+/**
+ * Whether a posting failure is the last word: a posting blocked by the
+ * settings, or its job out of attempts. Anything else the job retries on its
+ * own, so it raises nothing yet. The jobs and syncNow both decide by this.
+ */
+export function finalPostingFailure (error: unknown, job: { attempts: number, maxAttempts: number }): boolean {
+  return error instanceof PostingBlockedError || job.attempts >= job.maxAttempts
+}
+
+/** The dead letter: the posting is marked failed and a posting_failed exception (one per source, refreshed) carries QBO's message and a fix hint. */
+export async function recordPostingFailure (db: Knex, tenantId: string, input: { kind: PostingKind, sourceId: string, error: unknown, job: { id: number, queue: string, attempts: number }, via?: string }): Promise<void> {
+  const message = input.error instanceof Error ? input.error.message : String(input.error)
+  const fixHint = input.error instanceof PostingBlockedError ? input.error.fixHint : fixHintFor(message)
+  const posting = await getPostingBySource(db, tenantId, input.kind, input.sourceId)
+  if (posting !== null) await markNotPosted(db, tenantId, posting.id, 'failed', message)
+  await raiseException(db, tenantId, {
+    kind: 'posting_failed',
+    dedupeKey: `qbo-${input.kind}:${input.sourceId}`,
+    customerId: posting?.customerId ?? null,
+    amount: posting?.amount ?? null,
+    summary: `Settle could not post the ${input.kind} ${input.sourceId} to QuickBooks: ${message}`,
+    likelyCause: message,
+    suggestedRepair: `${fixHint} (Retry the dead job ${input.job.id} once fixed.)`,
+    details: { jobId: input.job.id, queue: input.job.queue, attempts: input.job.attempts, error: message, ...(input.via === undefined ? {} : { via: input.via }) }
+  })
+}
+
 // ---- sync now ----
 
 export interface SyncNowResult {
@@ -398,24 +458,37 @@ export interface SyncNowResult {
   posted: Array<{ kind: PostingKind, sourceId: string, externalId: string, amount: Money, docUrl?: string }>
   /** What QuickBooks or a check refused, with a hint a person can act on. */
   failed: Array<{ kind: PostingKind, sourceId: string, reason: string, fixHint: string }>
-  /** What is still waiting after the run (on a customer link, an earlier posting, a payout in transit). */
+  /** What is still waiting after the run (on a customer link, an earlier posting, a payout in transit, the background job posting it right now). */
   pending: { payments: number, deposits: number, reversals: number }
   /** Calls made to QuickBooks in this run. */
   calls: number
 }
 
 const BATCH = 30
+/** A sync's hold on the jobs it runs in-line; past it (the process died) the workers take them over. */
+const SYNC_LEASE_MS = 10 * 60_000
 
 function docUrl (kind: PostingKind, id: string): string {
   const path = kind === 'payment' ? 'recvpayment' : kind === 'deposit' ? 'deposit' : 'journal'
   return `https://app.qbo.intuit.com/app/${path}?txnId=${encodeURIComponent(id)}`
 }
 
+type Settled = { state: 'done' } | { state: 'later', reason: string } | { state: 'failed', error: unknown }
+
 /**
  * Posts everything the tenant (or one customer) has waiting, now: payments
- * first, then deposits (their payments must exist). Reads the books once per
- * phase and writes in batches of 30 (QBO's batch limit). Safe to run while
- * the jobs run too: each write carries its posting's requestid.
+ * first, then reversals (refunds, lost disputes, ACH returns: their payment
+ * must exist), then deposits (their payments must exist). Reads the books
+ * once per phase and writes in batches of 30 (QBO's batch limit), through
+ * the same preparation the jobs use.
+ *
+ * It runs the outbox in-line: each source's job is claimed first as a
+ * worker would claim it (or one is made, already claimed, when none is
+ * live), so a job and a sync never post the same document at once; a
+ * source a worker holds right now is left to it and counted pending. After
+ * the run each claim is settled as the worker would: done, back to pending
+ * (a transient failure, or waiting on an earlier posting), or dead with a
+ * posting_failed exception when the failure is final (finalPostingFailure).
  */
 export async function syncNow (db: Knex, accounting: AccountingPort, tenantId: string, options: { customerId?: string } = {}): Promise<SyncNowResult> {
   const callsBefore = accounting.callsMade()
@@ -427,17 +500,40 @@ export async function syncNow (db: Knex, accounting: AccountingPort, tenantId: s
     if (err instanceof PostingBlockedError) { result.failed.push({ kind: 'payment', sourceId: '*', reason: err.message, fixHint: err.fixHint }); return result }
     throw err
   }
+  const holder = `sync-now:${randomUUID()}`
+  const claims = new Map<string, { kind: PostingKind, sourceId: string, jobs: Job[] }>()
+  const settled = new Map<string, Settled>()
+  const key = (kind: PostingKind, sourceId: string): string => `${kind}:${sourceId}`
+  const countPending = (kind: PostingKind, n = 1): void => {
+    if (kind === 'payment') result.pending.payments += n
+    else if (kind === 'deposit') result.pending.deposits += n
+    else result.pending.reversals += n
+  }
   const fail = (kind: PostingKind, sourceId: string, err: unknown): void => {
     const reason = err instanceof Error ? err.message : String(err)
     result.failed.push({ kind, sourceId, reason, fixHint: err instanceof PostingBlockedError ? err.fixHint : fixHintFor(reason) })
+    settled.set(key(kind, sourceId), { state: 'failed', error: err })
+  }
+  const later = (kind: PostingKind, sourceId: string, reason: string): void => {
+    countPending(kind)
+    settled.set(key(kind, sourceId), { state: 'later', reason })
   }
   const record = (outcomes: PostOutcome[]): void => {
     for (const o of outcomes) {
       if (o.status === 'posted') result.posted.push({ kind: o.kind, sourceId: o.sourceId, externalId: o.externalId, amount: o.amount, docUrl: docUrl(o.kind, o.externalId) })
-      else if (o.kind === 'payment') result.pending.payments++
-      else if (o.kind === 'deposit') result.pending.deposits++
-      else result.pending.reversals++
+      else countPending(o.kind)
+      // Waiting on a person is done for now, as in the job: linking the customer queues it again.
+      settled.set(key(o.kind, o.sourceId), { state: 'done' })
     }
+  }
+  /** Claims the sources' jobs; returns the ids this run may post. */
+  const claim = async (kind: PostingKind, sources: Array<{ id: string, payload: Record<string, unknown> }>): Promise<string[]> => {
+    const o = OUTBOX[kind]
+    const { claimed, busy } = await claimSourceJobs(db, tenantId, { queue: o.queue, payloadKey: o.key, sources: sources.map(s => ({ value: s.id, payload: s.payload })), dedupePrefix: o.dedupe, workerId: holder, leaseMs: SYNC_LEASE_MS })
+    for (const [sourceId, jobs] of claimed) claims.set(key(kind, sourceId), { kind, sourceId, jobs })
+    // The background job is posting these right now; it finishes them.
+    countPending(kind, busy.size)
+    return sources.map(s => s.id).filter(id => claimed.has(id))
   }
   const runBatches = async (prepared: Prepared[]): Promise<void> => {
     for (let i = 0; i < prepared.length; i += BATCH) {
@@ -458,52 +554,91 @@ export async function syncNow (db: Knex, accounting: AccountingPort, tenantId: s
           const reason = answer === undefined ? 'QuickBooks returned no answer for this item' : answer.error.message
           await markNotPosted(db, tenantId, p.record.id, 'pending', reason)
           if (answer !== undefined) await clearRequestBody(db, tenantId, p.record.id)
-          fail(p.record.sourceKind, p.record.sourceId, new Error(reason))
+          fail(p.record.sourceKind, p.record.sourceId, answer?.error ?? new Error(reason))
         }
       }
     }
   }
 
-  // Payments: succeeded attempts without a posted payment.
-  const attemptQuery = db('payment_attempts as a')
-    .leftJoin('accounting_postings as p', function () { this.on('p.tenant_id', 'a.tenant_id').andOn('p.source_id', db.raw('a.id::text')).andOn('p.source_kind', db.raw("'payment'")) })
-    .where('a.tenant_id', tenantId).whereIn('a.status', [...POSTABLE])
-    .andWhere(q => { void q.whereNull('p.id').orWhereNot('p.status', 'posted') })
-  if (options.customerId !== undefined) attemptQuery.andWhere('a.customer_id', options.customerId)
-  const attemptIds = (await attemptQuery.orderBy('a.created_at').select('a.id') as Array<{ id: string }>).map(r => r.id)
   try {
-    const { ready, done } = await preparePayments(db, accounting, tenantId, settings, attemptIds)
-    record(done)
-    await runBatches(ready)
-  } catch (err) {
-    for (const id of attemptIds) fail('payment', id, err)
-  }
-
-  // Deposits: paid payouts without a posted deposit (a customer filter keeps only payouts holding its payments).
-  const payoutQuery = db('payouts as po')
-    .leftJoin('accounting_postings as p', function () { this.on('p.tenant_id', 'po.tenant_id').andOn('p.source_id', db.raw('po.id::text')).andOn('p.source_kind', db.raw("'deposit'")) })
-    .where('po.tenant_id', tenantId).andWhere('po.status', 'paid')
-    .andWhere(q => { void q.whereNull('p.id').orWhere('p.status', 'pending') })
-  if (options.customerId !== undefined) {
-    payoutQuery.whereExists(db('payout_items as it').join('payment_attempts as a', function () { this.on('a.tenant_id', 'it.tenant_id').andOn('a.id', 'it.attempt_id') })
-      .whereRaw('it.tenant_id = po.tenant_id and it.payout_id = po.id').andWhere('a.customer_id', options.customerId).select(db.raw('1')))
-  }
-  const payoutIds = (await payoutQuery.orderBy('po.created_at').select('po.id') as Array<{ id: string }>).map(r => r.id)
-  const deposits: Prepared[] = []
-  for (const id of payoutIds) {
+    // Payments: succeeded attempts without a posted payment.
+    const attemptQuery = db('payment_attempts as a')
+      .leftJoin('accounting_postings as p', function () { this.on('p.tenant_id', 'a.tenant_id').andOn('p.source_id', db.raw('a.id::text')).andOn('p.source_kind', db.raw("'payment'")) })
+      .where('a.tenant_id', tenantId).whereIn('a.status', [...POSTABLE])
+      .andWhere(q => { void q.whereNull('p.id').orWhereNot('p.status', 'posted') })
+    if (options.customerId !== undefined) attemptQuery.andWhere('a.customer_id', options.customerId)
+    const attemptIds = await claim('payment', (await attemptQuery.orderBy('a.created_at').select('a.id') as Array<{ id: string }>).map(r => ({ id: r.id, payload: { attemptId: r.id } })))
     try {
-      const p = await prepareDeposit(db, tenantId, settings, id)
-      if ('status' in p) record([p])
-      else deposits.push(p)
+      const { ready, done } = await preparePayments(db, accounting, tenantId, settings, attemptIds)
+      record(done)
+      await runBatches(ready)
     } catch (err) {
-      if (err instanceof PostingNotReadyError) result.pending.deposits++
-      else fail('deposit', id, err)
+      for (const id of attemptIds) fail('payment', id, err)
+    }
+
+    // Reversals: refunds, lost disputes and ACH returns queued for QuickBooks and not posted there yet (the job's payload says what to post).
+    const reversalQuery = db('jobs as j')
+      .leftJoin('accounting_postings as p', function () { this.on('p.tenant_id', 'j.tenant_id').andOn('p.source_id', db.raw("j.payload->>'sourceId'")).andOn('p.source_kind', db.raw("'reversal'")) })
+      .where('j.tenant_id', tenantId).andWhere('j.queue', POST_REVERSAL_QUEUE)
+      .andWhere(q => { void q.whereNull('p.id').orWhereNot('p.status', 'posted') })
+    if (options.customerId !== undefined) {
+      reversalQuery.whereExists(db('payment_attempts as a').whereRaw("a.tenant_id = j.tenant_id and a.id::text = j.payload->>'attemptId'").andWhere('a.customer_id', options.customerId).select(db.raw('1')))
+    }
+    const reversalInputs = new Map<string, ReversalInput>()
+    for (const r of await reversalQuery.orderBy('j.id').select('j.payload') as Array<{ payload: Record<string, unknown> }>) {
+      const input = reversalInput(r.payload)
+      if (input !== null && !reversalInputs.has(input.sourceId)) reversalInputs.set(input.sourceId, input)
+    }
+    const reversalIds = await claim('reversal', [...reversalInputs.values()].map(i => ({ id: i.sourceId, payload: { ...i } })))
+    const reversals: Prepared[] = []
+    for (const id of reversalIds) {
+      try {
+        const p = await prepareReversal(db, accounting, tenantId, settings, reversalInputs.get(id) as ReversalInput)
+        if ('status' in p) record([p])
+        else reversals.push(p)
+      } catch (err) {
+        if (err instanceof PostingNotReadyError) later('reversal', id, err.message)
+        else fail('reversal', id, err)
+      }
+    }
+    await runBatches(reversals)
+
+    // Deposits: paid payouts without a posted deposit (a customer filter keeps only payouts holding its payments).
+    const payoutQuery = db('payouts as po')
+      .leftJoin('accounting_postings as p', function () { this.on('p.tenant_id', 'po.tenant_id').andOn('p.source_id', db.raw('po.id::text')).andOn('p.source_kind', db.raw("'deposit'")) })
+      .where('po.tenant_id', tenantId).andWhere('po.status', 'paid')
+      .andWhere(q => { void q.whereNull('p.id').orWhere('p.status', 'pending') })
+    if (options.customerId !== undefined) {
+      payoutQuery.whereExists(db('payout_items as it').join('payment_attempts as a', function () { this.on('a.tenant_id', 'it.tenant_id').andOn('a.id', 'it.attempt_id') })
+        .whereRaw('it.tenant_id = po.tenant_id and it.payout_id = po.id').andWhere('a.customer_id', options.customerId).select(db.raw('1')))
+    }
+    const payoutIds = await claim('deposit', (await payoutQuery.orderBy('po.created_at').select('po.id') as Array<{ id: string }>).map(r => ({ id: r.id, payload: { payoutId: r.id } })))
+    const deposits: Prepared[] = []
+    for (const id of payoutIds) {
+      try {
+        const p = await prepareDeposit(db, tenantId, settings, id)
+        if ('status' in p) record([p])
+        else deposits.push(p)
+      } catch (err) {
+        if (err instanceof PostingNotReadyError) later('deposit', id, err.message)
+        else fail('deposit', id, err)
+      }
+    }
+    await runBatches(deposits)
+  } finally {
+    // Each claim settles as its job would have: done, again later, or dead with the exception.
+    for (const [k, c] of claims) {
+      const s = settled.get(k) ?? { state: 'done' }
+      for (const job of c.jobs) {
+        if (s.state === 'done') { await completeJob(db, job, holder); continue }
+        if (s.state === 'later') { await failJob(db, job, holder, s.reason, new Date(Date.now() + POSTING_WAIT_MS)); continue }
+        const message = s.error instanceof Error ? `${s.error.name}: ${s.error.message}` : String(s.error)
+        const final = finalPostingFailure(s.error, job)
+        if (final && job === c.jobs[0]) await recordPostingFailure(db, tenantId, { kind: c.kind, sourceId: c.sourceId, error: s.error, job, via: 'sync_now' })
+        await failJob(db, job, holder, message, final ? null : new Date(Date.now() + backoffDelayMs(job.attempts)))
+      }
     }
   }
-  await runBatches(deposits)
-  result.pending.reversals += (await db('accounting_postings').where({ tenant_id: tenantId, source_kind: 'reversal' }).whereNot({ status: 'posted' })
-    .modify(q => { if (options.customerId !== undefined) void q.andWhere({ customer_id: options.customerId }) }).count({ n: '*' }) as Array<{ n: string | number }>)
-    .reduce((s, r) => s + Number(r.n), 0)
   result.calls = accounting.callsMade() - callsBefore
   return result
 }
