@@ -101,14 +101,35 @@ interface Pool {
 
 type OneOrMany = OpenInvoiceView | OpenInvoiceView[]
 
+/** Key → invoices in insertion order, as linked entries in flat arrays: a small integer per key in the map, no array per key. */
+interface Chains {
+  /** Key → its first entry. */
+  readonly first: Map<number, number>
+  /** By entry: the invoice; the next entry of the same key (-1 at the end); for a first entry, the key's last entry. */
+  readonly invoice: OpenInvoiceView[]
+  readonly next: number[]
+  readonly last: number[]
+}
+
+function chainAdd (chains: Chains, key: number, inv: OpenInvoiceView): void {
+  const entry = chains.invoice.length
+  chains.invoice.push(inv)
+  chains.next.push(-1)
+  chains.last.push(entry)
+  const first = chains.first.get(key)
+  if (first === undefined) chains.first.set(key, entry)
+  else { chains.next[chains.last[first]!] = entry; chains.last[first] = entry }
+}
+
 export interface MatchingIndex {
   readonly byRef: Map<string, OpenInvoiceView[]>
   /**
    * (position, reference with that character deleted) → invoices. All-digit
    * keys are numbers (see delKey): hundreds of thousands of keys, and a string
-   * per key was most of the index's build time and garbage. Others: "i:rest".
+   * per key was most of the index's build time and garbage; their invoices are
+   * chained in flat arrays, not an array per key. Others: "i:rest".
    */
-  readonly byDeletionNum: Map<number, OneOrMany>
+  readonly byDeletionNum: Chains
   readonly byDeletion: Map<string, OneOrMany>
   /** customer → currency → pool: nested maps, so a lookup builds no key string. */
   readonly pools: Map<string, Map<Currency, Pool>>
@@ -196,10 +217,13 @@ function delKey (s: string, skip: number, pos: number): number {
   return v * 32 + pos
 }
 
-function delLookup (index: MatchingIndex, s: string, skip: number, pos: number): OneOrMany | undefined {
+/** addFuzzy over the invoices whose reference, without its character at pos, is s without its character at skip (all of s when skip is -1). */
+function addDeletionHits (hits: Map<OpenInvoiceView, string> | null, index: MatchingIndex, s: string, skip: number, pos: number, exact: OpenInvoiceView[] | undefined, token: string): Map<OpenInvoiceView, string> | null {
   const k = delKey(s, skip, pos)
-  if (k >= 0) return index.byDeletionNum.get(k)
-  return index.byDeletion.get(`${pos}:${skip < 0 ? s : s.slice(0, skip) + s.slice(skip + 1)}`)
+  if (k < 0) return addFuzzy(hits, index.byDeletion.get(`${pos}:${skip < 0 ? s : s.slice(0, skip) + s.slice(skip + 1)}`), exact, token)
+  const chains = index.byDeletionNum
+  for (let e = chains.first.get(k) ?? -1; e >= 0; e = chains.next[e]!) hits = addFuzzy(hits, chains.invoice[e]!, exact, token)
+  return hits
 }
 
 function addOneOrMany<K> (map: Map<K, OneOrMany>, key: K, inv: OpenInvoiceView): void {
@@ -231,7 +255,7 @@ function push<K, V> (map: Map<K, V[]>, key: K, value: V): void {
 
 export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], customers: readonly CustomerView[]): MatchingIndex {
   const index: MatchingIndex = {
-    byRef: new Map(), byDeletionNum: new Map(), byDeletion: new Map(), pools: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), whoBySource: new Map(), whoByAccount: new Map(), whoByPayer: new Map()
+    byRef: new Map(), byDeletionNum: { first: new Map(), invoice: [], next: [], last: [] }, byDeletion: new Map(), pools: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), whoBySource: new Map(), whoByAccount: new Map(), whoByPayer: new Map()
   }
   for (const inv of invoices) {
     if (inv.openBalance <= 0) continue
@@ -246,7 +270,7 @@ export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], custom
       if (token.length >= FUZZY_MIN) {
         for (let i = 0; i < token.length; i++) {
           const k = delKey(token, i, i)
-          if (k >= 0) addOneOrMany(index.byDeletionNum, k, inv)
+          if (k >= 0) chainAdd(index.byDeletionNum, k, inv)
           else addOneOrMany(index.byDeletion, `${i}:${token.slice(0, i) + token.slice(i + 1)}`, inv)
         }
       }
@@ -542,9 +566,9 @@ function referenceHits (tokens: readonly string[], index: MatchingIndex, fuzzy: 
     if (token.length < FUZZY_MIN - 1) continue
     const exact = index.byRef.get(token)
     // Substitution: same position deleted on both sides gives the same key.
-    if (token.length >= FUZZY_MIN) for (let i = 0; i < token.length; i++) hits = addFuzzy(hits, delLookup(index, token, i, i), exact, token)
+    if (token.length >= FUZZY_MIN) for (let i = 0; i < token.length; i++) hits = addDeletionHits(hits, index, token, i, i, exact, token)
     // A digit dropped in the memo: the token is a deletion of the reference.
-    for (let i = 0; i <= token.length; i++) hits = addFuzzy(hits, delLookup(index, token, -1, i), exact, token)
+    for (let i = 0; i <= token.length; i++) hits = addDeletionHits(hits, index, token, -1, i, exact, token)
     // A digit added in the memo: a deletion of the token is the reference.
     if (token.length > FUZZY_MIN) for (let i = 0; i < token.length; i++) hits = addFuzzy(hits, index.byRef.get(token.slice(0, i) + token.slice(i + 1)), exact, token)
   }
