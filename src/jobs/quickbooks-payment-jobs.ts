@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { AppError } from '../errors.js'
 import type { AccountingFactory } from '../ports/accounting.js'
 import { pullQuickBooksPayments } from '../services/quickbooks-payments.js'
-import { queueDailyRuns } from './daily.js'
+import { booksForJob, queueDailyBooksRuns, startDailyBooksScheduler } from './daily.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
 
 export const QBO_PAYMENTS_QUEUE = 'qbo.pull-payments'
@@ -13,18 +13,8 @@ export function quickBooksPaymentJobHandlers (accountingFor: AccountingFactory):
     /** Reads payments entered in QuickBooks since the tenant's cursor and matches them; the dedupe key (tenant + date) makes it one run a day. */
     [QBO_PAYMENTS_QUEUE]: async (job, { db, log }) => {
       if (job.tenantId === null) throw new PermanentJobError(`${QBO_PAYMENTS_QUEUE} needs a tenant`)
-      let accounting
-      try {
-        accounting = await accountingFor(job.tenantId)
-      } catch (error) {
-        // A person must reconnect QuickBooks; the cursor stays put, so tomorrow's run reads what today's missed.
-        if (error instanceof AppError && error.code === 'ACCOUNTING_RECONNECT_REQUIRED') throw new PermanentJobError(error.message)
-        throw error
-      }
-      if (accounting === null) {
-        log.info({ tenantId: job.tenantId }, 'QuickBooks payments skipped: QuickBooks is not connected')
-        return
-      }
+      const accounting = await booksForJob(accountingFor, job.tenantId, log, 'QuickBooks payments')
+      if (accounting === null) return
       try {
         const r = await pullQuickBooksPayments(db, job.tenantId, accounting, { actor: 'system:quickbooks-payments' })
         log.info({ tenantId: job.tenantId, since: r.since, imported: r.imported, skippedOwn: r.skippedOwn, autoApplied: r.autoApplied, exceptions: r.exceptions, gap: r.gap }, 'QuickBooks payments read')
@@ -37,15 +27,6 @@ export function quickBooksPaymentJobHandlers (accountingFor: AccountingFactory):
   }
 }
 
-/** Queues today's read for every tenant with QuickBooks connected; once a day per tenant (its own date), whichever process gets there first. */
-export async function scheduleQuickBooksPaymentPulls (db: Knex, now = new Date()): Promise<number> {
-  const tenants = await db('accounting_connections').where({ status: 'active' }).distinct('tenant_id').pluck('tenant_id') as string[]
-  return await queueDailyRuns(db, tenants, QBO_PAYMENTS_QUEUE, now)
-}
+export const scheduleQuickBooksPaymentPulls = async (db: Knex, now = new Date()): Promise<number> => await queueDailyBooksRuns(db, QBO_PAYMENTS_QUEUE, now)
 
-export function startQuickBooksPaymentScheduler (db: Knex, log: FastifyBaseLogger, everyMs = 60_000): () => void {
-  const run = (): void => { scheduleQuickBooksPaymentPulls(db).catch((error: unknown) => { log.error({ err: error }, 'could not schedule QuickBooks payment reads') }) }
-  const timer = setInterval(run, everyMs)
-  timer.unref()
-  return () => { clearInterval(timer) }
-}
+export const startQuickBooksPaymentScheduler = (db: Knex, log: FastifyBaseLogger, everyMs = 60_000): () => void => startDailyBooksScheduler(db, log, QBO_PAYMENTS_QUEUE, everyMs)
