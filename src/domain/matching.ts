@@ -645,26 +645,37 @@ function add (run: Run, d: Draft | null): void {
 
 const byDue = (a: OpenInvoiceView, b: OpenInvoiceView): number => (a.dueOn < b.dueOn ? -1 : a.dueOn > b.dueOn ? 1 : 0)
 
+/** Candidates for the invoices the memo names, each with its token (from hits, else the one token). */
+function addNamed (run: Run, rule: 'reference' | 'fuzzy_reference', invoices: Iterable<OpenInvoiceView>, hits: Map<OpenInvoiceView, string> | null, token: string): void {
+  const { p, who, config } = run
+  let named = 0
+  for (const inv of invoices) {
+    if (!eligible(p, inv, who)) continue
+    named++
+    add(run, makeDraft(run, rule, [inv], hits === null ? token : hits.get(inv)!))
+  }
+  if (named < 2) return
+  // Several invoices of one customer named in the memo: one payment for all of them.
+  const byCustomer = new Map<string, OpenInvoiceView[]>()
+  for (const inv of hits === null ? invoices : hits.keys()) if (eligible(p, inv, who)) push(byCustomer, inv.customerId, inv)
+  for (const list of byCustomer.values()) {
+    if (list.length < 2 || list.length > config.maxSubsetSize) continue
+    add(run, makeDraft(run, rule, [...list].sort(byDue), null))
+  }
+}
+
 function generate (rule: GeneratorRule, run: Run, index: MatchingIndex): void {
   const { p, who, config } = run
   if (rule === 'reference' || rule === 'fuzzy_reference') {
     if (run.tokens.length === 0) return
+    // One token looked up exactly (most memos): its list already holds each invoice once, in order, so no map of hits.
+    if (rule === 'reference' && run.tokens.length === 1) {
+      const list = index.byRef.get(run.tokens[0]!)
+      if (list !== undefined) addNamed(run, rule, list, null, run.tokens[0]!)
+      return
+    }
     const hits = referenceHits(run.tokens, index, rule === 'fuzzy_reference')
-    if (hits === null) return
-    let named = 0
-    for (const [inv, token] of hits) {
-      if (!eligible(p, inv, who)) continue
-      named++
-      add(run, makeDraft(run, rule, [inv], token))
-    }
-    if (named < 2) return
-    // Several invoices of one customer named in the memo: one payment for all of them.
-    const byCustomer = new Map<string, OpenInvoiceView[]>()
-    for (const inv of hits.keys()) if (eligible(p, inv, who)) push(byCustomer, inv.customerId, inv)
-    for (const list of byCustomer.values()) {
-      if (list.length < 2 || list.length > config.maxSubsetSize) continue
-      add(run, makeDraft(run, rule, [...list].sort(byDue), null))
-    }
+    if (hits !== null) addNamed(run, rule, hits.keys(), hits, '')
     return
   }
   if (who.ids.size === 0) return // amount rules need a customer: never a tenant-wide guess on amount alone
