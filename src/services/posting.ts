@@ -560,6 +560,7 @@ export async function syncNow (db: Knex, accounting: AccountingPort, tenantId: s
     }
   }
 
+  let crashed = false
   try {
     // Payments: succeeded attempts without a posted payment.
     const attemptQuery = db('payment_attempts as a')
@@ -625,16 +626,25 @@ export async function syncNow (db: Knex, accounting: AccountingPort, tenantId: s
       }
     }
     await runBatches(deposits)
+  } catch (err) {
+    crashed = true
+    throw err
   } finally {
-    // Each claim settles as its job would have: done, again later, or dead with the exception.
+    // Each claim settles as its job would have: done, again later, or dead with the exception. Untouched ones are
+    // done (nothing to post), unless the run broke off: those go straight back to the workers.
     for (const [k, c] of claims) {
-      const s = settled.get(k) ?? { state: 'done' }
+      const s: Settled = settled.get(k) ?? (crashed ? { state: 'later', reason: 'Sync now stopped before it got to this one.' } : { state: 'done' })
       for (const job of c.jobs) {
         if (s.state === 'done') { await completeJob(db, job, holder); continue }
-        if (s.state === 'later') { await failJob(db, job, holder, s.reason, new Date(Date.now() + POSTING_WAIT_MS)); continue }
-        const message = s.error instanceof Error ? `${s.error.name}: ${s.error.message}` : String(s.error)
-        const final = finalPostingFailure(s.error, job)
-        if (final && job === c.jobs[0]) await recordPostingFailure(db, tenantId, { kind: c.kind, sourceId: c.sourceId, error: s.error, job, via: 'sync_now' })
+        if (s.state === 'later' && (crashed || job.attempts < job.maxAttempts)) {
+          await failJob(db, job, holder, s.reason, new Date(Date.now() + (crashed ? 0 : POSTING_WAIT_MS)))
+          continue
+        }
+        // Still waiting on its payments at the job's last attempt is final too, as in the job's dead letter.
+        const error = s.state === 'later' ? new PostingNotReadyError(s.reason) : s.error
+        const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+        const final = finalPostingFailure(error, job)
+        if (final && job === c.jobs[0]) await recordPostingFailure(db, tenantId, { kind: c.kind, sourceId: c.sourceId, error, job, via: 'sync_now' })
         await failJob(db, job, holder, message, final ? null : new Date(Date.now() + backoffDelayMs(job.attempts)))
       }
     }

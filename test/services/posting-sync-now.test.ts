@@ -176,3 +176,15 @@ t.test('a sync racing the job never posts twice', async t => {
     t.ok(results.length === 4)
   })
 })
+
+t.test('a reversal still waiting on its payment at the job\'s last attempt is dead-lettered, as the job would', async t => {
+  const db = await testDb(t)
+  const ctx = await setup(db)
+  const a = await paid(db, ctx, 10_000)
+  const refund = `re_${++seq}`
+  await enqueue(db, ctx.tenant.id, [{ queue: 'qbo.post-reversal', dedupeKey: `qbo-reversal:refund:${refund}`, maxAttempts: 1, payload: { sourceId: refund, attemptId: a, invoiceAmount: 500, surchargeAmount: 0, currency: 'USD', why: 'ach_return' } }])
+  ctx.qbo.fail = method => method === 'createPayment' ? new Error('QuickBooks answered 503') : undefined
+  await syncNow(db, ctx.qbo, ctx.tenant.id)
+  t.match(await jobsOf(db, ctx.tenant.id, 'qbo.post-reversal'), [{ state: 'dead', attempts: 1 }])
+  t.match(await listExceptions(db, ctx.tenant.id, { kind: 'posting_failed' }), [{ summary: new RegExp(`reversal ${refund}.*not in QuickBooks yet`) }])
+})
