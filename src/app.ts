@@ -76,6 +76,8 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     trustProxy: config.trustProxy,
     return503OnClosing: true,
     requestTimeout: 30_000,
+    // The embedded default migrates and seeds the demo while plugins load: on a busy machine that outlasts the 10 s default.
+    pluginTimeout: 120_000,
     // Signed pay-link tokens are ~200 characters; the default limit is 100.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 }
   })
