@@ -183,3 +183,21 @@ t.test('updatePayment re-reads and retries after a stale SyncToken (5010)', asyn
   t.not(writes[1]?.requestId, writes[0]?.requestId)
   t.equal(w.syncToken, '3')
 })
+
+t.test('credit memos: the open listing and the DocNumber look-up, RemainingCredit in cents, through the wire', async t => {
+  const r = await rig(t)
+  const c = r.store.find(REALM, 'Customer', x => x.DisplayName === 'Harbor Cafe') as Obj
+  const item = r.store.find(REALM, 'Item', x => x.Name === 'Services') as Obj
+  const line = (amount: number): Obj => ({ Amount: amount, DetailType: 'SalesItemLineDetail', SalesItemLineDetail: { ItemRef: { value: item.Id } } })
+  const open = r.store.write(REALM, 'CreditMemo', 'create', { CustomerRef: { value: c.Id }, DocNumber: 'CM-1', TxnDate: '2026-11-10', Line: [line(26.99)], RemainingCredit: 1 })
+  const used = r.store.write(REALM, 'CreditMemo', 'create', { CustomerRef: { value: c.Id }, DocNumber: 'CM-2', Line: [line(10)] })
+  r.store.realm(REALM)!.entities.get('CreditMemo')!.get(used.Id)!.RemainingCredit = 0 // applied in full (the stand-in does not apply credit itself)
+  r.store.realm(REALM)!.entities.get('CreditMemo')!.get(used.Id)!.Balance = 0
+  t.equal(Math.round((r.store.find(REALM, 'Customer', x => x.Id === c.Id) as Obj).Balance * 100), 35_000 - 2_699 - 1_000, 'customer balance is net of credit (RemainingCredit is not taken from the body)')
+  const listed: unknown[] = []
+  for await (const page of r.port.listOpenCreditMemos()) listed.push(...page)
+  t.match(listed, [{ id: open.Id, docNumber: 'CM-1', customerId: c.Id, customerName: 'Harbor Cafe', total: { amount: 2_699, currency: 'USD' }, remainingCredit: { amount: 2_699, currency: 'USD' }, txnDate: '2026-11-10' }])
+  t.ok(r.hits.some(h => new URLSearchParams(h.split('?')[1] ?? '').get('query')?.startsWith("select * from CreditMemo where Balance > '0'") === true), 'the real query')
+  const found = await r.port.findCreditMemos({ docNumbers: ['CM-2', 'CM-9'] })
+  t.match(found, [{ id: used.Id, docNumber: 'CM-2', total: { amount: 1_000 }, remainingCredit: { amount: 0 } }])
+})
