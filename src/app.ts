@@ -13,6 +13,8 @@ import homeRoutes from './routes/home/index.js'
 import { seedDemo } from './demo/seed.js'
 import type { Keyring } from './security/keyring.js'
 import connectwiseWebhook from './routes/webhooks/connectwise.js'
+import quickbooksWebhook from './routes/webhooks/quickbooks.js'
+import { QUICKBOOKS_SANDBOX_WEBHOOK_VERIFIER } from './sandbox/quickbooks/index.js'
 import sandboxRoutes from './routes/sandbox/index.js'
 import demoHostRoutes from './routes/demo/index.js'
 import { createPsaFactory } from './services/psa-connections.js'
@@ -132,6 +134,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(embeddedRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
   await app.register(tieoutRoutes, { accountingFor })
   await app.register(reconciliationRoutes, { accountingFor })
+  await app.register(quickbooksWebhook, { verifierToken: () => process.env.SETTLE_QBO_WEBHOOK_VERIFIER ?? (config.demo ? QUICKBOOKS_SANDBOX_WEBHOOK_VERIFIER : null) })
   await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
 }

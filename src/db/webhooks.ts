@@ -4,7 +4,7 @@ import { jobInsertSql, jobsJson, type JobInput } from './jobs.js'
 import { requireTenantId } from './tenants.js'
 
 export interface WebhookEvent {
-  source: 'stripe' | 'connectwise'
+  source: 'stripe' | 'connectwise' | 'quickbooks'
   /** The sender's event id (or a digest of the body where the sender has none). */
   eventId: string
   kind: string

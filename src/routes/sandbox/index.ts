@@ -3,7 +3,7 @@ import autotaskSandbox, { AUTOTASK_SANDBOX_CREDENTIALS, createAutotaskStore } fr
 import stripeSandbox, { createStripeStore, STRIPE_SANDBOX_API_KEY } from '../../sandbox/stripe/index.js'
 import { DEMO_STRIPE_WEBHOOK_SECRET } from '../../demo/seed.js'
 import connectwiseSandbox, { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_PREFIX, createConnectWiseStore } from '../../sandbox/connectwise/index.js'
-import quickbooksSandbox, { createQuickBooksStore, QUICKBOOKS_SANDBOX_CREDENTIALS, QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN, QUICKBOOKS_SANDBOX_PREFIX, QUICKBOOKS_SANDBOX_REALM_ID, quickbooksSandboxUrls, seedFromConnectWise } from '../../sandbox/quickbooks/index.js'
+import quickbooksSandbox, { createQuickBooksStore, QUICKBOOKS_SANDBOX_CREDENTIALS, QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN, QUICKBOOKS_SANDBOX_PREFIX, QUICKBOOKS_SANDBOX_WEBHOOK_VERIFIER, QUICKBOOKS_SANDBOX_REALM_ID, quickbooksSandboxUrls, seedFromConnectWise } from '../../sandbox/quickbooks/index.js'
 
 const AUTOTASK_PREFIX = '/sandbox/autotask'
 
@@ -68,7 +68,7 @@ export default async function sandboxRoutes (app: FastifyInstance, { origin }: {
           name: 'quickbooks',
           title: 'QuickBooks Online',
           ...quickbooksSandboxUrls(base),
-          credentials: { ...QUICKBOOKS_SANDBOX_CREDENTIALS, realmId: QUICKBOOKS_SANDBOX_REALM_ID, refreshToken: QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN },
+          credentials: { ...QUICKBOOKS_SANDBOX_CREDENTIALS, realmId: QUICKBOOKS_SANDBOX_REALM_ID, refreshToken: QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN, webhookVerifierToken: QUICKBOOKS_SANDBOX_WEBHOOK_VERIFIER },
           auth: 'Authorization: Bearer <access token>; tokens from tokenUrl (Basic client auth, grant_type=refresh_token); refresh tokens rotate',
           sdk: 'node-quickbooks: QuickBooks.V3_ENDPOINT_BASE_URL = apiBase, QuickBooks.TOKEN_URL = tokenUrl; intuit-oauth: OAuthClient.tokenEndpoint = tokenUrl',
           tenant: 'brightline'

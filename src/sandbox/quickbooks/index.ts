@@ -14,6 +14,9 @@ export const QUICKBOOKS_SANDBOX_CREDENTIALS = {
   clientSecret: 'sandboxClientSecretSettleDemo000000000000'
 } as const
 
+/** The demo app's webhook verifier token: sign a notification with it to play Intuit at /webhooks/quickbooks. */
+export const QUICKBOOKS_SANDBOX_WEBHOOK_VERIFIER = 'sandbox-webhook-verifier-settle-demo'
+
 /** Always accepted by a store created with `demoRefreshToken` (the mounted demo one is); rotation still hands out fresh pairs. */
 export const QUICKBOOKS_SANDBOX_DEMO_REFRESH_TOKEN = 'RT1-sandbox-settle-demo-refresh-token'
 
