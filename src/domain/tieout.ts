@@ -60,6 +60,8 @@ export interface OurInvoiceView {
   creditMemo?: boolean
   /** A push of Settle's payment to the PSA is queued, running, or done since the PSA mirror was last synced. */
   pushInFlight?: boolean
+  /** Settle's posting of a payment on this invoice to QuickBooks is queued or running. */
+  postingInFlight?: boolean
 }
 
 export interface QboInvoiceView {
@@ -400,7 +402,7 @@ export function compareTieout (input: TieoutInput): TieoutResult {
         likelyCause: `A payment or credit of ${fmt(settle - qbo, c)} was probably applied by hand in QuickBooks and never recorded in the PSA.`,
         suggestedRepair: `Open QBO invoice ${q.id} (DocNumber ${doc}) and check what was applied to it. If the client really paid, record the payment in the PSA (Settle picks it up on the next sync); if it was applied to the wrong invoice, unapply it in QuickBooks and apply it where it belongs.`
       })
-    } else if (qbo > settle) {
+    } else if (qbo > settle && i.postingInFlight !== true) {
       add({
         cause: 'payment_missing_in_qbo',
         difference: { amount: qbo - settle, currency: c },

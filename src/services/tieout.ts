@@ -111,6 +111,7 @@ interface InvoiceQueryRow {
   id: string, customer_id: string, customer_name: string, number: string, kind: string, currency: string, voided: boolean, total: number | string,
   psa_balance: number | string, ledger_billed: number | string, paid_via_settle: number | string, ledger_paid_elsewhere: number | string,
   push_in_flight: boolean
+  posting_in_flight: boolean
 }
 
 const invoiceColumns = ['i.id', 'i.customer_id', 'c.name as customer_name', 'i.number', 'i.kind', 'i.currency', 'i.voided', 'i.total', 'i.psa_balance', 'i.ledger_billed', 'i.paid_via_settle', 'i.ledger_paid_elsewhere']
@@ -123,6 +124,9 @@ function invoiceQuery (db: Db, tenantId: string): Knex.QueryBuilder {
     .select(db.raw(`exists (select 1 from jobs j where j.tenant_id = i.tenant_id and j.queue in ('psa.push-payment', 'psa.restate-payment')
       and j.payload->>'invoiceExternalId' = i.psa_invoice_id
       and (j.state in ('pending', 'running') or (j.state = 'done' and j.finished_at > i.updated_at))) as push_in_flight`))
+    // A payment Settle collected whose QuickBooks posting is queued or running: QuickBooks is about to hear.
+    .select(db.raw(`exists (select 1 from jobs j join payment_attempts a on a.tenant_id = j.tenant_id and j.dedupe_key = 'qbo-payment:' || a.id
+      where j.tenant_id = i.tenant_id and j.queue = 'qbo.post-payment' and j.state in ('pending', 'running') and a.invoice_id = i.id) as posting_in_flight`))
 }
 
 const toView = (r: InvoiceQueryRow): OurInvoiceView => ({
@@ -137,7 +141,8 @@ const toView = (r: InvoiceQueryRow): OurInvoiceView => ({
   psaBalance: Number(r.psa_balance),
   settleOpen: openBalance(r),
   paidViaSettle: Number(r.paid_via_settle),
-  pushInFlight: r.push_in_flight
+  pushInFlight: r.push_in_flight,
+  postingInFlight: r.posting_in_flight
 })
 
 async function collect<T> (pages: AsyncIterable<T[]>): Promise<T[]> {

@@ -163,6 +163,20 @@ t.test('a PSA figure behind a push-back still in flight is not a difference; onc
   t.ok(stuck.differences.some(d => d.cause === 'psa_not_updated'), 'no push on its way: a person should look')
 })
 
+t.test('QuickBooks behind a payment Settle is still posting is not a difference; once the posting is done it is', async t => {
+  // Settle collected 20,000; the PSA heard; QuickBooks still shows the whole invoice open.
+  const invoice = { psaBalance: 30_000, settleOpen: 30_000, paidViaSettle: 20_000 }
+  const base = {
+    customers: [{ customerId: 'c1', name: 'Harbor Dental', receivable: [{ amount: 30_000, currency: 'USD' as const }] }],
+    qboInvoices: [qbo('1005', 50_000, 50_000)],
+    qboCustomers: [{ id: 'qc1', displayName: 'Harbor Dental', balance: { amount: 50_000, currency: 'USD' as const }, settleCustomerId: 'c1' }]
+  }
+  const posting = compareTieout(input({ ...base, invoices: [ours('1005', { ...invoice, postingInFlight: true })] }))
+  t.notOk(posting.differences.some(d => d.cause === 'payment_missing_in_qbo'), 'the queued posting will tell QuickBooks')
+  const stuck = compareTieout(input({ ...base, invoices: [ours('1005', { ...invoice, postingInFlight: false })] }))
+  t.ok(stuck.differences.some(d => d.cause === 'payment_missing_in_qbo'), 'nothing on its way: a person should look')
+})
+
 const memo = (doc: string, total: number, remaining: number, fields: Partial<QboCreditMemoView> = {}): QboCreditMemoView => ({
   id: `m${doc}`, docNumber: doc, customerId: 'qc1', customerName: 'Harbor Dental',
   total: { amount: total, currency: 'USD' }, remainingCredit: { amount: remaining, currency: 'USD' }, ...fields
