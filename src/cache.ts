@@ -20,3 +20,24 @@ export function readThroughCache<K, V> (ttlMs: number, load: (key: K) => Promise
     clear () { entries.clear() }
   }
 }
+
+/**
+ * Values rebuilt only when their source changed: the caller reads a cheap
+ * version of the source on every use (so nothing is ever stale), and the
+ * costly build runs only when that version differs from the stored one.
+ * Per process, bounded, oldest entry out first.
+ */
+export function versionedCache<K, V> (maxEntries = 1000): { get: (key: K, version: string, build: () => Promise<V>) => Promise<V> } {
+  const entries = new Map<K, { version: string, value: V }>()
+  return {
+    async get (key, version, build) {
+      const hit = entries.get(key)
+      if (hit !== undefined && hit.version === version) return hit.value
+      const value = await build()
+      entries.delete(key)
+      if (entries.size >= maxEntries) entries.delete(entries.keys().next().value as K)
+      entries.set(key, { version, value })
+      return value
+    }
+  }
+}

@@ -203,6 +203,32 @@ const INVOICE_POD_SQL = `
   join tenants t on t.id = i.tenant_id
   where i.tenant_id = ? and i.psa_system = ? and i.psa_invoice_id = ?`
 
+/**
+ * A cheap fingerprint of every row the invoice pod reads (the same tables as
+ * INVOICE_POD_SQL): each row's xmin changes with every committed insert,
+ * update or delete, so an unchanged fingerprint means an unchanged pod, apart
+ * from the tenant's date (days overdue), which the caller adds.
+ */
+const INVOICE_POD_VERSION_SQL = `
+  select i.xmin::text || '.' || c.xmin::text || '.' || t.xmin::text
+    || '.' || coalesce((select string_agg(m.xmin::text, ',' order by m.id) from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id), '')
+    || '.' || coalesce((select string_agg(a.xmin::text, ',' order by a.id) from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id), '')
+    || '.' || coalesce((select string_agg(j.xmin::text, ',' order by j.id) from jobs j
+       where j.tenant_id = i.tenant_id and j.queue = 'payments.retry'
+         and j.dedupe_key in (select 'retry:' || a.id from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id)), '') as version,
+    t.time_zone
+  from invoices i
+  join customers c on c.tenant_id = i.tenant_id and c.id = i.customer_id
+  join tenants t on t.id = i.tenant_id
+  where i.tenant_id = ? and i.psa_system = ? and i.psa_invoice_id = ?`
+
+/** The invoice pod's version (rows and the tenant's today), or null when the invoice is not in Settle. */
+export async function invoiceVersion (db: Knex, tenantId: string, system: EmbeddedSystem, psaId: string, now = new Date()): Promise<string | null> {
+  const result = await db.raw(INVOICE_POD_VERSION_SQL, [requireTenantId(tenantId), system, psaId]).options({ name: 'settle-invoice-pod-version' }) as { rows: Array<{ version: string, time_zone: string }> }
+  const row = result.rows[0]
+  return row === undefined ? null : `${row.version}@${localDate(now, row.time_zone)}`
+}
+
 // Attempts come as arrays (the columns of a history row, in this order): half the JSON of whole rows to parse.
 type AttemptTuple = [id: string, createdAt: string, amount: number | string, currency: string, surcharge: number | string | null, status: AttemptStatus, methodId: string, actor: string, code: string | null, declineCode: string | null, adviceCode: string | null]
 type PodRow = InvoiceRow & { customer_name: string, time_zone: string, methods: MethodRow[] | string, attempts: AttemptTuple[] | string, retries: string[] | string }

@@ -262,4 +262,30 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
     t.match((await app.inject({ method: 'GET', url: '/embedded/cw/quickbooks/view', headers })).body, 'id="qbo-sync"', 'connected again: Sync now is back')
     t.ok(await db('audit_log').where({ tenant_id: cw.id, action: 'quickbooks.connect_started' }).first(), 'audited with the member')
   })
+
+  await t.test('the invoice pod is rebuilt whenever a row behind it changes, and only then', async t => {
+    const pod = async (): Promise<string> => (await app.inject({ method: 'GET', url: `/embedded/cw/invoice/view?id=${row.psa_invoice_id}`, headers })).body
+    const first = await pod()
+    t.equal(await pod(), first, 'nothing changed: the same page')
+    await db('customers').where({ tenant_id: cw.id, id: row.customer_id }).update({ name: 'Renamed Dental LLC' })
+    t.match(await pod(), 'Renamed Dental LLC', 'a customer renamed')
+    await db('invoices').where({ tenant_id: cw.id, id: row.id }).update({ number: 'INV-REBUILT-1' })
+    t.match(await pod(), 'INV-REBUILT-1', 'an invoice changed')
+    const method = await db('payment_methods').where({ tenant_id: cw.id, customer_id: row.customer_id, status: 'active' }).first('id', 'last4') as { id: string, last4: string }
+    await db('payment_methods').where({ id: method.id }).update({ last4: '0007' })
+    t.match(await pod(), '····0007', 'a stored method changed')
+    const [attempt] = await db('payment_attempts').insert({
+      tenant_id: cw.id, invoice_id: row.id, customer_id: row.customer_id, payment_method_id: method.id, amount: 1234, currency: 'USD', status: 'failed',
+      trigger: 'charge_card', actor: 'member:cw:cache-test', failure_code: 'card_declined', decline_code: 'insufficient_funds', created_at: new Date(Date.now() + 60_000)
+    }).returning('id') as Array<{ id: string }>
+    t.match(await pod(), 'member:cw:cache-test', 'a new attempt')
+    await db('payment_attempts').where({ id: attempt!.id }).update({ actor: 'member:cw:cache-test-2' })
+    t.match(await pod(), 'member:cw:cache-test-2', 'an attempt changed')
+    t.notMatch(await pod(), 'Retries scheduled')
+    await db('jobs').insert({ tenant_id: cw.id, queue: 'payments.retry', payload: { attemptId: attempt!.id }, run_at: new Date(Date.now() + 86_400_000), dedupe_key: `retry:${attempt!.id}`, state: 'pending' })
+    t.match(await pod(), 'Retries scheduled', 'a retry scheduled')
+    await db('jobs').where({ tenant_id: cw.id, dedupe_key: `retry:${attempt!.id}` }).update({ state: 'done' })
+    t.notMatch(await pod(), 'Retries scheduled', 'the retry ran')
+    await db('payment_methods').where({ id: method.id }).update({ last4: method.last4 })
+  })
 })

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AppError } from '../../errors.js'
+import { versionedCache } from '../../cache.js'
 import { audit } from '../../db/audit.js'
 import { getPsaConnection } from '../../db/psa.js'
 import { getAttempt, listPaymentMethods } from '../../db/payments.js'
@@ -14,7 +15,7 @@ import {
 } from '../../security/embedded-sessions.js'
 import { chargeInvoice, quoteCharge } from '../../services/charge.js'
 import {
-  attemptView, autotaskOrigins, companyModel, connectWiseEmbedding, embedTenant, invoiceModel, liveLinkKey, memberPermissions, quickbooksModel, syncQuickBooks,
+  attemptView, autotaskOrigins, companyModel, connectWiseEmbedding, embedTenant, invoiceModel, invoiceVersion, liveLinkKey, memberPermissions, quickbooksModel, syncQuickBooks,
   type EmbedTenant, type QuickBooksDeps
 } from '../../services/embedded.js'
 import type { AccountingFactory } from '../../ports/accounting.js'
@@ -66,6 +67,8 @@ function allowFraming (reply: FastifyReply, origins: readonly string[]): void {
 export default async function embeddedRoutes (app: FastifyInstance, options: EmbeddedRouteOptions): Promise<void> {
   // QuickBooks through app.accountingFor once the reconciliation side decorates it; until then "not connected".
   const qb: QuickBooksDeps = { db: app.db, accountingFor: () => app.hasDecorator('accountingFor') ? (app as unknown as { accountingFor: AccountingFactory }).accountingFor : null }
+
+  const invoicePods = versionedCache<string, string>(2_000)
 
   const browserOrigin = (request: FastifyRequest): string | null => options.sandboxOrigin() === null ? null : `${request.protocol}://${request.host}`
   const originsFor = async (request: FastifyRequest, system: EmbeddedSystem, tenantId: string): Promise<string[]> => system === 'connectwise'
@@ -197,11 +200,17 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const session = sessionOf(request, system)
     const id = recordId(request.query.id, surface)
     const can = { charge: session.permissions.includes('charge'), sync: session.permissions.includes('sync') }
-    const model = surface === 'invoice'
-      ? await invoiceModel(app.db, session.tenantId, system, id)
-      : surface === 'company' ? await companyModel(app.db, session.tenantId, system, id) : await quickbooksModel(qb, session.tenantId)
-    reply.header('cache-control', 'no-store')
-    return await reply.type('text/html; charset=utf-8').view(`embedded/${surface}`, { ...model, can, member: session.member })
+    reply.header('cache-control', 'no-store').type('text/html; charset=utf-8')
+    if (surface === 'invoice') {
+      // Technicians open the same invoices over and over: rebuild the pod only when a row behind it changed.
+      const version = await invoiceVersion(app.db, session.tenantId, system, id)
+      if (version === null) throw new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')
+      const key = `${session.tenantId}|${system}|${id}|${session.member}|${can.charge ? 'c' : ''}${can.sync ? 's' : ''}`
+      return await reply.send(await invoicePods.get(key, version, async () =>
+        await app.view('embedded/invoice', { ...await invoiceModel(app.db, session.tenantId, system, id), can, member: session.member }) as string))
+    }
+    const model = surface === 'company' ? await companyModel(app.db, session.tenantId, system, id) : await quickbooksModel(qb, session.tenantId)
+    return await reply.view(`embedded/${surface}`, { ...model, can, member: session.member })
   })
 
   const invoiceIdOf = (value: unknown): string => {
