@@ -56,8 +56,28 @@ function csrfFor (keyring: Keyring, keyId: string, nonce: string): string {
 
 const unauthenticated = (): AppError => new AppError('UNAUTHENTICATED', 'Your session inside the PSA has ended. Reload the screen to sign in again.')
 
+// A page sends the same token on every request for up to 15 minutes: its MAC is checked once per process.
+const verifiedTokens = new WeakMap<Keyring, Map<string, EmbeddedSession>>()
+const VERIFIED_TOKENS_MAX = 10_000
+
 export function verifySession (keyring: Keyring, token: unknown, now = new Date()): EmbeddedSession {
   if (typeof token !== 'string') throw unauthenticated()
+  let verified = verifiedTokens.get(keyring)
+  if (verified === undefined) { verified = new Map(); verifiedTokens.set(keyring, verified) }
+  const known = verified.get(token)
+  if (known !== undefined) {
+    if (known.expiresAt <= now) throw unauthenticated()
+    return known
+  }
+  // Shared by every request that presents the token, so nobody may change it.
+  const session = Object.freeze(checkSessionToken(keyring, token, now))
+  Object.freeze(session.permissions)
+  if (verified.size >= VERIFIED_TOKENS_MAX) verified.clear()
+  verified.set(token, session)
+  return session
+}
+
+function checkSessionToken (keyring: Keyring, token: string, now: Date): EmbeddedSession {
   const [payloadText, keyId, macText] = token.split('.')
   if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw unauthenticated()
   const payload = Buffer.from(payloadText, 'base64url')
