@@ -184,8 +184,8 @@ const daysBetween = (from: string, to: string): number => Math.round((Date.parse
  * Everything the invoice pod shows, in one round trip: the pod is opened by
  * every technician on every invoice screen, and each query costs more in
  * query building and a trip to PostgreSQL than the page costs to render.
- * Pending retries are found by their dedupe key (`retry:<attempt id>`), which
- * is indexed.
+ * Pending retries are found from the invoice's attempts through their dedupe
+ * key (`retry:<attempt id>`), which the jobs_dedupe index answers.
  */
 const INVOICE_POD_SQL = `
   select i.id, i.tenant_id, i.customer_id, i.psa_system, i.psa_invoice_id, i.number, i.kind, i.currency, i.issued_on, i.due_on, i.total, i.psa_balance,
@@ -195,9 +195,9 @@ const INVOICE_POD_SQL = `
        from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id and m.status = 'active') as methods,
     (select coalesce(json_agg(json_build_array(a.id, a.created_at, a.amount, a.currency, a.surcharge_amount, a.status, a.payment_method_id, a.actor, a.failure_code, a.decline_code, a.advice_code) order by a.created_at desc), '[]')
        from (select * from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id order by a.created_at desc limit ?) a) as attempts,
-    (select coalesce(json_agg(j.run_at order by j.run_at), '[]') from jobs j
-       where j.tenant_id = i.tenant_id and j.queue = 'payments.retry' and j.state = 'pending'
-         and j.dedupe_key in (select 'retry:' || a.id from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id)) as retries
+    (select coalesce(json_agg(j.run_at order by j.run_at), '[]') from payment_attempts a
+       join jobs j on j.tenant_id = a.tenant_id and j.queue = 'payments.retry' and j.dedupe_key = 'retry:' || a.id
+       where a.tenant_id = i.tenant_id and a.invoice_id = i.id and j.state = 'pending') as retries
   from invoices i
   join customers c on c.tenant_id = i.tenant_id and c.id = i.customer_id
   join tenants t on t.id = i.tenant_id
@@ -217,9 +217,9 @@ const INVOICE_POD_VERSION_SQL = `
   select i.xmin::text || '.' || c.xmin::text || '.' || t.xmin::text
     || '.' || (select ${XMINS('m')} from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id)
     || '.' || (select ${XMINS('a')} from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id)
-    || '.' || (select ${XMINS('j')} from jobs j
-       where j.tenant_id = i.tenant_id and j.queue = 'payments.retry'
-         and j.dedupe_key in (select 'retry:' || a.id from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id)) as version,
+    || '.' || (select ${XMINS('j')} from payment_attempts a
+       join jobs j on j.tenant_id = a.tenant_id and j.queue = 'payments.retry' and j.dedupe_key = 'retry:' || a.id
+       where a.tenant_id = i.tenant_id and a.invoice_id = i.id) as version,
     t.time_zone
   from invoices i
   join customers c on c.tenant_id = i.tenant_id and c.id = i.customer_id
