@@ -359,8 +359,30 @@ async function send (accounting: AccountingPort, op: Op): Promise<AccountingWrit
   return await accounting.createJournalEntry(op.posting)
 }
 
+/**
+ * A reversal waiting for this payment, or a deposit whose last missing
+ * payment this was, runs now instead of sitting out POSTING_WAIT_MS. Only
+ * documents that can now post are woken: each wait spends a job attempt.
+ */
+async function wakeWaitingOn (db: Knex, tenantId: string, attemptId: string): Promise<void> {
+  await db.raw(`
+    update jobs set run_at = now(), updated_at = now()
+    where tenant_id = ? and state = 'pending' and run_at > now() and (
+      (queue = ? and payload->>'attemptId' = ?)
+      or (queue = ? and payload->>'payoutId' in (
+        select pi.payout_id::text from payout_items pi
+        where pi.tenant_id = ? and pi.attempt_id = ?::uuid
+          and not exists (
+            select 1 from payout_items other
+            where other.tenant_id = pi.tenant_id and other.payout_id = pi.payout_id and other.attempt_id is not null
+              and not exists (select 1 from accounting_postings ap where ap.tenant_id = other.tenant_id and ap.source_kind = 'payment'
+                and ap.source_id = other.attempt_id::text and ap.status = 'posted')))))`,
+  [tenantId, POST_REVERSAL_QUEUE, attemptId, POST_DEPOSIT_QUEUE, tenantId, attemptId])
+}
+
 async function commit (db: Knex, tenantId: string, p: Prepared, write: AccountingWrite): Promise<PostOutcome> {
   await markPosted(db, tenantId, p.record.id, { externalId: write.id, externalType: p.docType })
+  if (p.record.sourceKind === 'payment') await wakeWaitingOn(db, tenantId, p.record.sourceId)
   return { status: 'posted', kind: p.record.sourceKind, sourceId: p.record.sourceId, externalId: write.id, amount: p.record.amount, replayed: write.replayed }
 }
 

@@ -290,3 +290,27 @@ t.test('dead letter: the last attempt raises posting_failed with QBO\'s message 
   t.match(ex?.suggestedRepair, /open the period/)
   t.equal((await getPostingBySource(db, ctx.tenant.id, 'payment', a))?.status, 'failed')
 })
+
+t.test('a deposit waiting on its payments runs as soon as the last one posts, not after its wait', async t => {
+  const db = await testDb(t)
+  const ctx = await setup(db)
+  const qbo = new FakeAccounting()
+  const cust = qbo.addCustomer({ displayName: 'Acme Dental' })
+  qbo.addInvoice({ customerId: cust.id, docNumber: '2001', total: 10_000 })
+  qbo.addInvoice({ customerId: cust.id, docNumber: '2002', total: 20_000 })
+  const a1 = await attempt(db, ctx, await invoice(db, ctx.tenant.id, ctx.customerId, '2001', 10_000), 10_000)
+  const a2 = await attempt(db, ctx, await invoice(db, ctx.tenant.id, ctx.customerId, '2002', 20_000), 20_000)
+  const po = await payout(db, ctx.tenant.id, 30_000 - 900, [{ type: 'charge', attemptId: a1, gross: 10_000, fee: 300 }, { type: 'charge', attemptId: a2, gross: 20_000, fee: 600 }])
+  const later = new Date(Date.now() + 10 * 60_000)
+  await enqueue(db, ctx.tenant.id, [
+    { queue: 'qbo.post-deposit', payload: { payoutId: po }, dedupeKey: `deposit:${po}`, runAt: later },
+    { queue: 'qbo.post-deposit', payload: { payoutId: 'another-payout' }, dedupeKey: 'deposit:other', runAt: later }
+  ])
+  const runAt = async (key: string): Promise<number> => (await db('jobs').where({ tenant_id: ctx.tenant.id, dedupe_key: key }).first('run_at') as { run_at: Date }).run_at.getTime()
+
+  await postPayment(db, qbo, ctx.tenant.id, a1)
+  t.equal(await runAt(`deposit:${po}`), later.getTime(), 'one payment still missing: the deposit keeps waiting (a wake would spend an attempt)')
+  await postPayment(db, qbo, ctx.tenant.id, a2)
+  t.ok(await runAt(`deposit:${po}`) <= Date.now(), 'the last payment posted: the deposit is due now')
+  t.equal(await runAt('deposit:other'), later.getTime(), 'another payout\'s deposit is left alone')
+})
