@@ -3,10 +3,9 @@ import type { Knex } from 'knex'
 import pino from 'pino'
 import { testDb } from '../helpers/db.js'
 import { makeTenant, testConfig, testKeyring } from '../helpers/fixtures.js'
-import { FakePsa } from '../helpers/fake-psa.js'
+import { reconcileWorld } from '../helpers/reconcile-world.js'
 import { FakeAccounting } from '../helpers/fake-accounting.js'
-import { syncInvoices } from '../../src/services/sync.js'
-import { invoicesByPsaIds, openBalance } from '../../src/db/invoices.js'
+import { openBalance } from '../../src/db/invoices.js'
 import { listExceptions } from '../../src/db/reconciliation-exceptions.js'
 import { acceptSuggestion, splitManually, reconcileOutsidePayments } from '../../src/services/reconcile.js'
 import { pullQuickBooksPayments } from '../../src/services/quickbooks-payments.js'
@@ -31,21 +30,7 @@ interface World {
 }
 
 async function setUp (db: Knex): Promise<World> {
-  const tenant = await makeTenant(db)
-  const psa = new FakePsa()
-  psa.addCompany('1', 'Harbor Dental')
-  psa.addCompany('2', 'Summit Logistics')
-  psa.put('1', { company: '1', total: 120_000, number: 'INV-5001' })
-  psa.put('2', { company: '1', total: 45_000, number: 'INV-5002' })
-  psa.put('3', { company: '1', total: 45_000, number: 'INV-5003' })
-  psa.put('4', { company: '2', total: 80_000, number: 'INV-6001' })
-  psa.put('5', { company: '2', total: 100_000, number: 'INV-6002' })
-  psa.put('6', { company: '2', total: 40_000, number: 'INV-6003' })
-  await syncInvoices({ db, tenantId: tenant.id, psa, trigger: 'test' })
-  const id = async (psaId: string): Promise<string> => (await invoicesByPsaIds(db, tenant.id, 'connectwise', [psaId])).get(psaId)?.id as string
-  const harbor = (await invoicesByPsaIds(db, tenant.id, 'connectwise', ['1'])).get('1')?.customerId as string
-  const summit = (await invoicesByPsaIds(db, tenant.id, 'connectwise', ['4'])).get('4')?.customerId as string
-
+  const { tenantId, id, harbor, summit } = await reconcileWorld(db)
   const books = new FakeAccounting()
   const q = {
     harbor: books.addCustomer({ displayName: 'Harbor Dental' }).id,
@@ -57,7 +42,7 @@ async function setUp (db: Knex): Promise<World> {
   const docs: Array<[string, string, number]> = [['INV-5001', q.harbor, 120_000], ['INV-5002', q.harbor, 45_000], ['INV-5003', q.harbor, 45_000], ['INV-6001', q.summit, 80_000], ['INV-6002', q.summit, 100_000], ['INV-6003', q.summit, 40_000]]
   for (const [docNumber, customerId, total] of docs) books.addInvoice({ customerId, docNumber, total })
   const qInvoice = (doc: string): string => books.invoiceByDocNumber(doc)?.id as string
-  return { tenantId: tenant.id, books, id, harbor, summit, q, qInvoice }
+  return { tenantId, books, id, harbor, summit, q, qInvoice }
 }
 
 const open = async (db: Knex, tenantId: string, invoiceId: string): Promise<number> => openBalance(await db('invoices').where({ tenant_id: tenantId, id: invoiceId }).first())

@@ -1,10 +1,10 @@
 import t from 'tap'
 import type { Knex } from 'knex'
 import { testDb } from '../helpers/db.js'
-import { makeTenant } from '../helpers/fixtures.js'
-import { FakePsa } from '../helpers/fake-psa.js'
+import type { FakePsa } from '../helpers/fake-psa.js'
+import { reconcileWorld } from '../helpers/reconcile-world.js'
 import { syncInvoices } from '../../src/services/sync.js'
-import { invoicesByPsaIds, openBalance } from '../../src/db/invoices.js'
+import { openBalance } from '../../src/db/invoices.js'
 import { accountBalance } from '../../src/db/ledger.js'
 import { listExceptions } from '../../src/db/reconciliation-exceptions.js'
 import { acceptSuggestion, dismiss, importBankStatement, splitManually, writeOff } from '../../src/services/reconcile.js'
@@ -13,20 +13,7 @@ import { AppError } from '../../src/errors.js'
 const csv = (rows: string[]): string => ['Date,Description,Payee,Amount', ...rows].join('\n')
 
 async function setUp (db: Knex): Promise<{ tenantId: string, psa: FakePsa, id: (psaId: string) => Promise<string>, harbor: string }> {
-  const tenant = await makeTenant(db)
-  const psa = new FakePsa()
-  psa.addCompany('1', 'Harbor Dental')
-  psa.addCompany('2', 'Summit Logistics')
-  psa.put('1', { company: '1', total: 120_000, number: 'INV-5001' })
-  psa.put('2', { company: '1', total: 45_000, number: 'INV-5002' })
-  psa.put('3', { company: '1', total: 45_000, number: 'INV-5003' })
-  psa.put('4', { company: '2', total: 80_000, number: 'INV-6001' })
-  psa.put('5', { company: '2', total: 100_000, number: 'INV-6002' })
-  psa.put('6', { company: '2', total: 40_000, number: 'INV-6003' })
-  await syncInvoices({ db, tenantId: tenant.id, psa, trigger: 'test' })
-  const id = async (psaId: string): Promise<string> => (await invoicesByPsaIds(db, tenant.id, 'connectwise', [psaId])).get(psaId)?.id as string
-  const harbor = (await invoicesByPsaIds(db, tenant.id, 'connectwise', ['1'])).get('1')?.customerId as string
-  return { tenantId: tenant.id, psa, id, harbor }
+  return await reconcileWorld(db)
 }
 
 async function receivableEqualsOpen (db: Knex, tenantId: string, customerId: string): Promise<[number, number]> {
