@@ -8,12 +8,12 @@ export function isTimeZone (name: string): boolean {
   }
 }
 
-/** The calendar date (YYYY-MM-DD) at `at` in `timeZone`: what "today" means to the people there. */
 // Building a DateTimeFormat costs far more than formatting with one; time zones are few.
 const dateFormats = new Map<string, Intl.DateTimeFormat>()
 // Every zone's date changes on a minute boundary, so one answer per zone and minute holds (pages ask on every request).
 const lastAnswer = new Map<string, { minute: number, date: string }>()
 
+/** The calendar date (YYYY-MM-DD) at `at` in `timeZone`: what "today" means to the people there. */
 export function localDate (at: Date, timeZone: string): string {
   const minute = Math.floor(at.getTime() / 60_000)
   const last = lastAnswer.get(timeZone)

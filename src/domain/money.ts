@@ -106,10 +106,10 @@ export function toDecimalString (m: Money): string {
   return m.amount < 0 ? `-${text}` : text
 }
 
-/** What a person reads: "$1,234.50", "-CA$12.00". Intl formats the exact decimal string, never a float. */
 // Building a NumberFormat costs ~0.1 ms, formatting with one a microsecond; pages format hundreds of amounts.
 const moneyFormats = new Map<string, Intl.NumberFormat>()
 
+/** What a person reads: "$1,234.50", "-CA$12.00". Intl formats the exact decimal string, never a float. */
 export function formatMoney (m: Money, locale = 'en-US'): string {
   const key = `${locale}|${m.currency}`
   let format = moneyFormats.get(key)

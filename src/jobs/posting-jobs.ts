@@ -5,7 +5,7 @@ import type { PostingKind } from '../db/accounting-postings.js'
 import type { AccountingFactory, AccountingPort } from '../ports/accounting.js'
 import {
   finalPostingFailure, postDeposit, postPayment, postReversal, PostingBlockedError, PostingNotReadyError, recordPostingFailure, reversalInput,
-  POST_DEPOSIT_QUEUE, POST_PAYMENT_QUEUE, POST_REVERSAL_QUEUE, POSTING_WAIT_MS as WAIT_MS, type PostOutcome, type ReversalInput
+  POST_DEPOSIT_QUEUE, POST_PAYMENT_QUEUE, POST_REVERSAL_QUEUE, POSTING_WAIT_MS as WAIT_MS, type PostOutcome
 } from '../services/posting.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
 
@@ -63,9 +63,10 @@ export function postingJobHandlers (accountingFor: AccountingFactory): Record<st
     [POST_PAYMENT_QUEUE]: run('payment', field('attemptId'), async (db, a, t, job) => await postPayment(db, a, t, field('attemptId')(job))),
     [POST_DEPOSIT_QUEUE]: run('deposit', field('payoutId'), async (db, a, t, job) => await postDeposit(db, a, t, field('payoutId')(job))),
     [POST_REVERSAL_QUEUE]: run('reversal', field('sourceId'), async (db, a, t, job) => {
-      field('attemptId')(job)
-      // The same reading of the payload syncNow uses.
-      return await postReversal(db, a, t, reversalInput(job.payload) as ReversalInput)
+      // The same reading of the payload syncNow uses; sourceId is checked above, so null means no attemptId.
+      const input = reversalInput(job.payload)
+      if (input === null) throw new PermanentJobError(`${job.queue} needs payload.attemptId`)
+      return await postReversal(db, a, t, input)
     })
   }
 }

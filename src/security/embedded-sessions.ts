@@ -54,19 +54,20 @@ function csrfFor (keyring: Keyring, keyId: string, nonce: string): string {
   return `${keyId}.${b64(createHmac('sha256', keyring.derivedKey(keyId, 'embedded-csrf v1')).update(nonce).digest())}`
 }
 
-const unauthenticated = (): AppError => new AppError('UNAUTHENTICATED', 'Your session inside the PSA has ended. Reload the screen to sign in again.')
+/** The answer for any session that is missing, forged, expired or may not be renewed. */
+export const sessionEnded = (): AppError => new AppError('UNAUTHENTICATED', 'Your session inside the PSA has ended. Reload the screen to sign in again.')
 
 // A page sends the same token on every request for up to 15 minutes: its MAC is checked once per process.
 const verifiedTokens = new WeakMap<Keyring, Map<string, EmbeddedSession>>()
 const VERIFIED_TOKENS_MAX = 10_000
 
 export function verifySession (keyring: Keyring, token: unknown, now = new Date()): EmbeddedSession {
-  if (typeof token !== 'string') throw unauthenticated()
+  if (typeof token !== 'string') throw sessionEnded()
   let verified = verifiedTokens.get(keyring)
   if (verified === undefined) { verified = new Map(); verifiedTokens.set(keyring, verified) }
   const known = verified.get(token)
   if (known !== undefined) {
-    if (known.expiresAt <= now) throw unauthenticated()
+    if (known.expiresAt <= now) throw sessionEnded()
     return known
   }
   // Shared by every request that presents the token, so nobody may change it.
@@ -79,14 +80,14 @@ export function verifySession (keyring: Keyring, token: unknown, now = new Date(
 
 function checkSessionToken (keyring: Keyring, token: string, now: Date): EmbeddedSession {
   const [payloadText, keyId, macText] = token.split('.')
-  if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw unauthenticated()
+  if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw sessionEnded()
   const payload = Buffer.from(payloadText, 'base64url')
-  if (!equal(Buffer.from(macText, 'base64url'), createHmac('sha256', keyring.derivedKey(keyId, 'embedded-sessions v1')).update(payload).digest())) throw unauthenticated()
+  if (!equal(Buffer.from(macText, 'base64url'), createHmac('sha256', keyring.derivedKey(keyId, 'embedded-sessions v1')).update(payload).digest())) throw sessionEnded()
   let p: { t?: unknown, s?: unknown, m?: unknown, p?: unknown, e?: unknown, a?: unknown, n?: unknown }
-  try { p = JSON.parse(payload.toString('utf8')) as typeof p } catch { throw unauthenticated() }
-  if (typeof p.t !== 'string' || (p.s !== 'connectwise' && p.s !== 'autotask') || typeof p.m !== 'string' || !Array.isArray(p.p) || typeof p.e !== 'number' || typeof p.a !== 'number' || typeof p.n !== 'string') throw unauthenticated()
+  try { p = JSON.parse(payload.toString('utf8')) as typeof p } catch { throw sessionEnded() }
+  if (typeof p.t !== 'string' || (p.s !== 'connectwise' && p.s !== 'autotask') || typeof p.m !== 'string' || !Array.isArray(p.p) || typeof p.e !== 'number' || typeof p.a !== 'number' || typeof p.n !== 'string') throw sessionEnded()
   const expiresAt = new Date(p.e * 1000)
-  if (expiresAt <= now) throw unauthenticated()
+  if (expiresAt <= now) throw sessionEnded()
   return { tenantId: p.t, system: p.s, member: p.m, permissions: p.p.filter((x): x is EmbeddedPermission => x === 'view' || x === 'charge' || x === 'sync'), expiresAt, signedInAt: new Date(p.a * 1000), nonce: p.n }
 }
 

@@ -154,10 +154,10 @@ const methodView = (m: PaymentMethod): Record<string, unknown> => ({
 
 export interface AttemptView { id: string, when: Date, amount: Money, surcharge: Money | null, status: string, statusLabel: string, method: string, actor: string, explanation: string | null, nextStep: string | null }
 
-/** Plain words for an attempt, including what to do about a decline. */
 /** What a history row needs of an attempt. */
 export type AttemptSummary = Pick<PaymentAttempt, 'id' | 'createdAt' | 'amount' | 'surcharge' | 'status' | 'paymentMethodId' | 'actor'> & { failure: Pick<PaymentAttempt['failure'], 'code' | 'declineCode' | 'adviceCode'> }
 
+/** Plain words for an attempt, including what to do about a decline. */
 export function attemptView (a: AttemptSummary, methods: readonly PaymentMethod[]): AttemptView {
   const method = methods.find(m => m.id === a.paymentMethodId)
   let explanation: string | null = null
@@ -226,11 +226,14 @@ const INVOICE_POD_VERSION_SQL = `
   join tenants t on t.id = i.tenant_id
   where i.tenant_id = ? and i.psa_system = ? and i.psa_invoice_id = ?`
 
-/** The invoice pod's version (rows and the tenant's today), or null when the invoice is not in Settle. */
-export async function invoiceVersion (db: Knex, tenantId: string, system: EmbeddedSystem, psaId: string, now = new Date()): Promise<string | null> {
+const invoiceNotSynced = (): AppError => new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')
+
+/** The invoice pod's version: its rows' fingerprint and the tenant's today. */
+export async function invoiceVersion (db: Knex, tenantId: string, system: EmbeddedSystem, psaId: string, now = new Date()): Promise<string> {
   const result = await db.raw(INVOICE_POD_VERSION_SQL, [requireTenantId(tenantId), system, psaId]).options({ name: 'settle-invoice-pod-version' }) as { rows: Array<{ version: string, time_zone: string }> }
   const row = result.rows[0]
-  return row === undefined ? null : `${row.version}@${localDate(now, row.time_zone)}`
+  if (row === undefined) throw invoiceNotSynced()
+  return `${row.version}@${localDate(now, row.time_zone)}`
 }
 
 // Attempts come as arrays (the columns of a history row, in this order): half the JSON of whole rows to parse.
@@ -250,7 +253,7 @@ export async function invoiceModel (db: Knex, tenantId: string, system: Embedded
   // Its columns are listed, not i.*, so a migration adding one does not break the cached plan.
   const result = await db.raw(INVOICE_POD_SQL, [attemptsLimit, requireTenantId(tenantId), system, psaId]).options({ name: 'settle-invoice-pod' }) as { rows: PodRow[] }
   const row = result.rows[0]
-  if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')
+  if (row === undefined) throw invoiceNotSynced()
   const invoice = toInvoice(row)
   const methods = parsed(row.methods).map(toMethod)
   const attempts = parsed(row.attempts).map(attemptOf)

@@ -63,7 +63,6 @@ function connectTarget (options: QuickBooksConnectOptions, sandbox: boolean): { 
  */
 export default async function quickbooksConnectRoutes (app: FastifyInstance, options: QuickBooksConnectOptions): Promise<void> {
   const redirectUri = redirectUriOf(options)
-  const target = (sandbox: boolean): { endpoints: QboEndpoints, creds: QboAppCredentials } => connectTarget(options, sandbox)
 
   app.get('/connect/quickbooks', async (req, reply) => {
     const principal = await authenticateApiKey(app.db, req.headers.authorization)
@@ -77,7 +76,7 @@ export default async function quickbooksConnectRoutes (app: FastifyInstance, opt
     if (q.error !== undefined) throw new AppError('VALIDATION_FAILED', `QuickBooks did not connect: ${q.error}.`)
     if (q.code === undefined || q.state === undefined || q.realmId === undefined) throw new AppError('VALIDATION_FAILED', 'The QuickBooks callback needs code, state and realmId.')
     const { tenantId, sandbox } = verifyConnectState(app.keyring, q.state)
-    const { endpoints, creds } = target(sandbox)
+    const { endpoints, creds } = connectTarget(options, sandbox)
     const tokens = await tokenRequest(endpoints, creds, { grant_type: 'authorization_code', code: q.code, redirect_uri: redirectUri })
     const connection = await connectQuickBooks(app.db, app.keyring, { tenantId, realmId: q.realmId, sandbox, tokens })
     const port = await createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: options.sandboxOrigin, app: creds })(tenantId)
@@ -92,7 +91,7 @@ export default async function quickbooksConnectRoutes (app: FastifyInstance, opt
     const principal = await authenticateApiKey(app.db, req.headers.authorization)
     requireScope(principal, 'accounting:connect')
     const [row] = await app.db('accounting_connections').where({ tenant_id: principal.tenantId, system: 'quickbooks' }).select('settings') as Array<{ settings: Record<string, unknown> }>
-    const { endpoints, creds } = target(row?.settings?.site === 'sandbox')
+    const { endpoints, creds } = connectTarget(options, row?.settings?.site === 'sandbox')
     await disconnectQuickBooks(app.db, app.keyring, principal.tenantId, endpoints, creds)
     return { disconnected: true }
   })

@@ -10,7 +10,7 @@ import { payLinkUrl } from '../../jobs/notice-jobs.js'
 import { verifyHostedMember } from '../../adapters/connectwise/member.js'
 import { authenticateApiKey } from '../../security/api-keys.js'
 import {
-  checkCsrf, CSRF_HEADER, issueSession, liveLinkValid, requirePermission, SESSION_HEADER, SIGN_IN_MAX_AGE_MS, verifySession,
+  checkCsrf, CSRF_HEADER, issueSession, liveLinkValid, requirePermission, sessionEnded, SESSION_HEADER, SIGN_IN_MAX_AGE_MS, verifySession,
   type EmbeddedPermission, type EmbeddedSession, type EmbeddedSystem
 } from '../../security/embedded-sessions.js'
 import { chargeInvoice, quoteCharge } from '../../services/charge.js'
@@ -178,14 +178,13 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
    */
   app.post<{ Params: { psa: string } }>('/embedded/:psa/session/renew', async request => {
     const session = changing(request, systemOf(request.params.psa), 'view')
-    const ended = new AppError('UNAUTHENTICATED', 'Your session inside the PSA has ended. Reload the screen to sign in again.')
-    if (Date.now() - session.signedInAt.getTime() > SIGN_IN_MAX_AGE_MS) throw ended
+    if (Date.now() - session.signedInAt.getTime() > SIGN_IN_MAX_AGE_MS) throw sessionEnded()
     let permissions: EmbeddedPermission[]
     const [kind, ...rest] = session.member.split(':')
     const name = rest.join(':')
     if (kind === 'api') {
       const key = await app.db('api_keys').where({ tenant_id: session.tenantId, name }).whereNull('revoked_at').first('scopes') as { scopes: string[] } | undefined
-      if (key === undefined) throw ended
+      if (key === undefined) throw sessionEnded()
       permissions = apiKeyPermissions(key.scopes)
     } else {
       permissions = await memberPermissions(app.db, session.tenantId, session.system, [name])
@@ -204,7 +203,6 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     if (surface === 'invoice') {
       // Technicians open the same invoices over and over: rebuild the pod only when a row behind it changed.
       const version = await invoiceVersion(app.db, session.tenantId, system, id)
-      if (version === null) throw new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')
       const key = `${session.tenantId}|${system}|${id}|${session.member}|${can.charge ? 'c' : ''}${can.sync ? 's' : ''}`
       return await reply.send(await invoicePods.get(key, version, async () =>
         await app.view('embedded/invoice', { ...await invoiceModel(app.db, session.tenantId, system, id), can, member: session.member }) as string))
