@@ -77,7 +77,8 @@ export type AttemptStatus = 'created' | 'processing' | 'unknown' | 'succeeded' |
 export interface PaymentAttempt {
   id: string
   tenantId: string
-  invoiceId: string
+  /** The invoice paid; null for a statement payment, whose invoices are its allocations (`allocationsOf`). */
+  invoiceId: string | null
   customerId: string
   paymentMethodId: string
   amount: Money
@@ -96,7 +97,7 @@ export interface PaymentAttempt {
 }
 
 export interface AttemptRow {
-  id: string, tenant_id: string, invoice_id: string, customer_id: string, payment_method_id: string, amount: number, currency: string,
+  id: string, tenant_id: string, invoice_id: string | null, customer_id: string, payment_method_id: string, amount: number, currency: string,
   status: AttemptStatus, trigger: string, actor: string, processor_intent_ref: string | null, failure_code: string | null, decline_code: string | null,
   advice_code: string | null, failure_class: FailureClass | null, failure_message: string | null, retry_of: string | null, retry_number: number,
   surcharge_amount: number | string, installment_part_id: string | null, created_at: Date, updated_at: Date
@@ -128,7 +129,40 @@ export async function getAttempt (db: Db, tenantId: string, id: string): Promise
   return toAttempt(row)
 }
 
+/** Every attempt that paid or tried to pay this invoice, statement payments included. */
 export async function listAttempts (db: Db, tenantId: string, invoiceId: string): Promise<PaymentAttempt[]> {
-  const rows = await db<AttemptRow>('payment_attempts').where({ tenant_id: requireTenantId(tenantId), invoice_id: invoiceId }).orderBy('created_at')
+  const rows = await db('payment_attempts as a')
+    .join('payment_attempt_allocations as al', function () { this.on('al.tenant_id', 'a.tenant_id').andOn('al.attempt_id', 'a.id') })
+    .where({ 'al.tenant_id': requireTenantId(tenantId), 'al.invoice_id': invoiceId }).orderBy('a.created_at').select('a.*') as AttemptRow[]
   return rows.map(toAttempt)
+}
+
+/** What an attempt pays: each invoice and how much of it, in the order it was applied. */
+export interface AttemptAllocation {
+  invoiceId: string
+  invoiceNumber: string
+  amount: number
+  position: number
+}
+
+export async function allocationsOf (db: Db, tenantId: string, attemptId: string): Promise<AttemptAllocation[]> {
+  const rows = await db('payment_attempt_allocations as al')
+    .join('invoices as i', function () { this.on('i.tenant_id', 'al.tenant_id').andOn('i.id', 'al.invoice_id') })
+    .where({ 'al.tenant_id': requireTenantId(tenantId), 'al.attempt_id': attemptId })
+    .orderBy('al.position')
+    .select('al.invoice_id', 'i.number', 'al.amount', 'al.position') as Array<{ invoice_id: string, number: string, amount: number | string, position: number }>
+  return rows.map(r => ({ invoiceId: r.invoice_id, invoiceNumber: r.number, amount: Number(r.amount), position: r.position }))
+}
+
+/**
+ * The attempt in flight on any of these invoices, single or statement: the
+ * one payment the database allows per invoice at a time.
+ */
+export async function attemptInFlightOn (db: Db, tenantId: string, invoiceIds: readonly string[]): Promise<PaymentAttempt | undefined> {
+  if (invoiceIds.length === 0) return undefined
+  const row = await db('payment_attempts as a')
+    .join('payment_attempt_allocations as al', function () { this.on('al.tenant_id', 'a.tenant_id').andOn('al.attempt_id', 'a.id') })
+    .where({ 'al.tenant_id': requireTenantId(tenantId), 'al.in_flight': true }).whereIn('al.invoice_id', invoiceIds)
+    .first('a.*') as AttemptRow | undefined
+  return row === undefined ? undefined : toAttempt(row)
 }

@@ -27,6 +27,8 @@ export function noticeJobHandlers (deps: NoticeDeps): Record<string, JobHandler>
     'collection.give-up': async (job, { db }) => {
       if (job.tenantId === null || typeof job.payload.attemptId !== 'string') throw new PermanentJobError('collection.give-up needs a tenant and an attempt')
       const attempt = await getAttempt(db, job.tenantId, job.payload.attemptId)
+      // Only scheduled collections give up (followUp); a person started every statement payment and saw its decline.
+      if (attempt.invoiceId === null) throw new PermanentJobError(`attempt ${attempt.id} is a statement payment; nothing scheduled gave up on it`)
       const method = await getPaymentMethod(db, job.tenantId, attempt.paymentMethodId).catch(() => null)
       const verdict = classifyFailure({ method: method?.type ?? 'card', code: attempt.failure.code, declineCode: attempt.failure.declineCode, adviceCode: attempt.failure.adviceCode })
       const why = String(job.payload.why ?? verdict.class)

@@ -5,7 +5,7 @@ import { openBalance } from '../db/invoices.js'
 import { hasActivePlan, partCollectible } from '../db/installments.js'
 import { getAttempt, getPaymentMethod, type AttemptRow } from '../db/payments.js'
 import type { PaymentsPort } from '../ports/payments.js'
-import { chargeInputFor, chargeInvoice, followUp, recordOutcome } from '../services/charge.js'
+import { chargeInputFor, chargeInvoice, followUp, invoiceNumbersOf, recordOutcome } from '../services/charge.js'
 import { runAutopay } from '../services/autopay.js'
 import { removeMethod } from '../services/checkout.js'
 import { tenantToday } from '../db/tenants.js'
@@ -40,8 +40,7 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       if (attempt.status !== 'created' && attempt.status !== 'unknown') return
       const payments = await paymentsFor(db, job.tenantId)
       const method = await getPaymentMethod(db, job.tenantId, attempt.paymentMethodId)
-      const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: attempt.invoiceId }).first('number') as { number: string }
-      const input = chargeInputFor(attempt, method, invoice.number)
+      const input = chargeInputFor(attempt, method, await invoiceNumbersOf(db, attempt))
       const outcome = Date.now() - attempt.createdAt.getTime() < RESEND_WINDOW_MS
         ? await payments.charge(input)
         : await payments.findCharge({ idempotencyKey: input.idempotencyKey, attemptId: attempt.id }) ??
@@ -129,6 +128,8 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
     'payments.retry': async (job, { db, log }) => {
       if (job.tenantId === null) throw new PermanentJobError('payments.retry needs a tenant')
       const failed = await getAttempt(db, job.tenantId, attemptIdOf(job.payload))
+      // Statement payments are started by a person and never retried (followUp); a job naming one is not ours.
+      if (failed.invoiceId === null) throw new PermanentJobError(`attempt ${failed.id} is a statement payment, which is not retried`)
       // An installment whose plan was cancelled or ended meanwhile is not collected any more.
       if (failed.installmentPartId !== null && !await partCollectible(db, job.tenantId, failed.installmentPartId)) {
         log.info({ attempt: failed.id }, 'nothing to retry: the installment plan has ended'); return

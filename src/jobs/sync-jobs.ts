@@ -91,8 +91,10 @@ export function syncJobHandlers (psaFor: PsaFactory): Record<string, JobHandler>
       if (await db('psa_payment_pushes').where(key).first('reference') !== undefined) return
       // A payment taken back (returned, disputed) before this job ran must not be posted.
       // (References are attempt ids for money Settle collected; other pushes carry their own.)
-      const attempt = isUuid(push.reference)
-        ? await db('payment_attempts').where({ tenant_id: job.tenantId, id: push.reference }).first('status') as { status: string } | undefined
+      // (A statement payment's references are `attempt:invoice`.)
+      const attemptId = push.reference.split(':')[0] as string
+      const attempt = isUuid(attemptId)
+        ? await db('payment_attempts').where({ tenant_id: job.tenantId, id: attemptId }).first('status') as { status: string } | undefined
         : undefined
       if (attempt !== undefined && attempt.status !== 'succeeded') return
       await pushPayment(db, await psaFor(db, job.tenantId, system), job.tenantId, system, push)
@@ -109,8 +111,11 @@ export function syncJobHandlers (psaFor: PsaFactory): Record<string, JobHandler>
       const system = systemOf(job.payload)
       const { attemptId, remainder } = job.payload
       if (typeof attemptId !== 'string' || typeof remainder !== 'number') throw new PermanentJobError('psa.restate-payment needs attemptId and remainder')
+      // One invoice at a time: a statement payment pushed one payment to each of its invoices.
+      const invoiceExternalId = typeof job.payload.invoiceExternalId === 'string' ? job.payload.invoiceExternalId : null
       const current = await db('psa_payment_pushes').where({ tenant_id: job.tenantId, psa_system: system }).whereNull('reversed_at')
-        .where(q => { void q.where('reference', attemptId).orWhere('reference', 'like', `${attemptId}:%`) }) as Array<{ reference: string, psa_invoice_id: string, psa_payment_id: string, marked_paid: boolean }>
+        .where(q => { void q.where('reference', attemptId).orWhere('reference', 'like', `${attemptId}:%`) })
+        .modify(q => { if (invoiceExternalId !== null) void q.where('psa_invoice_id', invoiceExternalId) }) as Array<{ reference: string, psa_invoice_id: string, psa_payment_id: string, marked_paid: boolean }>
       const restatedRef = typeof job.payload.restatedReference === 'string' ? job.payload.restatedReference : null
       if (current.length === 0 && (remainder === 0 || restatedRef === null)) return
       const psa = await psaFor(db, job.tenantId, system)

@@ -1,11 +1,12 @@
 import type { Knex } from 'knex'
-import { enqueue } from '../db/jobs.js'
+import { enqueue, type JobInput } from '../db/jobs.js'
 import { postEntry } from '../db/ledger.js'
-import { openBalance } from '../db/invoices.js'
+import { isoDate, openBalance } from '../db/invoices.js'
 import { applyPaymentToPlan, failPart } from '../db/installments.js'
-import { getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
+import { allocationsOf, attemptInFlightOn, getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { pgError } from '../db/knex.js'
 import { getTenantSurcharge, isUuid, requireTenantId } from '../db/tenants.js'
+import { allocateOldestFirst, type Allocation } from '../domain/allocation.js'
 import { AppError } from '../errors.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
@@ -81,19 +82,32 @@ async function priceCharge (db: Knex, tenantId: string, invoice: InvoiceForCharg
   if (invoice.voided) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} is voided.`)
   const open = openBalance(invoice)
   if (open <= 0) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${invoice.number} has nothing open to charge.`)
-  const amount = input.amount ?? open
-  if (!Number.isSafeInteger(amount) || amount <= 0) throw new AppError('INVALID_AMOUNT', 'The amount must be a positive number of cents.')
+  const amount = checkedAmount(input.amount ?? open)
   if (amount > open) {
     throw new AppError('AMOUNT_EXCEEDS_BALANCE', `${(amount / 100).toFixed(2)} is more than the ${(open / 100).toFixed(2)} open on invoice ${invoice.number}; charge at most the balance.`)
   }
-  const method = await getPaymentMethod(db, tenantId, input.paymentMethodId)
-  if (method.customerId !== invoice.customer_id) throw new AppError('PAYMENT_METHOD_NOT_FOUND', 'That payment method belongs to another client.')
-  const settings = await getTenantSurcharge(db, tenantId)
-  const customer = await db('customers').where({ tenant_id: tenantId, id: invoice.customer_id }).first('billing_state') as { billing_state: string | null } | undefined
+  const method = await methodOfClient(db, tenantId, input.paymentMethodId, invoice.customer_id)
   const charged: Money = { amount, currency: asCurrency(invoice.currency) }
-  const unattended = input.trigger === 'autopay' || input.trigger === 'retry' || input.trigger === 'installment'
-  const quote = surchargeFor({ ...settings, billingState: customer?.billing_state ?? null, method: { type: method.type, funding: method.funding }, amount: charged, unattended })
-  return { amount: charged, method, quote }
+  return { amount: charged, method, quote: await surchargeOn(db, tenantId, invoice.customer_id, method, charged, input.trigger) }
+}
+
+function checkedAmount (amount: number): number {
+  if (!Number.isSafeInteger(amount) || amount <= 0) throw new AppError('INVALID_AMOUNT', 'The amount must be a positive number of cents.')
+  return amount
+}
+
+async function methodOfClient (db: Knex, tenantId: string, paymentMethodId: string, customerId: string): Promise<PaymentMethod> {
+  const method = await getPaymentMethod(db, tenantId, paymentMethodId)
+  if (method.customerId !== customerId) throw new AppError('PAYMENT_METHOD_NOT_FOUND', 'That payment method belongs to another client.')
+  return method
+}
+
+/** The tenant's surcharge rule applied to one charge of `amount` on this client's method. */
+async function surchargeOn (db: Knex, tenantId: string, customerId: string, method: PaymentMethod, amount: Money, trigger?: ChargeTrigger): Promise<SurchargeQuote> {
+  const settings = await getTenantSurcharge(db, tenantId)
+  const customer = await db('customers').where({ tenant_id: tenantId, id: customerId }).first('billing_state') as { billing_state: string | null } | undefined
+  const unattended = trigger === 'autopay' || trigger === 'retry' || trigger === 'installment'
+  return surchargeFor({ ...settings, billingState: customer?.billing_state ?? null, method: { type: method.type, funding: method.funding }, amount, unattended })
 }
 
 /**
@@ -111,26 +125,22 @@ export async function quoteCharge (db: Knex, tenantId: string, input: { invoiceI
 
 export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: ChargeRequest): Promise<ChargeResult> {
   requireTenantId(request.tenantId)
-  const expected = request.expectedSurcharge
-  if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < 0)) throw new AppError('INVALID_AMOUNT', 'The expected surcharge must be a whole number of cents, zero or more.')
-  const started = await db.transaction(async trx => {
+  checkExpectedSurcharge(request.expectedSurcharge)
+  return await runAttempt(db, payments, request.tenantId, [request.invoiceId], async trx => {
     // The invoice row lock serialises concurrent clicks; the unique in-flight index is the backstop.
     const invoice = await trx('invoices').where({ tenant_id: request.tenantId, id: request.invoiceId }).forUpdate().first() as InvoiceForCharge | undefined
     if (invoice === undefined) throw new AppError('INVOICE_NOT_FOUND', 'That invoice is not in Settle; sync the PSA and try again.')
-    const inFlight = await trx('payment_attempts').where({ tenant_id: request.tenantId, invoice_id: invoice.id })
-      .whereIn('status', ['created', 'processing', 'unknown']).first() as AttemptRow | undefined
-    if (inFlight !== undefined) return { alreadyProcessing: toAttempt(inFlight) }
+    const inFlight = await attemptInFlightOn(trx, request.tenantId, [invoice.id])
+    if (inFlight !== undefined) return { alreadyProcessing: inFlight }
     const { amount, method, quote } = await priceCharge(trx, request.tenantId, invoice, request)
-    // The settings changed between the quote and the click: the person confirms the new total first.
-    if (expected !== undefined && expected !== quote.surcharge.amount) {
-      throw new AppError('QUOTE_CHANGED', `The card surcharge is now ${formatMoney(quote.surcharge)}, not the ${formatMoney({ amount: expected, currency: quote.surcharge.currency })} shown. ${quote.reason} Nothing was charged; show the new total and confirm again.`)
-    }
-    try {
-      const [row] = await trx('payment_attempts').insert({
-        tenant_id: request.tenantId,
+    confirmSurcharge(request.expectedSurcharge, quote)
+    return {
+      method,
+      invoiceNumbers: [invoice.number],
+      allocations: null,
+      row: {
         invoice_id: invoice.id,
         customer_id: invoice.customer_id,
-        payment_method_id: method.id,
         amount: amount.amount,
         surcharge_amount: quote.surcharge.amount,
         currency: invoice.currency,
@@ -139,33 +149,179 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
         retry_of: request.retryOf ?? null,
         retry_number: request.retryNumber ?? 0,
         installment_part_id: request.installmentPartId ?? null
-      }).returning('*') as AttemptRow[]
-      return { attempt: toAttempt(row as AttemptRow), method, invoice }
-    } catch (error) {
-      if (pgError(error).code === '23505') {
-        const again = await trx('payment_attempts').where({ tenant_id: request.tenantId, invoice_id: invoice.id }).whereIn('status', ['created', 'processing', 'unknown']).first() as AttemptRow
-        return { alreadyProcessing: toAttempt(again) }
       }
-      throw error
     }
   })
-  if ('alreadyProcessing' in started) return { outcome: 'already_processing', attempt: started.alreadyProcessing as PaymentAttempt }
-  const { attempt, method, invoice } = started
-  const outcome = await payments.charge(chargeInputFor(attempt, method, invoice.number))
-  const result = await recordOutcome(db, request.tenantId, attempt.id, outcome)
+}
+
+function checkExpectedSurcharge (expected: number | undefined): void {
+  if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < 0)) throw new AppError('INVALID_AMOUNT', 'The expected surcharge must be a whole number of cents, zero or more.')
+}
+
+/** The settings changed between the quote and the click: the person confirms the new total first. */
+function confirmSurcharge (expected: number | undefined, quote: SurchargeQuote): void {
+  if (expected !== undefined && expected !== quote.surcharge.amount) {
+    throw new AppError('QUOTE_CHANGED', `The card surcharge is now ${formatMoney(quote.surcharge)}, not the ${formatMoney({ amount: expected, currency: quote.surcharge.currency })} shown. ${quote.reason} Nothing was charged; show the new total and confirm again.`)
+  }
+}
+
+type AttemptPlan =
+  | { alreadyProcessing: PaymentAttempt }
+  | { method: PaymentMethod, invoiceNumbers: string[], allocations: Allocation[] | null, row: Record<string, unknown> }
+
+/**
+ * The one way a charge happens: `plan` checks and prices it under the
+ * invoices' row locks, the attempt (with what it pays) is committed, and only
+ * then is the processor called with the attempt's idempotency key. A unique
+ * violation means another click won the race on one of the invoices: its
+ * attempt is the answer.
+ */
+async function runAttempt (db: Knex, payments: PaymentsPort, tenantId: string, invoiceIds: readonly string[], plan: (trx: Knex.Transaction) => Promise<AttemptPlan>): Promise<ChargeResult> {
+  let started: { alreadyProcessing: PaymentAttempt } | { attempt: PaymentAttempt, method: PaymentMethod, invoiceNumbers: string[] }
+  try {
+    started = await db.transaction(async trx => {
+      const planned = await plan(trx)
+      if ('alreadyProcessing' in planned) return planned
+      const [row] = await trx('payment_attempts').insert({ tenant_id: tenantId, payment_method_id: planned.method.id, ...planned.row }).returning('*') as AttemptRow[]
+      const attempt = toAttempt(row as AttemptRow)
+      if (planned.allocations !== null) {
+        await trx('payment_attempt_allocations').insert(planned.allocations.map((a, position) => ({
+          tenant_id: tenantId, attempt_id: attempt.id, invoice_id: a.invoiceId, position, amount: a.amount, currency: attempt.amount.currency, in_flight: true
+        })))
+      }
+      return { attempt, method: planned.method, invoiceNumbers: planned.invoiceNumbers }
+    })
+  } catch (error) {
+    if (pgError(error).code !== '23505') throw error
+    const winner = await attemptInFlightOn(db, tenantId, invoiceIds)
+    if (winner === undefined) throw new AppError('PAYMENT_IN_PROGRESS', 'Another payment on these invoices just finished; reload to see it before charging again.')
+    started = { alreadyProcessing: winner }
+  }
+  if ('alreadyProcessing' in started) return { outcome: 'already_processing', attempt: started.alreadyProcessing }
+  const { attempt, method, invoiceNumbers } = started
+  const outcome = await payments.charge(chargeInputFor(attempt, method, invoiceNumbers))
+  const result = await recordOutcome(db, tenantId, attempt.id, outcome)
   await followUp(db, result, method.type)
   return result
+}
+
+export interface StatementChargeRequest {
+  tenantId: string
+  customerId: string
+  paymentMethodId: string
+  /** The invoices to pay; by default every open invoice of the client. */
+  invoiceIds?: readonly string[]
+  /** Cents; defaults to everything open on those invoices. Applied oldest due first. */
+  amount?: number
+  actor: string
+  /** A person asked: a technician (`charge_card`) or the client on the pay page (`checkout`). */
+  trigger: 'charge_card' | 'checkout'
+  expectedSurcharge?: number
+}
+
+/** What a statement payment would take and where each cent goes, for the confirm step. */
+export interface StatementQuote extends ChargeQuote {
+  allocations: Array<{ invoiceId: string, number: string, dueOn: string | null, open: Money, applied: Money }>
+}
+
+interface StatementInvoice extends InvoiceForCharge { due_on: Date | string | null, issued_on: Date | string | null, kind: string }
+
+/**
+ * Prices a statement payment: the client's open invoices (or the ones
+ * chosen), the amount spread oldest due first, and the surcharge on the
+ * whole. `lock` takes the invoices' row locks (in id order, so two
+ * statements over the same invoices queue instead of deadlocking).
+ */
+async function priceStatement (db: Knex, request: Omit<StatementChargeRequest, 'actor' | 'trigger'> & { trigger?: ChargeTrigger }, lock: boolean): Promise<{ method: PaymentMethod, invoices: StatementInvoice[], allocations: Allocation[], amount: Money, quote: SurchargeQuote }> {
+  const { tenantId, customerId } = request
+  if (!isUuid(customerId)) throw new AppError('CUSTOMER_NOT_FOUND', 'That client is not in Settle; sync the PSA and try again.')
+  const chosen = request.invoiceIds === undefined ? null : [...new Set(request.invoiceIds)]
+  if (chosen !== null && (chosen.length === 0 || !chosen.every(isUuid))) throw new AppError('VALIDATION_FAILED', 'Choose at least one invoice, by its Settle id.')
+  const query = db('invoices').where({ tenant_id: tenantId, customer_id: customerId }).orderBy('id')
+  if (chosen !== null) void query.whereIn('id', chosen)
+  const rows = await (lock ? query.forUpdate() : query) as StatementInvoice[]
+  if (chosen !== null && rows.length !== chosen.length) throw new AppError('INVOICE_NOT_FOUND', 'One of the chosen invoices is not this client\'s (or not in Settle); reload the list and choose again.')
+  const owing = rows.filter(r => !r.voided && r.kind !== 'credit_memo' && openBalance(r) > 0)
+  if (chosen !== null) {
+    const settled = rows.find(r => !owing.includes(r))
+    if (settled !== undefined) throw new AppError('NOTHING_TO_CHARGE', `Invoice ${settled.number} has nothing open to charge; leave it out.`)
+  }
+  if (owing.length === 0) throw new AppError('NOTHING_TO_CHARGE', 'This client has no open invoices to pay.')
+  const currencies = new Set(owing.map(r => r.currency))
+  if (currencies.size > 1) throw new AppError('CURRENCY_MISMATCH', `This client owes in ${[...currencies].sort().join(' and ')}; choose invoices in one currency for each payment.`)
+  const currency = asCurrency(owing[0]?.currency as string)
+  const open = owing.map(r => ({ id: r.id, number: r.number, dueOn: isoDate(r.due_on), issuedOn: isoDate(r.issued_on), open: openBalance(r) }))
+  const totalOpen = open.reduce((sum, i) => sum + i.open, 0)
+  const amount = checkedAmount(request.amount ?? totalOpen)
+  const allocations = allocateOldestFirst(open, amount)
+  if (allocations === null) {
+    throw new AppError('AMOUNT_EXCEEDS_BALANCE', `${formatMoney({ amount, currency })} is more than the ${formatMoney({ amount: totalOpen, currency })} open on these invoices; charge at most what is owed.`)
+  }
+  const method = await methodOfClient(db, tenantId, request.paymentMethodId, customerId)
+  const charged: Money = { amount, currency }
+  return { method, invoices: owing, allocations, amount: charged, quote: await surchargeOn(db, tenantId, customerId, method, charged, request.trigger) }
+}
+
+/** What a statement payment would take, for the screen where a person confirms it. */
+export async function quoteStatement (db: Knex, request: Omit<StatementChargeRequest, 'actor' | 'trigger' | 'expectedSurcharge'>): Promise<StatementQuote> {
+  requireTenantId(request.tenantId)
+  const { invoices, allocations, amount, quote } = await priceStatement(db, request, false)
+  const byId = new Map(invoices.map(i => [i.id, i]))
+  return {
+    amount,
+    surcharge: quote.surcharge,
+    total: add(amount, quote.surcharge),
+    surchargeReason: quote.reason,
+    allocations: allocations.map(a => {
+      const invoice = byId.get(a.invoiceId) as StatementInvoice
+      return { invoiceId: a.invoiceId, number: invoice.number, dueOn: isoDate(invoice.due_on), open: { amount: openBalance(invoice), currency: amount.currency }, applied: { amount: a.amount, currency: amount.currency } }
+    })
+  }
+}
+
+/**
+ * One charge over several of a client's invoices (a statement payment),
+ * applied oldest due first. It is one attempt with one idempotency key; its
+ * allocations say what each invoice gets, and the database allows it only
+ * while no other payment is in flight on any of them.
+ */
+export async function chargeStatement (db: Knex, payments: PaymentsPort, request: StatementChargeRequest): Promise<ChargeResult> {
+  requireTenantId(request.tenantId)
+  checkExpectedSurcharge(request.expectedSurcharge)
+  const candidates = request.invoiceIds ?? []
+  return await runAttempt(db, payments, request.tenantId, candidates, async trx => {
+    const { method, invoices, allocations, amount, quote } = await priceStatement(trx, request, true)
+    const inFlight = await attemptInFlightOn(trx, request.tenantId, allocations.map(a => a.invoiceId))
+    if (inFlight !== undefined) return { alreadyProcessing: inFlight }
+    confirmSurcharge(request.expectedSurcharge, quote)
+    const numbers = new Map(invoices.map(i => [i.id, i.number]))
+    return {
+      method,
+      invoiceNumbers: allocations.map(a => numbers.get(a.invoiceId) as string),
+      allocations,
+      row: {
+        invoice_id: null,
+        customer_id: request.customerId,
+        amount: amount.amount,
+        surcharge_amount: quote.surcharge.amount,
+        currency: amount.currency,
+        trigger: request.trigger,
+        actor: request.actor
+      }
+    }
+  })
 }
 
 /**
  * What happens after an outcome, however it arrived (our call, a webhook,
  * the recovery sweep): an unknown outcome is looked up later; a failed
  * scheduled collection retries by policy. A person who clicked Charge card
- * sees the decline and decides, so their attempts are not retried.
+ * sees the decline and decides, so their attempts are not retried; nor are
+ * statement payments, which only a person (technician or client) starts.
  */
 export async function followUp (db: Knex, result: ChargeResult, methodType: 'card' | 'ach'): Promise<void> {
   if (result.outcome === 'unknown') await scheduleResolution(db, result.attempt)
-  if (result.outcome === 'failed' && result.attempt.trigger !== 'charge_card') {
+  if (result.outcome === 'failed' && result.attempt.trigger !== 'charge_card' && result.attempt.invoiceId !== null) {
     const decision = await scheduleRetry(db, result.attempt, methodType)
     // Out of retries, or a decline retrying cannot fix: a person looks, and the client hears from us.
     if (!decision.retry) {
@@ -215,20 +371,42 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
     }
     // Succeeded: the attempt, the invoice and the ledger move together.
     const attempt = await update({ status: 'succeeded', processor_intent_ref: outcome.intentId, settled_at: trx.fn.now() })
-    const invoice = await trx('invoices').where({ tenant_id: tenantId, id: current.invoiceId }).forUpdate().first() as InvoiceForCharge
-    const paidViaSettle = Number(invoice.paid_via_settle) + attempt.amount.amount
-    const open = openBalance({ ...invoice, paid_via_settle: paidViaSettle })
-    await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({
-      paid_via_settle: paidViaSettle,
-      status: invoiceStatus(open, Number(invoice.ledger_billed), invoice.voided, invoice.status),
-      updated_at: trx.fn.now()
-    })
-    await applyPaymentToPlan(trx, tenantId, { invoiceId: invoice.id, partId: attempt.installmentPartId, attemptId: attempt.id, openAfter: open })
+    // Each invoice the attempt pays, locked in id order (as a statement charge locks them).
+    const allocations = await allocationsOf(trx, tenantId, attempt.id)
+    const invoices = await trx('invoices').where({ tenant_id: tenantId }).whereIn('id', allocations.map(a => a.invoiceId)).orderBy('id').forUpdate() as InvoiceForCharge[]
+    const paidOn = new Date().toISOString().slice(0, 10)
+    const statement = attempt.invoiceId === null
+    const effects: JobInput[] = []
+    for (const allocation of allocations) {
+      const invoice = invoices.find(i => i.id === allocation.invoiceId) as InvoiceForCharge
+      const paidViaSettle = Number(invoice.paid_via_settle) + allocation.amount
+      const open = openBalance({ ...invoice, paid_via_settle: paidViaSettle })
+      await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({
+        paid_via_settle: paidViaSettle,
+        status: invoiceStatus(open, Number(invoice.ledger_billed), invoice.voided, invoice.status),
+        updated_at: trx.fn.now()
+      })
+      if (!statement) await applyPaymentToPlan(trx, tenantId, { invoiceId: invoice.id, partId: attempt.installmentPartId, attemptId: attempt.id, openAfter: open })
+      effects.push({
+        queue: 'psa.push-payment',
+        dedupeKey: `push:${pushReference(attempt, invoice.id)}`,
+        payload: {
+          system: invoice.psa_system,
+          invoiceExternalId: invoice.psa_invoice_id,
+          amount: allocation.amount,
+          currency: attempt.amount.currency,
+          paidOn,
+          reference: pushReference(attempt, invoice.id),
+          method: method.type,
+          settlesInvoice: open <= 0
+        }
+      })
+    }
     // The surcharge is collected with the payment but is income of its own, never applied to the invoice.
     const gross: Money = add(attempt.amount, attempt.surcharge)
     const postings: PostingInput[] = [
       { account: Accounts.processorPending(PROCESSOR), amount: gross },
-      { account: Accounts.receivable(invoice.customer_id), amount: negate(attempt.amount) }
+      { account: Accounts.receivable(attempt.customerId), amount: negate(attempt.amount) }
     ]
     if (attempt.surcharge.amount > 0) postings.push({ account: Accounts.surchargeIncome(), amount: negate(attempt.surcharge) })
     const fee = outcome.fee
@@ -242,24 +420,11 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
       idempotencyKey: `payment:${attempt.id}:succeeded`,
       kind: 'payment.succeeded',
       effectiveAt: new Date(),
-      memo: `${method.type === 'ach' ? 'ACH debit' : 'Card payment'} for invoice ${invoice.number}`,
+      memo: `${method.type === 'ach' ? 'ACH debit' : 'Card payment'} for ${invoiceLabel(allocations.map(a => a.invoiceNumber))}`,
       postings,
       source: { processor: PROCESSOR, intent: outcome.intentId, attempt: attempt.id }
     }, {
-      effects: [{
-        queue: 'psa.push-payment',
-        dedupeKey: `push:${attempt.id}`,
-        payload: {
-          system: invoice.psa_system,
-          invoiceExternalId: invoice.psa_invoice_id,
-          amount: attempt.amount.amount,
-          currency: attempt.amount.currency,
-          paidOn: new Date().toISOString().slice(0, 10),
-          reference: attempt.id,
-          method: method.type,
-          settlesInvoice: open <= 0
-        }
-      }, { queue: 'qbo.post-payment', dedupeKey: `qbo-payment:${attempt.id}`, payload: { attemptId: attempt.id } }]
+      effects: [...effects, { queue: 'qbo.post-payment', dedupeKey: `qbo-payment:${attempt.id}`, payload: { attemptId: attempt.id } }]
     })
     return { outcome: 'succeeded' as const, attempt }
   })
@@ -270,25 +435,50 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
  * unknown outcome, because the processor replays a key only for the same
  * parameters.
  */
-export function chargeInputFor (attempt: PaymentAttempt, method: Pick<PaymentMethod, 'processorCustomerRef' | 'processorMethodRef'>, invoiceNumber: string): ChargeInput {
+export function chargeInputFor (attempt: PaymentAttempt, method: Pick<PaymentMethod, 'processorCustomerRef' | 'processorMethodRef'>, invoiceNumbers: readonly string[]): ChargeInput {
   // Surcharge wording only when there is one: an unsurcharged request stays exactly what it was before surcharges existed.
   const surcharged = attempt.surcharge.amount > 0
+  const what = capitalised(invoiceLabel(invoiceNumbers))
   return {
     customerRef: method.processorCustomerRef,
     methodRef: method.processorMethodRef,
     amount: add(attempt.amount, attempt.surcharge),
     idempotencyKey: idempotencyKeyFor(attempt.id),
     description: surcharged
-      ? `Invoice ${invoiceNumber}: ${formatMoney(attempt.amount)} + ${formatMoney(attempt.surcharge)} credit card surcharge`
-      : `Invoice ${invoiceNumber}`,
+      ? `${what}: ${formatMoney(attempt.amount)} + ${formatMoney(attempt.surcharge)} credit card surcharge`
+      : what,
     metadata: {
       settle_attempt_id: attempt.id,
-      settle_invoice_id: attempt.invoiceId,
+      ...(attempt.invoiceId === null ? {} : { settle_invoice_id: attempt.invoiceId }),
       settle_tenant_id: attempt.tenantId,
-      invoice_number: invoiceNumber,
+      // Stripe keeps at most 500 characters of a metadata value.
+      ...(invoiceNumbers.length === 1 ? { invoice_number: invoiceNumbers[0] as string } : { invoice_numbers: truncate(invoiceNumbers.join(', '), 500) }),
       ...(surcharged ? { invoice_amount: toDecimalString(attempt.amount), card_surcharge: toDecimalString(attempt.surcharge) } : {})
     }
   }
+}
+
+/** "invoice 1001", or for a statement "invoices 1001, 1002 and 1003" (the first ten, then a count). */
+export function invoiceLabel (numbers: readonly string[]): string {
+  if (numbers.length === 1) return `invoice ${numbers[0] as string}`
+  const shown = numbers.length > 10 ? [...numbers.slice(0, 10), `${numbers.length - 10} more`] : [...numbers]
+  return `invoices ${shown.slice(0, -1).join(', ')} and ${shown[shown.length - 1] as string}`
+}
+
+export const capitalised = (text: string): string => text.charAt(0).toUpperCase() + text.slice(1)
+
+const truncate = (text: string, max: number): string => text.length <= max ? text : `${text.slice(0, max - 1)}…`
+
+/**
+ * Our reference for the payment recorded in the PSA: the attempt id, and for
+ * a statement payment (one PSA payment per invoice) the invoice too.
+ */
+export const pushReference = (attempt: Pick<PaymentAttempt, 'id' | 'invoiceId'>, invoiceId: string): string =>
+  attempt.invoiceId === null ? `${attempt.id}:${invoiceId}` : attempt.id
+
+/** The invoice numbers an attempt pays, in order of application: what its charge request names. */
+export async function invoiceNumbersOf (db: Knex, attempt: PaymentAttempt): Promise<string[]> {
+  return (await allocationsOf(db, attempt.tenantId, attempt.id)).map(a => a.invoiceNumber)
 }
 
 /**

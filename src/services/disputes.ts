@@ -1,6 +1,9 @@
 import type { Knex } from 'knex'
 import { openBalance } from '../db/invoices.js'
 import { postEntry } from '../db/ledger.js'
+import { allocationsOf } from '../db/payments.js'
+import { capitalised, invoiceLabel } from './charge.js'
+import { reopenInvoices } from './refunds.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
 import { zero } from '../domain/money.js'
@@ -21,12 +24,13 @@ import type { DisputeState } from '../ports/payments.js'
 export async function recordDispute (db: Knex, tenantId: string, dispute: DisputeState): Promise<'not_ours' | 'recorded'> {
   return await db.transaction(async trx => {
     const attempt = await trx('payment_attempts').where({ tenant_id: tenantId, processor_intent_ref: dispute.intentId }).forUpdate().first() as
-      { id: string, invoice_id: string, status: string, amount: number | string, surcharge_amount: number | string } | undefined
+      { id: string, invoice_id: string | null, customer_id: string, payment_method_id: string, status: string, amount: number | string, surcharge_amount: number | string } | undefined
     if (attempt === undefined) return 'not_ours'
-    const invoice = await trx('invoices').where({ tenant_id: tenantId, id: attempt.invoice_id }).forUpdate().first() as {
-      id: string, customer_id: string, number: string, psa_system: string, psa_invoice_id: string, voided: boolean,
-      status: InvoiceStatus, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
-    }
+    const paid = await allocationsOf(trx, tenantId, attempt.id)
+    const invoices = await trx('invoices').where({ tenant_id: tenantId }).whereIn('id', paid.map(a => a.invoiceId)).orderBy('id').forUpdate() as Array<{
+      id: string, voided: boolean, status: InvoiceStatus, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
+    }>
+    const what = capitalised(invoiceLabel(paid.map(a => a.invoiceNumber)))
     const amount = dispute.amount
     const minus = { amount: -amount.amount, currency: amount.currency }
     const source = { processor: 'stripe', dispute: dispute.id, attempt: attempt.id }
@@ -37,44 +41,56 @@ export async function recordDispute (db: Knex, tenantId: string, dispute: Disput
     if (dispute.fee !== null) {
       withdrawn.push({ account: Accounts.processorFees(), amount: dispute.fee }, { account: Accounts.processorPending('stripe'), amount: { amount: -dispute.fee.amount, currency: dispute.fee.currency } })
     }
-    const first = await postEntry(trx, tenantId, { idempotencyKey: `dispute:${dispute.id}:withdrawn`, kind: 'dispute.funds_withdrawn', effectiveAt: dispute.createdAt, memo: `Invoice ${invoice.number}: ${dispute.reason.replaceAll('_', ' ')} dispute, funds withdrawn`, postings: withdrawn, source })
+    const first = await postEntry(trx, tenantId, { idempotencyKey: `dispute:${dispute.id}:withdrawn`, kind: 'dispute.funds_withdrawn', effectiveAt: dispute.createdAt, memo: `${what}: ${dispute.reason.replaceAll('_', ' ')} dispute, funds withdrawn`, postings: withdrawn, source })
     if (first.created) {
       await trx('payment_attempts').where({ tenant_id: tenantId, id: attempt.id }).update({ status: 'disputed', updated_at: trx.fn.now() })
-      await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({ status: 'disputed', updated_at: trx.fn.now() })
+      await trx('invoices').where({ tenant_id: tenantId }).whereIn('id', invoices.map(i => i.id)).update({ status: 'disputed', updated_at: trx.fn.now() })
     }
-    const open = (paidViaSettle: number): number => openBalance({ ...invoice, paid_via_settle: paidViaSettle })
     if (dispute.status === 'won') {
       const won = await postEntry(trx, tenantId, {
-        idempotencyKey: `dispute:${dispute.id}:won`, kind: 'dispute.won', effectiveAt: dispute.reinstatedAt ?? dispute.createdAt, memo: `Invoice ${invoice.number}: dispute won, funds reinstated`, source,
+        idempotencyKey: `dispute:${dispute.id}:won`, kind: 'dispute.won', effectiveAt: dispute.reinstatedAt ?? dispute.createdAt, memo: `${what}: dispute won, funds reinstated`, source,
         postings: [{ account: Accounts.processorPending('stripe'), amount }, { account: Accounts.disputes(), amount: minus }]
       })
       if (won.created) {
         await trx('payment_attempts').where({ tenant_id: tenantId, id: attempt.id }).update({ status: 'succeeded', updated_at: trx.fn.now() })
-        await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({ status: invoiceStatus(open(Number(invoice.paid_via_settle)), Number(invoice.ledger_billed), invoice.voided, null), updated_at: trx.fn.now() })
+        for (const invoice of invoices) {
+          await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({ status: invoiceStatus(openBalance(invoice), Number(invoice.ledger_billed), invoice.voided, null), updated_at: trx.fn.now() })
+        }
       }
     } else if (dispute.status === 'lost') {
       const charged = { amount: { amount: Number(attempt.amount), currency: amount.currency }, surcharge: { amount: Number(attempt.surcharge_amount), currency: amount.currency } }
       const share = splitReturned(charged, zero(amount.currency), amount)
       const lostPostings: PostingInput[] = [
-        { account: Accounts.receivable(invoice.customer_id), amount: share.invoice },
+        { account: Accounts.receivable(attempt.customer_id), amount: share.invoice },
         { account: Accounts.surchargeIncome(), amount: share.surcharge },
         { account: Accounts.disputes(), amount: minus }
       ]
-      const lost = await postEntry(trx, tenantId, {
-        idempotencyKey: `dispute:${dispute.id}:lost`, kind: 'dispute.lost', effectiveAt: dispute.createdAt, memo: `Invoice ${invoice.number}: dispute lost, the client owes it again`, source,
+      // Only the first time: reopening is not idempotent, the ledger entry's key is.
+      const method = await trx('payment_methods').where({ tenant_id: tenantId, id: attempt.payment_method_id }).first('type') as { type: string }
+      const already = await trx('journal_entries').where({ tenant_id: tenantId, idempotency_key: `dispute:${dispute.id}:lost` }).first('id')
+      const reopened = already === undefined ? await reopenInvoices(trx, tenantId, { id: attempt.id, invoiceId: attempt.invoice_id }, 0, share.invoice.amount) : []
+      await postEntry(trx, tenantId, {
+        idempotencyKey: `dispute:${dispute.id}:lost`, kind: 'dispute.lost', effectiveAt: dispute.createdAt, memo: `${what}: dispute lost, the client owes it again`, source,
         postings: lostPostings.filter(p => p.amount.amount !== 0)
       }, {
-        effects: [{ queue: 'psa.restate-payment', dedupeKey: `restate:${attempt.id}:dispute:${dispute.id}`, payload: { system: invoice.psa_system, invoiceExternalId: invoice.psa_invoice_id, attemptId: attempt.id, remainder: 0 } },
-          { queue: 'qbo.post-reversal', dedupeKey: `qbo-reversal:dispute:${dispute.id}`, payload: { sourceId: dispute.id, attemptId: attempt.id, invoiceAmount: share.invoice.amount, surchargeAmount: share.surcharge.amount, currency: amount.currency, why: 'dispute_lost' } }]
+        effects: [...reopened.map(({ invoice, reference, stillPushed, open }) => ({
+          queue: 'psa.restate-payment',
+          dedupeKey: `restate:${reference}:dispute:${dispute.id}`,
+          payload: {
+            system: invoice.psa_system,
+            invoiceExternalId: invoice.psa_invoice_id,
+            attemptId: attempt.id,
+            remainder: stillPushed,
+            // A partly lost dispute: what the client still paid on the invoice is pushed again.
+            restatedReference: `${reference}:after-dispute:${dispute.id}`,
+            currency: amount.currency,
+            paidOn: dispute.createdAt.toISOString().slice(0, 10),
+            method: method.type === 'ach' ? 'ach' : 'card',
+            settlesInvoice: open <= 0
+          }
+        })),
+        { queue: 'qbo.post-reversal', dedupeKey: `qbo-reversal:dispute:${dispute.id}`, payload: { sourceId: dispute.id, attemptId: attempt.id, invoiceAmount: share.invoice.amount, surchargeAmount: share.surcharge.amount, currency: amount.currency, why: 'dispute_lost' } }]
       })
-      if (lost.created) {
-        const paidViaSettle = Number(invoice.paid_via_settle) - share.invoice.amount
-        await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({
-          paid_via_settle: paidViaSettle,
-          status: invoiceStatus(open(paidViaSettle), Number(invoice.ledger_billed), invoice.voided, null),
-          updated_at: trx.fn.now()
-        })
-      }
     }
     return 'recorded'
   })

@@ -152,10 +152,14 @@ const methodView = (m: PaymentMethod): Record<string, unknown> => ({
   isDefault: m.isDefault
 })
 
-export interface AttemptView { id: string, when: Date, amount: Money, surcharge: Money | null, status: string, statusLabel: string, method: string, actor: string, explanation: string | null, nextStep: string | null }
+export interface AttemptView {
+  id: string, when: Date, amount: Money, surcharge: Money | null, status: string, statusLabel: string, method: string, actor: string, explanation: string | null, nextStep: string | null
+  /** On an invoice's history: `amount` is this invoice's share of a statement payment of this much. */
+  statementOf: Money | null
+}
 
 /** What a history row needs of an attempt. */
-export type AttemptSummary = Pick<PaymentAttempt, 'id' | 'createdAt' | 'amount' | 'surcharge' | 'status' | 'paymentMethodId' | 'actor'> & { failure: Pick<PaymentAttempt['failure'], 'code' | 'declineCode' | 'adviceCode'> }
+export type AttemptSummary = Pick<PaymentAttempt, 'id' | 'createdAt' | 'amount' | 'surcharge' | 'status' | 'paymentMethodId' | 'actor'> & { failure: Pick<PaymentAttempt['failure'], 'code' | 'declineCode' | 'adviceCode'>, statementOf?: Money | null }
 
 /** Plain words for an attempt, including what to do about a decline. */
 export function attemptView (a: AttemptSummary, methods: readonly PaymentMethod[]): AttemptView {
@@ -174,7 +178,7 @@ export function attemptView (a: AttemptSummary, methods: readonly PaymentMethod[
   const labels: Record<string, string> = { created: 'Processing', processing: 'Processing', unknown: 'Checking', succeeded: 'Paid', failed: 'Declined', refunded: 'Refunded', disputed: 'Disputed' }
   return {
     id: a.id, when: a.createdAt, amount: a.amount, surcharge: a.surcharge.amount > 0 ? a.surcharge : null, status: a.status, statusLabel: labels[a.status] ?? a.status,
-    method: method !== undefined ? methodLabel(method) : 'Removed method', actor: a.actor, explanation, nextStep
+    method: method !== undefined ? methodLabel(method) : 'Removed method', actor: a.actor, explanation, nextStep, statementOf: a.statementOf ?? null
   }
 }
 
@@ -184,8 +188,10 @@ const daysBetween = (from: string, to: string): number => Math.round((Date.parse
  * Everything the invoice pod shows, in one round trip: the pod is opened by
  * every technician on every invoice screen, and each query costs more in
  * query building and a trip to PostgreSQL than the page costs to render.
- * Pending retries are found from the invoice's attempts through their dedupe
- * key (`retry:<attempt id>`), which the jobs_dedupe index answers.
+ * Attempts come through their allocations, so a statement payment shows on
+ * each invoice it paid, with that invoice's share. Pending retries are found
+ * from the invoice's attempts through their dedupe key (`retry:<attempt
+ * id>`), which the jobs_dedupe index answers; statement payments never retry.
  */
 const INVOICE_POD_SQL = `
   select i.id, i.tenant_id, i.customer_id, i.psa_system, i.psa_invoice_id, i.number, i.kind, i.currency, i.issued_on, i.due_on, i.total, i.psa_balance,
@@ -193,8 +199,10 @@ const INVOICE_POD_SQL = `
     c.name as customer_name, t.time_zone,
     (select coalesce(json_agg(m order by m.is_default desc, m.created_at desc), '[]')
        from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id and m.status = 'active') as methods,
-    (select coalesce(json_agg(json_build_array(a.id, a.created_at, a.amount, a.currency, a.surcharge_amount, a.status, a.payment_method_id, a.actor, a.failure_code, a.decline_code, a.advice_code) order by a.created_at desc), '[]')
-       from (select * from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id order by a.created_at desc limit ?) a) as attempts,
+    (select coalesce(json_agg(json_build_array(a.id, a.created_at, a.applied, a.currency, a.surcharge_amount, a.status, a.payment_method_id, a.actor, a.failure_code, a.decline_code, a.advice_code, a.statement_of) order by a.created_at desc), '[]')
+       from (select a.*, al.amount as applied, case when a.invoice_id is null then a.amount end as statement_of
+             from payment_attempt_allocations al join payment_attempts a on a.tenant_id = al.tenant_id and a.id = al.attempt_id
+             where al.tenant_id = i.tenant_id and al.invoice_id = i.id order by a.created_at desc limit ?) a) as attempts,
     (select coalesce(json_agg(j.run_at order by j.run_at), '[]') from payment_attempts a
        join jobs j on j.tenant_id = a.tenant_id and j.queue = 'payments.retry' and j.dedupe_key = 'retry:' || a.id
        where a.tenant_id = i.tenant_id and a.invoice_id = i.id and j.state = 'pending') as retries
@@ -210,13 +218,15 @@ const INVOICE_POD_SQL = `
  * update or delete in it (a later transaction's id never equals an earlier
  * one), so an unchanged fingerprint means an unchanged pod, apart from the
  * tenant's date (days overdue), which the caller adds. Aggregates, not a
- * sorted list: no sort per request.
+ * sorted list: no sort per request. Attempts are read through their
+ * allocations, whose rows are rewritten on every change of their attempt
+ * (migration 20261203140000), so their xmins stand for the attempts'.
  */
 const XMINS = (alias: string): string => `count(*)::text || ':' || coalesce(sum(${alias}.xmin::text::bigint), 0)::text`
 const INVOICE_POD_VERSION_SQL = `
   select i.xmin::text || '.' || c.xmin::text || '.' || t.xmin::text
     || '.' || (select ${XMINS('m')} from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id)
-    || '.' || (select ${XMINS('a')} from payment_attempts a where a.tenant_id = i.tenant_id and a.invoice_id = i.id)
+    || '.' || (select ${XMINS('al')} from payment_attempt_allocations al where al.tenant_id = i.tenant_id and al.invoice_id = i.id)
     || '.' || (select ${XMINS('j')} from payment_attempts a
        join jobs j on j.tenant_id = a.tenant_id and j.queue = 'payments.retry' and j.dedupe_key = 'retry:' || a.id
        where a.tenant_id = i.tenant_id and a.invoice_id = i.id) as version,
@@ -237,12 +247,12 @@ export async function invoiceVersion (db: Knex, tenantId: string, system: Embedd
 }
 
 // Attempts come as arrays (the columns of a history row, in this order): half the JSON of whole rows to parse.
-type AttemptTuple = [id: string, createdAt: string, amount: number | string, currency: string, surcharge: number | string | null, status: AttemptStatus, methodId: string, actor: string, code: string | null, declineCode: string | null, adviceCode: string | null]
+type AttemptTuple = [id: string, createdAt: string, applied: number | string, currency: string, surcharge: number | string | null, status: AttemptStatus, methodId: string, actor: string, code: string | null, declineCode: string | null, adviceCode: string | null, statementOf: number | string | null]
 type PodRow = InvoiceRow & { customer_name: string, time_zone: string, methods: MethodRow[] | string, attempts: AttemptTuple[] | string, retries: string[] | string }
 
-const attemptOf = ([id, createdAt, amount, currency, surcharge, status, paymentMethodId, actor, code, declineCode, adviceCode]: AttemptTuple): AttemptSummary => ({
-  id, createdAt: new Date(createdAt), amount: { amount: Number(amount), currency: asCurrency(currency) }, surcharge: { amount: Number(surcharge ?? 0), currency: asCurrency(currency) },
-  status, paymentMethodId, actor, failure: { code, declineCode, adviceCode }
+const attemptOf = ([id, createdAt, applied, currency, surcharge, status, paymentMethodId, actor, code, declineCode, adviceCode, statementOf]: AttemptTuple): AttemptSummary => ({
+  id, createdAt: new Date(createdAt), amount: { amount: Number(applied), currency: asCurrency(currency) }, surcharge: { amount: Number(surcharge ?? 0), currency: asCurrency(currency) },
+  status, paymentMethodId, actor, failure: { code, declineCode, adviceCode }, statementOf: statementOf === null ? null : { amount: Number(statementOf), currency: asCurrency(currency) }
 })
 
 // pg parses json columns; PGlite through knex may hand them over as text.

@@ -7,7 +7,7 @@ import {
   claimPart, duePartIds, endPlan, getInstallmentSettings, getPlan, hasActivePlan, latestPlanForInvoice, releasePart, type InstallmentPart, type InstallmentPlan, type PlanStatus
 } from '../db/installments.js'
 import { pgError, type Db } from '../db/knex.js'
-import { getPaymentMethod, type AttemptStatus } from '../db/payments.js'
+import { attemptInFlightOn, getPaymentMethod, type AttemptStatus } from '../db/payments.js'
 import { isUuid, requireTenantId, tenantToday } from '../db/tenants.js'
 import { AppError, type ErrorCode } from '../errors.js'
 import { CONSENT_TEXT_VERSION, installmentsAuthorisationText } from '../domain/consents.js'
@@ -39,7 +39,7 @@ async function termsFor (db: Db, tenantId: string, invoiceId: string, lock: bool
   if (invoice === undefined) throw new AppError('INVOICE_NOT_FOUND', 'That invoice is not in Settle.')
   const settings = await getInstallmentSettings(db, tenantId)
   const open = money(openBalance(invoice), invoice.currency)
-  const inFlight = await db('payment_attempts').where({ tenant_id: tenantId, invoice_id: invoice.id }).whereIn('status', ['created', 'processing', 'unknown']).first('id')
+  const inFlight = await attemptInFlightOn(db, tenantId, [invoice.id])
   const eligibility = installmentEligibility({
     ...settings,
     open,

@@ -6,6 +6,7 @@ import { getSyncState, listPsaConnections, listSyncRuns, type SyncRun } from '..
 import type { Tenant } from '../db/tenants.js'
 import { asCurrency, type Currency, type Money } from '../domain/money.js'
 import { classifyFailure } from '../domain/retry-policy.js'
+import { capitalised, invoiceLabel } from './charge.js'
 import { getAccountingConnection } from './accounting-connections.js'
 import { listPostings } from '../db/accounting-postings.js'
 import { listPayouts } from '../db/payouts.js'
@@ -25,7 +26,8 @@ export interface SyncPanel {
 export interface AttemptLine {
   when: Date
   client: string
-  invoice: string
+  /** "Invoice 1001", or "Invoices 1001 and 1002" for a statement payment. */
+  invoices: string
   method: string
   amount: Money
   status: 'succeeded' | 'processing' | 'failed' | 'unknown' | 'created' | 'refunded' | 'disputed'
@@ -75,10 +77,12 @@ async function collectionPanel (db: Knex, tenant: Tenant): Promise<CollectionPan
   const currency = tenant.defaultCurrency
   const rows = await db('payment_attempts as a')
     .join('customers as c', function () { this.on('c.tenant_id', 'a.tenant_id').andOn('c.id', 'a.customer_id') })
-    .join('invoices as i', function () { this.on('i.tenant_id', 'a.tenant_id').andOn('i.id', 'a.invoice_id') })
     .join('payment_methods as m', function () { this.on('m.tenant_id', 'a.tenant_id').andOn('m.id', 'a.payment_method_id') })
     .where('a.tenant_id', tenant.id).orderBy('a.created_at', 'desc').limit(10)
-    .select('a.created_at', 'a.amount', 'a.currency', 'a.status', 'a.trigger', 'a.failure_code', 'a.decline_code', 'a.advice_code', 'a.failure_class', 'c.name', 'i.number', 'm.type', 'm.brand', 'm.last4') as Array<Record<string, string | number | Date | null>>
+    .select('a.created_at', 'a.amount', 'a.currency', 'a.status', 'a.trigger', 'a.failure_code', 'a.decline_code', 'a.advice_code', 'a.failure_class', 'c.name', 'm.type', 'm.brand', 'm.last4')
+    // Every invoice the attempt paid: one, or several for a statement payment.
+    .select(db.raw(`array(select i.number from payment_attempt_allocations al join invoices i on i.tenant_id = al.tenant_id and i.id = al.invoice_id
+      where al.tenant_id = a.tenant_id and al.attempt_id = a.id order by al.position) as numbers`)) as Array<Record<string, string | number | Date | null | string[]>>
   const attempts: AttemptLine[] = rows.map(r => {
     const status = r.status as AttemptLine['status']
     const verdict = status === 'failed' ? classifyFailure({ method: r.type === 'ach' ? 'ach' : 'card', code: r.failure_code as string | null, declineCode: r.decline_code as string | null, adviceCode: r.advice_code as string | null }) : null
@@ -89,7 +93,7 @@ async function collectionPanel (db: Knex, tenant: Tenant): Promise<CollectionPan
     return {
       when: r.created_at as Date,
       client: String(r.name),
-      invoice: String(r.number),
+      invoices: capitalised(invoiceLabel(r.numbers as string[])),
       method: `${brand} ····${String(r.last4)}`,
       amount: { amount: Number(r.amount), currency: asCurrency(String(r.currency)) },
       status,

@@ -6,6 +6,8 @@ import {
   type AccountingPostingRecord, type PostingDocType, type PostingKind
 } from '../db/accounting-postings.js'
 import { raiseException } from '../db/reconciliation-exceptions.js'
+import type { AttemptAllocation } from '../db/payments.js'
+import { capitalised, invoiceLabel } from './charge.js'
 import { claimSourceJobs, completeJob, failJob, type Job } from '../db/jobs.js'
 import { backoffDelayMs } from '../jobs/backoff.js'
 import { getPayout, payoutItems } from '../db/payouts.js'
@@ -142,26 +144,44 @@ export async function resolveCustomers (db: Knex, accounting: AccountingPort, te
 // ---- payments ----
 
 interface AttemptForPosting {
-  id: string, status: string, amount: number, surcharge: number, currency: Currency, invoiceId: string, invoiceNumber: string,
+  id: string, status: string, amount: number, surcharge: number, currency: Currency,
+  /** What the attempt paid, in order of application: one line, or several for a statement payment. */
+  lines: AttemptAllocation[]
+  /** "invoice 1001" or "invoices 1001, 1002 and 1003", for notes and descriptions. */
+  label: string
+  statement: boolean
   customerId: string, customerName: string, methodType: string, intentRef: string | null, settledOn: string
 }
 
 async function loadAttempts (db: Knex, tenantId: string, attemptIds: readonly string[]): Promise<AttemptForPosting[]> {
   if (attemptIds.length === 0) return []
   const rows = await db('payment_attempts as a')
-    .join('invoices as i', function () { this.on('i.tenant_id', 'a.tenant_id').andOn('i.id', 'a.invoice_id') })
     .join('customers as c', function () { this.on('c.tenant_id', 'a.tenant_id').andOn('c.id', 'a.customer_id') })
     .join('payment_methods as m', function () { this.on('m.tenant_id', 'a.tenant_id').andOn('m.id', 'a.payment_method_id') })
     .where('a.tenant_id', tenantId).whereIn('a.id', attemptIds)
-    .select('a.id', 'a.status', 'a.amount', 'a.surcharge_amount', 'a.currency', 'a.invoice_id', 'i.number', 'a.customer_id', 'c.name', 'm.type', 'a.processor_intent_ref', 'a.settled_at', 'a.updated_at') as Array<{
-    id: string, status: string, amount: string | number, surcharge_amount: string | number | null, currency: string, invoice_id: string, number: string,
+    .select('a.id', 'a.status', 'a.amount', 'a.surcharge_amount', 'a.currency', 'a.invoice_id', 'a.customer_id', 'c.name', 'm.type', 'a.processor_intent_ref', 'a.settled_at', 'a.updated_at') as Array<{
+    id: string, status: string, amount: string | number, surcharge_amount: string | number | null, currency: string, invoice_id: string | null,
     customer_id: string, name: string, type: string, processor_intent_ref: string | null, settled_at: Date | null, updated_at: Date
   }>
-  return rows.map(r => ({
-    id: r.id, status: r.status, amount: Number(r.amount), surcharge: Number(r.surcharge_amount ?? 0), currency: asCurrency(r.currency.trim()),
-    invoiceId: r.invoice_id, invoiceNumber: r.number, customerId: r.customer_id, customerName: r.name, methodType: r.type,
-    intentRef: r.processor_intent_ref, settledOn: (r.settled_at ?? r.updated_at).toISOString().slice(0, 10)
-  }))
+  const allocations = await db('payment_attempt_allocations as al')
+    .join('invoices as i', function () { this.on('i.tenant_id', 'al.tenant_id').andOn('i.id', 'al.invoice_id') })
+    .where('al.tenant_id', tenantId).whereIn('al.attempt_id', attemptIds).orderBy(['al.attempt_id', 'al.position'])
+    .select('al.attempt_id', 'al.invoice_id', 'i.number', 'al.amount', 'al.position') as Array<{ attempt_id: string, invoice_id: string, number: string, amount: number | string, position: number }>
+  const linesOf = new Map<string, AttemptAllocation[]>()
+  for (const r of allocations) {
+    const lines = linesOf.get(r.attempt_id) ?? []
+    lines.push({ invoiceId: r.invoice_id, invoiceNumber: r.number, amount: Number(r.amount), position: r.position })
+    linesOf.set(r.attempt_id, lines)
+  }
+  return rows.map(r => {
+    const lines = linesOf.get(r.id) ?? []
+    return {
+      id: r.id, status: r.status, amount: Number(r.amount), surcharge: Number(r.surcharge_amount ?? 0), currency: asCurrency(r.currency.trim()),
+      lines, label: invoiceLabel(lines.map(l => l.invoiceNumber)), statement: r.invoice_id === null,
+      customerId: r.customer_id, customerName: r.name, methodType: r.type,
+      intentRef: r.processor_intent_ref, settledOn: (r.settled_at ?? r.updated_at).toISOString().slice(0, 10)
+    }
+  })
 }
 
 /** Statuses in which Settle still holds the charge as collected (a refunded or disputed one posts too; its reversal follows). */
@@ -193,7 +213,7 @@ async function preparePayments (db: Knex, accounting: AccountingPort, tenantId: 
   const customers = await resolveCustomers(db, accounting, tenantId, todo.map(t => ({ id: t.a.customerId, name: t.a.customerName })))
   const docNumber = (n: string): string => `${settings.docNumberPrefix}${n}`
   const mapped = todo.filter(t => customers.get(t.a.customerId) !== null)
-  const invoices = mapped.length === 0 ? [] : await accounting.findInvoices({ docNumbers: [...new Set(mapped.map(t => docNumber(t.a.invoiceNumber)))] })
+  const invoices = mapped.length === 0 ? [] : await accounting.findInvoices({ docNumbers: [...new Set(mapped.flatMap(t => t.a.lines.map(l => docNumber(l.invoiceNumber))))] })
   // Balances as we apply, so two payments on one invoice in one sync never over-apply.
   const open = new Map<string, AccountingInvoice>(invoices.map(i => [i.id, { ...i }]))
   for (const { a, record } of todo) {
@@ -205,40 +225,45 @@ async function preparePayments (db: Knex, accounting: AccountingPort, tenantId: 
       done.push({ status: 'waiting', kind: 'payment', sourceId: a.id, reason })
       continue
     }
-    const doc = docNumber(a.invoiceNumber)
-    const invoice = [...open.values()].find(i => i.docNumber === doc && i.customerId === external) ?? [...open.values()].find(i => i.docNumber === doc)
     const applications: PaymentPosting['applications'] = []
-    let note = `Settle payment ${a.id} for invoice ${a.invoiceNumber}`
+    let note = `Settle payment ${a.id} for ${a.label}`
     if (a.surcharge > 0) note += `; card surcharge ${formatMoney({ amount: a.surcharge, currency: a.currency })} posts with the payout deposit`
-    if (invoice === undefined) {
-      await raiseException(db, tenantId, {
-        kind: 'mapping_needed', dedupeKey: `qbo-invoice:${a.id}`, customerId: a.customerId, invoiceId: a.invoiceId, amount,
-        summary: `QuickBooks has no invoice ${doc}; Settle's ${formatMoney(amount)} payment posted as unapplied credit for the customer.`,
-        likelyCause: 'The invoice was not synced to QuickBooks, or it is numbered differently there.',
-        suggestedRepair: `In QuickBooks, apply the customer's credit to the invoice once it exists (or set the DocNumber prefix under Settings → Accounting).`,
-        details: { attemptId: a.id, docNumber: doc }
-      })
-    } else if (invoice.customerId !== external) {
-      await raiseException(db, tenantId, {
-        kind: 'mapping_needed', dedupeKey: `qbo-invoice:${a.id}`, customerId: a.customerId, invoiceId: a.invoiceId, amount,
-        summary: `QuickBooks invoice ${doc} belongs to another customer (${invoice.customerName ?? invoice.customerId}); Settle's payment posted as unapplied credit.`,
-        likelyCause: 'The company is linked to the wrong QuickBooks customer, or the invoice number is reused.',
-        suggestedRepair: 'Check the customer link under Settings → Accounting, then apply the credit in QuickBooks.',
-        details: { attemptId: a.id, docNumber: doc, invoiceCustomerId: invoice.customerId }
-      })
-    } else {
-      const apply = Math.max(0, Math.min(a.amount, invoice.balance.amount))
-      if (apply > 0) applications.push({ invoiceId: invoice.id, amount: { amount: apply, currency: a.currency } })
-      open.set(invoice.id, { ...invoice, balance: { amount: invoice.balance.amount - apply, currency: invoice.balance.currency } })
-      if (apply < a.amount) {
-        const rest = { amount: a.amount - apply, currency: a.currency }
+    for (const line of a.lines) {
+      // A statement payment's findings are one per invoice; a single payment keeps its one key.
+      const key = (prefix: string): string => a.statement ? `${prefix}:${a.id}:${line.invoiceId}` : `${prefix}:${a.id}`
+      const lineAmount: Money = { amount: line.amount, currency: a.currency }
+      const doc = docNumber(line.invoiceNumber)
+      const invoice: AccountingInvoice | undefined = [...open.values()].find(i => i.docNumber === doc && i.customerId === external) ?? [...open.values()].find(i => i.docNumber === doc)
+      if (invoice === undefined) {
         await raiseException(db, tenantId, {
-          kind: 'tieout_difference', dedupeKey: `qbo-overpaid:${a.id}`, customerId: a.customerId, invoiceId: a.invoiceId, amount: rest,
-          summary: `QBO shows ${formatMoney(invoice.balance)} open on invoice ${doc} but Settle collected ${formatMoney(amount)}: someone applied a payment by hand in QBO? ${formatMoney(rest)} stays as unapplied customer credit.`,
-          likelyCause: 'A payment was recorded in QuickBooks by hand as well as collected through Settle, or the invoice was reduced there.',
-          suggestedRepair: 'Delete the duplicate manual payment in QuickBooks and apply the credit, or refund the client the difference.',
-          details: { attemptId: a.id, docNumber: doc, qboBalance: invoice.balance.amount, collected: a.amount }
+          kind: 'mapping_needed', dedupeKey: key('qbo-invoice'), customerId: a.customerId, invoiceId: line.invoiceId, amount: lineAmount,
+          summary: `QuickBooks has no invoice ${doc}; Settle's ${formatMoney(lineAmount)} payment posted as unapplied credit for the customer.`,
+          likelyCause: 'The invoice was not synced to QuickBooks, or it is numbered differently there.',
+          suggestedRepair: `In QuickBooks, apply the customer's credit to the invoice once it exists (or set the DocNumber prefix under Settings → Accounting).`,
+          details: { attemptId: a.id, docNumber: doc }
         })
+      } else if (invoice.customerId !== external) {
+        await raiseException(db, tenantId, {
+          kind: 'mapping_needed', dedupeKey: key('qbo-invoice'), customerId: a.customerId, invoiceId: line.invoiceId, amount: lineAmount,
+          summary: `QuickBooks invoice ${doc} belongs to another customer (${invoice.customerName ?? invoice.customerId}); Settle's payment posted as unapplied credit.`,
+          likelyCause: 'The company is linked to the wrong QuickBooks customer, or the invoice number is reused.',
+          suggestedRepair: 'Check the customer link under Settings → Accounting, then apply the credit in QuickBooks.',
+          details: { attemptId: a.id, docNumber: doc, invoiceCustomerId: invoice.customerId }
+        })
+      } else {
+        const apply = Math.max(0, Math.min(line.amount, invoice.balance.amount))
+        if (apply > 0) applications.push({ invoiceId: invoice.id, amount: { amount: apply, currency: a.currency } })
+        open.set(invoice.id, { ...invoice, balance: { amount: invoice.balance.amount - apply, currency: invoice.balance.currency } })
+        if (apply < line.amount) {
+          const rest = { amount: line.amount - apply, currency: a.currency }
+          await raiseException(db, tenantId, {
+            kind: 'tieout_difference', dedupeKey: key('qbo-overpaid'), customerId: a.customerId, invoiceId: line.invoiceId, amount: rest,
+            summary: `QBO shows ${formatMoney(invoice.balance)} open on invoice ${doc} but Settle collected ${formatMoney(lineAmount)}: someone applied a payment by hand in QBO? ${formatMoney(rest)} stays as unapplied customer credit.`,
+            likelyCause: 'A payment was recorded in QuickBooks by hand as well as collected through Settle, or the invoice was reduced there.',
+            suggestedRepair: 'Delete the duplicate manual payment in QuickBooks and apply the credit, or refund the client the difference.',
+            details: { attemptId: a.id, docNumber: doc, qboBalance: invoice.balance.amount, collected: line.amount }
+          })
+        }
       }
     }
     const posting: PaymentPosting = {
@@ -284,8 +309,8 @@ async function prepareDeposit (db: Knex, tenantId: string, settings: AccountingS
       const paid = await getPostingBySource(db, tenantId, 'payment', attempt.id)
       if (paid?.status !== 'posted' || paid.externalId === null) throw new PostingNotReadyError(`Payment for attempt ${attempt.id} is not in QuickBooks yet; the deposit waits for it.`)
       if (attempt.amount + attempt.surcharge !== item.gross.amount) problems.push(`${item.balanceTransactionRef} is ${formatMoney(item.gross)} but Settle charged ${formatMoney(m(attempt.amount + attempt.surcharge))}`)
-      lines.push({ paymentId: paid.externalId, amount: m(attempt.amount), description: `Invoice ${attempt.invoiceNumber}` })
-      if (attempt.surcharge > 0) lines.push({ accountId: fees, amount: m(attempt.surcharge), description: `Card surcharge on invoice ${attempt.invoiceNumber}` })
+      lines.push({ paymentId: paid.externalId, amount: m(attempt.amount), description: capitalised(attempt.label) })
+      if (attempt.surcharge > 0) lines.push({ accountId: fees, amount: m(attempt.surcharge), description: `Card surcharge on ${attempt.label}` })
     } else if (item.type === 'payout_fee') {
       lines.push({ accountId: fees, amount: item.gross, description: `Payout fee ${item.balanceTransactionRef}` })
     } else if (item.gross.amount !== 0) {
@@ -344,10 +369,10 @@ async function prepareReversal (db: Knex, accounting: AccountingPort, tenantId: 
   const m = (amount: number): Money => ({ amount, currency: cur })
   const label = input.why === 'refund' ? 'Refund' : input.why === 'dispute_lost' ? 'Lost dispute' : 'ACH return'
   const lines: JournalPosting['lines'] = []
-  if (input.invoiceAmount !== 0) lines.push({ accountId: receivable, amount: m(input.invoiceAmount), customerId: external, description: `${label}: invoice ${attempt.invoiceNumber} is owed again` })
+  if (input.invoiceAmount !== 0) lines.push({ accountId: receivable, amount: m(input.invoiceAmount), customerId: external, description: `${label}: ${attempt.label} ${attempt.lines.length === 1 ? 'is' : 'are'} owed again` })
   if (input.surchargeAmount !== 0) lines.push({ accountId: need(settings.feesAccountId, 'processor fee expense account'), amount: m(input.surchargeAmount), description: `${label}: card surcharge returned` })
   lines.push({ accountId: undeposited, amount: m(-total), description: `${label} ${input.sourceId}: leaves with a Stripe payout` })
-  const posting: JournalPosting = { requestId: record.requestId, txnDate: today(), currency: cur, note: `${label} of Settle payment ${input.attemptId} (invoice ${attempt.invoiceNumber})`, lines }
+  const posting: JournalPosting = { requestId: record.requestId, txnDate: today(), currency: cur, note: `${label} of Settle payment ${input.attemptId} (${attempt.label})`, lines }
   return { record, op: { kind: 'journal', posting }, docType: 'JournalEntry' }
 }
 

@@ -1,11 +1,14 @@
 import type { Knex } from 'knex'
 import { openBalance } from '../db/invoices.js'
 import { postEntry } from '../db/ledger.js'
+import { allocationsOf } from '../db/payments.js'
 import { requireTenantId } from '../db/tenants.js'
+import { returnNewestFirst } from '../domain/allocation.js'
+import { invoiceLabel, pushReference } from './charge.js'
 import { AppError } from '../errors.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
-import { add, asCurrency, toDecimalString, zero } from '../domain/money.js'
+import { asCurrency, toDecimalString, zero } from '../domain/money.js'
 import { splitReturned } from '../domain/surcharge.js'
 import type { PaymentsPort, RefundOutcome } from '../ports/payments.js'
 
@@ -63,10 +66,7 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
     }
     await trx('payment_refunds').where({ tenant_id: request.tenantId, id: started.refundId }).update({ status: 'succeeded', processor_refund_ref: outcome.refundId })
     const attempt = await trx('payment_attempts').where({ tenant_id: request.tenantId, id: request.attemptId }).forUpdate().first() as
-      { invoice_id: string, customer_id: string, payment_method_id: string, amount: number | string, surcharge_amount: number | string }
-    const invoice = await trx('invoices').where({ tenant_id: request.tenantId, id: attempt.invoice_id }).forUpdate().first() as {
-      id: string, number: string, psa_system: string, psa_invoice_id: string, voided: boolean, status: InvoiceStatus, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
-    }
+      { id: string, invoice_id: string | null, customer_id: string, payment_method_id: string, amount: number | string, surcharge_amount: number | string }
     const money = { amount: started.amount, currency: started.currency }
     // Split on the running total of refunds booked so far, so the parts end exactly at the amount and the surcharge.
     const [booked] = await trx('payment_refunds').where({ tenant_id: request.tenantId, attempt_id: request.attemptId, status: 'succeeded' })
@@ -74,42 +74,38 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
     const before = { amount: Number(booked?.total ?? 0), currency: started.currency }
     const charged = { amount: { amount: Number(attempt.amount), currency: started.currency }, surcharge: { amount: Number(attempt.surcharge_amount), currency: started.currency } }
     const share = splitReturned(charged, before, money)
-    const stillPushed = charged.amount.amount - splitReturned(charged, zero(started.currency), add(before, money)).invoice.amount
-    const paidViaSettle = Number(invoice.paid_via_settle) - share.invoice.amount
+    const invoiceShareBefore = splitReturned(charged, zero(started.currency), before).invoice.amount
     const postings: PostingInput[] = [
       { account: Accounts.receivable(attempt.customer_id), amount: share.invoice },
       { account: Accounts.surchargeIncome(), amount: share.surcharge },
       { account: Accounts.processorPending('stripe'), amount: { amount: -money.amount, currency: money.currency } }
     ]
-    const open = openBalance({ ...invoice, paid_via_settle: paidViaSettle })
     const method = await trx('payment_methods').where({ tenant_id: request.tenantId, id: attempt.payment_method_id }).first('type') as { type: string }
-    await trx('invoices').where({ tenant_id: request.tenantId, id: invoice.id }).update({
-      paid_via_settle: paidViaSettle, status: invoiceStatus(open, Number(invoice.ledger_billed), invoice.voided, null), updated_at: trx.fn.now()
-    })
+    const reopened = await reopenInvoices(trx, request.tenantId, { id: attempt.id, invoiceId: attempt.invoice_id }, invoiceShareBefore, share.invoice.amount)
     if (started.remainingAfter === 0) await trx('payment_attempts').where({ tenant_id: request.tenantId, id: request.attemptId }).update({ status: 'refunded', updated_at: trx.fn.now() })
     await postEntry(trx, request.tenantId, {
       idempotencyKey: `refund:${started.refundId}`,
       kind: 'payment.refunded',
       effectiveAt: new Date(),
-      memo: `Refund on invoice ${invoice.number}: ${request.reason}`,
+      memo: `Refund on ${invoiceLabel(reopened.map(r => r.invoice.number))}: ${request.reason}`,
       postings: postings.filter(p => p.amount.amount !== 0),
       source: { processor: 'stripe', refund: outcome.refundId, attempt: request.attemptId, actor: request.actor }
     }, {
-      effects: [{
+      effects: [...reopened.map(({ invoice, reference, stillPushed, open }) => ({
         queue: 'psa.restate-payment',
-        dedupeKey: `restate:${request.attemptId}:refund:${started.refundId}`,
+        dedupeKey: `restate:${reference}:refund:${started.refundId}`,
         payload: {
           system: invoice.psa_system,
           invoiceExternalId: invoice.psa_invoice_id,
           attemptId: request.attemptId,
           remainder: stillPushed,
-          restatedReference: `${request.attemptId}:after-refund:${started.refundId}`,
+          restatedReference: `${reference}:after-refund:${started.refundId}`,
           currency: started.currency,
           paidOn: new Date().toISOString().slice(0, 10),
           method: method.type === 'ach' ? 'ach' : 'card',
           settlesInvoice: open <= 0
         }
-      }, {
+      })), {
         queue: 'qbo.post-reversal',
         dedupeKey: `qbo-reversal:refund:${started.refundId}`,
         payload: { sourceId: started.refundId, attemptId: request.attemptId, invoiceAmount: share.invoice.amount, surchargeAmount: share.surcharge.amount, currency: started.currency, why: 'refund' }
@@ -117,4 +113,42 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
     })
   })
   return { outcome: outcome.status, refundId: started.refundId }
+}
+
+export interface ReopenedInvoice {
+  invoice: { id: string, number: string, psa_system: string, psa_invoice_id: string }
+  /** Our PSA reference for the payment pushed to this invoice (`pushReference`). */
+  reference: string
+  /** Of this attempt's money, what stays applied to the invoice after this return. */
+  stillPushed: number
+  open: number
+}
+
+/**
+ * Money an attempt collected comes back (refund, lost dispute): the
+ * invoice share of it, `amount` after `alreadyReturned`, reopens the
+ * invoices it paid, the one paid last first. Each touched invoice is locked
+ * and updated; what is returned says what the PSA must be re-told.
+ */
+export async function reopenInvoices (trx: Knex.Transaction, tenantId: string, attempt: { id: string, invoiceId: string | null }, alreadyReturned: number, amount: number): Promise<ReopenedInvoice[]> {
+  if (amount === 0) return []
+  const allocations = await allocationsOf(trx, tenantId, attempt.id)
+  const returnedNow = returnNewestFirst(allocations, alreadyReturned, amount)
+  const returnedInAll = returnNewestFirst(allocations, 0, alreadyReturned + amount)
+  const invoices = await trx('invoices').where({ tenant_id: tenantId }).whereIn('id', returnedNow.map(r => r.invoiceId)).orderBy('id').forUpdate() as Array<{
+    id: string, number: string, psa_system: string, psa_invoice_id: string, voided: boolean, status: InvoiceStatus, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
+  }>
+  const reopened: ReopenedInvoice[] = []
+  for (const returned of returnedNow) {
+    const invoice = invoices.find(i => i.id === returned.invoiceId) as (typeof invoices)[number]
+    const paidViaSettle = Number(invoice.paid_via_settle) - returned.amount
+    const open = openBalance({ ...invoice, paid_via_settle: paidViaSettle })
+    await trx('invoices').where({ tenant_id: tenantId, id: invoice.id }).update({
+      paid_via_settle: paidViaSettle, status: invoiceStatus(open, Number(invoice.ledger_billed), invoice.voided, null), updated_at: trx.fn.now()
+    })
+    const allocated = allocations.find(a => a.invoiceId === invoice.id)?.amount ?? 0
+    const returnedSoFar = returnedInAll.find(r => r.invoiceId === invoice.id)?.amount ?? 0
+    reopened.push({ invoice, reference: pushReference(attempt, invoice.id), stillPushed: allocated - returnedSoFar, open })
+  }
+  return reopened
 }

@@ -125,8 +125,8 @@ function invoiceQuery (db: Db, tenantId: string): Knex.QueryBuilder {
       and j.payload->>'invoiceExternalId' = i.psa_invoice_id
       and (j.state in ('pending', 'running') or (j.state = 'done' and j.finished_at > i.updated_at))) as push_in_flight`))
     // A payment Settle collected whose QuickBooks posting is queued or running: QuickBooks is about to hear.
-    .select(db.raw(`exists (select 1 from jobs j join payment_attempts a on a.tenant_id = j.tenant_id and j.dedupe_key = 'qbo-payment:' || a.id
-      where j.tenant_id = i.tenant_id and j.queue = 'qbo.post-payment' and j.state in ('pending', 'running') and a.invoice_id = i.id) as posting_in_flight`))
+    .select(db.raw(`exists (select 1 from jobs j join payment_attempt_allocations al on al.tenant_id = j.tenant_id and j.dedupe_key = 'qbo-payment:' || al.attempt_id
+      where j.tenant_id = i.tenant_id and j.queue = 'qbo.post-payment' and j.state in ('pending', 'running') and al.invoice_id = i.id) as posting_in_flight`))
 }
 
 const toView = (r: InvoiceQueryRow): OurInvoiceView => ({

@@ -34,6 +34,7 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'ledger_accounts',
     'outside_payments',
     'payment_applications',
+    'payment_attempt_allocations',
     'payment_attempts',
     'payment_consents',
     'payment_methods',

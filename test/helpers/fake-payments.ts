@@ -1,4 +1,4 @@
-import type { ChargeInput, ChargeOutcome, PaymentsPort, PayoutState, PayoutTransaction, SetupState } from '../../src/ports/payments.js'
+import type { ChargeInput, ChargeOutcome, PaymentsPort, PayoutState, PayoutTransaction, RefundOutcome, SetupState } from '../../src/ports/payments.js'
 import { money } from '../../src/domain/money.js'
 
 type Script = (input: ChargeInput) => ChargeOutcome | 'throw'
@@ -62,7 +62,18 @@ export class FakePayments implements PaymentsPort {
 
   async detachMethod ({ methodRef }: { methodRef: string }): Promise<void> { this.detached.push(methodRef) }
 
-  async refund (): Promise<never> { throw new Error('refunds are tested against the Stripe stand-in') }
+  readonly refunded: Array<Parameters<PaymentsPort['refund']>[0]> = []
+  readonly refundsByKey = new Map<string, RefundOutcome>()
+
+  /** Refunds always succeed, once per key (wire-level refund behaviour is tested against the Stripe stand-in). */
+  async refund (input: Parameters<PaymentsPort['refund']>[0]): Promise<RefundOutcome> {
+    const seen = this.refundsByKey.get(input.idempotencyKey)
+    if (seen !== undefined) return seen
+    this.refunded.push(input)
+    const outcome: RefundOutcome = { status: 'succeeded', refundId: `re_${this.refunded.length}`, raw: {} }
+    this.refundsByKey.set(input.idempotencyKey, outcome)
+    return outcome
+  }
 
   async retrieveDispute (): Promise<never> { throw new Error('disputes are tested against the Stripe stand-in') }
 

@@ -22,7 +22,7 @@ export class FakePsa implements PsaPort {
   }
 
   /** Adds or changes an invoice; every change moves its stamp forward, as a PSA does. */
-  put (id: string, fields: { company: string, total: number, balance?: number, voided?: boolean, number?: string }): PsaInvoice {
+  put (id: string, fields: { company: string, total: number, balance?: number, voided?: boolean, number?: string, dueOn?: string }): PsaInvoice {
     this.#clock += 60_000
     const invoice: PsaInvoice = {
       externalId: id,
@@ -32,7 +32,7 @@ export class FakePsa implements PsaPort {
       kind: fields.total < 0 ? 'credit_memo' : 'standard',
       currency: 'USD',
       issuedOn: '2026-10-01',
-      dueOn: '2026-10-31',
+      dueOn: fields.dueOn ?? '2026-10-31',
       total: money(fields.total, 'USD'),
       balance: money(fields.balance ?? fields.total, 'USD'),
       paidOn: fields.balance === 0 ? '2026-10-20' : null,

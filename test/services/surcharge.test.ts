@@ -179,7 +179,7 @@ t.test('the card surcharge', async t => {
     await t.rejects(chargeInvoice(db, payments, { tenantId, invoiceId: id('9'), paymentMethodId: f.m.credit.id, actor: 'client', trigger: 'checkout', expectedSurcharge: 2500 }))
     const [attempt] = await listAttempts(db, tenantId, id('9'))
     t.equal(attempt?.surcharge.amount, 2500, 'the surcharge was written before the call')
-    const resend = chargeInputFor(attempt!, f.m.credit, 'INV-9')
+    const resend = chargeInputFor(attempt!, f.m.credit, ['INV-9'])
     t.same(resend, fake.charged.at(-1), 'rebuilt from the attempt row, byte for byte')
     const outcome = await fake.charge(resend)
     await recordOutcome(db, tenantId, attempt!.id, outcome)

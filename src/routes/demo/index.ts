@@ -30,7 +30,10 @@ export async function pickDemoInvoice (app: FastifyInstance, tenantId: string, m
     void q.where('i.psa_invoice_id', psaId)
   } else {
     void q.whereIn('i.status', ['open', 'partially_paid', 'overdue']).whereRaw('i.ledger_billed - i.paid_via_settle - i.ledger_paid_elsewhere > 0')
-      .whereNotExists(s => { void s.select(app.db.raw('1')).from('payment_attempts as a').whereRaw('a.tenant_id = i.tenant_id and a.invoice_id = i.id').whereIn('a.status', ['created', 'processing', 'unknown', 'succeeded']) })
+      .whereNotExists(s => {
+        void s.select(app.db.raw('1')).from('payment_attempt_allocations as al').join('payment_attempts as a', function () { this.on('a.tenant_id', 'al.tenant_id').andOn('a.id', 'al.attempt_id') })
+          .whereRaw('al.tenant_id = i.tenant_id and al.invoice_id = i.id').whereIn('a.status', ['created', 'processing', 'unknown', 'succeeded'])
+      })
       .orderByRaw('i.due_on desc nulls last').orderBy('i.number')
     if (method !== null) void q.whereExists(s => { void s.select(app.db.raw('1')).from('payment_methods as m').whereRaw("m.tenant_id = i.tenant_id and m.customer_id = i.customer_id and m.status = 'active'").where('m.type', method) })
   }
