@@ -314,7 +314,7 @@ export async function companyModel (db: Knex, tenantId: string, system: Embedded
     const days = x.inv.dueOn === null ? 0 : Math.max(0, daysBetween(x.inv.dueOn, today))
     const bucket = aging[AGING.findIndex(b => days <= b.max)]!
     if (x.inv.currency === currency) { bucket.amount = { amount: bucket.amount.amount + x.open, currency }; bucket.count++ }
-    return { number: x.inv.number, psaId: x.inv.psaInvoiceId, dueOn: x.inv.dueOn, days, balance: { amount: x.open, currency: x.inv.currency } }
+    return { id: x.inv.id, number: x.inv.number, psaId: x.inv.psaInvoiceId, dueOn: x.inv.dueOn, days, balance: { amount: x.open, currency: x.inv.currency }, balanceCents: x.open }
   })
   const recent = await db('payment_attempts').where({ tenant_id: tenantId, customer_id: customer.id }).orderBy('created_at', 'desc').limit(10) as AttemptRow[]
   const attempts = recent.map(r => attemptView(toAttempt(r), methods))
@@ -323,8 +323,11 @@ export async function companyModel (db: Knex, tenantId: string, system: Embedded
   const reconciliation = await listExceptions(db, tenantId, { customerId: customer.id, status: 'open', limit: 20 })
   const plans = await db('installment_plans as p').join('invoices as i', function () { this.on('i.tenant_id', 'p.tenant_id').andOn('i.id', 'p.invoice_id') })
     .where({ 'p.tenant_id': tenantId, 'p.customer_id': customer.id }).select('p.id', 'p.part_count', 'p.status', 'i.number') as Array<{ id: string, part_count: number, status: string, number: string }>
+  // One statement payment covers one currency; a client owing in two pays each from the invoice pods.
+  const statementPayable = methods.length > 0 && open.length > 0 && open.every(x => x.inv.currency === currency)
   return {
     customer,
+    statement: statementPayable ? { currency, openCents: open.reduce((sum, x) => sum + x.open, 0) } : null,
     autopay: { enrolled: enrolment?.enrolled === true, paused: rule.paused === true, preference: String(rule.methodPreference ?? '').replace(/_/g, ' '), cap: typeof rule.amountCap === 'number' ? { amount: rule.amountCap, currency } : null },
     methods: methods.map(m => ({ ...methodView(m), consents: consents.filter(c => c.paymentMethodId === m.id).map(c => ({ kind: c.kind.replace(/_/g, ' '), acceptedAt: c.acceptedAt })) })),
     openInvoices,

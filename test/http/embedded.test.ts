@@ -157,6 +157,38 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
     t.match(link.json().url, /\/pay\//)
   })
 
+  await t.test('Charge statement on the company tab: the ticked invoices in one charge, oldest due first, audited', async t => {
+    const owed = await db('invoices').where({ tenant_id: cw.id, customer_id: row.customer_id, voided: false }).whereRaw('ledger_billed - paid_via_settle - ledger_paid_elsewhere > 0')
+      .orderBy([{ column: 'due_on' }, { column: 'issued_on' }]).select('id', 'psa_invoice_id', 'number') as Array<{ id: string, psa_invoice_id: string, number: string }>
+    t.ok(owed.length >= 2, 'the demo client owes more than one invoice')
+    const page = await app.inject({ method: 'GET', url: `/embedded/cw/company/view?id=${psaCompany}`, headers })
+    t.match(page.body, 'Charge statement')
+    t.equal(page.body.match(/name="invoiceIds"/g)?.length, owed.length, 'a tick box per open invoice')
+    const payload = { customerId: row.customer_id, invoiceIds: owed.map(o => o.id), paymentMethodId: card.id }
+    t.equal((await app.inject({ method: 'POST', url: '/embedded/cw/company/charge', headers: { 'x-settle-session': session }, payload })).statusCode, 403, 'CSRF still required')
+    t.equal((await app.inject({ method: 'POST', url: '/embedded/cw/company/quote', headers, payload: { ...payload, invoiceIds: [] } })).json().error.code, 'VALIDATION_FAILED', 'nothing ticked')
+    const quote = await app.inject({ method: 'POST', url: '/embedded/cw/company/quote', headers, payload })
+    t.equal(quote.statusCode, 200)
+    t.match(quote.json().text, new RegExp(`to visa ending 4242 in one payment over ${owed.length} invoices, oldest due first`))
+    t.equal(quote.json().lines.length, owed.length)
+    t.match(quote.json().lines[0], /\(pays it in full\)/)
+    const res = await app.inject({ method: 'POST', url: '/embedded/cw/company/charge', headers, payload: { ...payload, expectedSurcharge: quote.json().surchargeCents } })
+    t.equal(res.statusCode, 201)
+    t.match(res.json(), { outcome: 'succeeded', attempt: { status: 'succeeded' } })
+    const attempt = await db('payment_attempts').where({ tenant_id: cw.id, id: res.json().attempt.id }).first() as { invoice_id: string | null, actor: string, amount: string }
+    t.equal(attempt.invoice_id, null, 'one statement attempt')
+    t.equal(attempt.actor, `cw:${CONNECTWISE_SANDBOX_MEMBER.memberId}`)
+    t.equal(await db('payment_attempt_allocations').where({ attempt_id: res.json().attempt.id }).count('* as n').first().then(r => Number(r?.n)), owed.length)
+    const auditRow = await db('audit_log').where({ tenant_id: cw.id, action: 'payment.charge_statement', subject: row.customer_id }).first() as { actor: string }
+    t.equal(auditRow.actor, `cw:${CONNECTWISE_SANDBOX_MEMBER.memberId}`)
+    const pod = await app.inject({ method: 'GET', url: `/embedded/cw/invoice/view?id=${owed[1]!.psa_invoice_id}`, headers })
+    t.match(pod.body, /statement payment/, 'each invoice\'s pod shows its share of the statement payment')
+    t.match(pod.body, /class="badge badge-paid">Paid/)
+    const again = await app.inject({ method: 'POST', url: '/embedded/cw/company/charge', headers, payload })
+    t.equal(again.json().error.code, 'NOTHING_TO_CHARGE', 'paid invoices cannot be charged again')
+    t.notMatch((await app.inject({ method: 'GET', url: `/embedded/cw/company/view?id=${psaCompany}`, headers })).body, 'Charge statement', 'nothing open: no form')
+  })
+
   await t.test('Autotask: unsigned or stale LiveLink → sign-in; signed → page; API-key sign-in', async t => {
     const inv = await db('invoices').where({ tenant_id: at.id }).orderBy('psa_invoice_id').first() as { psa_invoice_id: string }
     const unsigned = await app.inject({ method: 'GET', url: `/embedded/autotask/invoice?tenant=cobalt&id=${inv.psa_invoice_id}` })

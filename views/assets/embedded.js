@@ -136,6 +136,8 @@
   function wire (el) {
     var section = el.querySelector('.emb-invoice')
     if (section) wireInvoice(section)
+    var company = el.querySelector('.emb-company')
+    if (company) wireStatement(company)
     wireConnect(el)
     var sync = el.querySelector('#qbo-sync')
     if (sync) {
@@ -179,39 +181,77 @@
 
   function wireInvoice (section) {
     var invoiceId = section.dataset.invoiceId
+    wireCharge(section, 'invoice', function (form, amount) {
+      return { invoiceId: invoiceId, paymentMethodId: form.querySelector('#charge-method').value, amount: amount }
+    })
+    var payLink = section.querySelector('#pay-link')
+    if (payLink) {
+      payLink.addEventListener('click', function () {
+        var out = section.querySelector('#pay-link-out')
+        api('POST', prefix + '/invoice/pay-link', { invoiceId: invoiceId }).then(function (res) {
+          out.textContent = res.ok ? 'Pay link (valid 14 days): ' + res.data.url : errorText(res)
+        })
+      })
+    }
+  }
+
+  // The company tab's statement payment: the ticked invoices in one charge; the amount follows the ticks.
+  function wireStatement (section) {
+    var form = section.querySelector('#charge-form')
+    if (!form) return
+    var boxes = Array.prototype.slice.call(section.querySelectorAll('input[name="invoiceIds"]'))
+    var ticked = function () { return boxes.filter(function (b) { return b.checked }) }
+    boxes.forEach(function (box) {
+      box.addEventListener('change', function () {
+        var sum = ticked().reduce(function (s, b) { return s + Number(b.dataset.cents) }, 0)
+        form.querySelector('#charge-amount').value = (sum / 100).toFixed(2)
+      })
+    })
+    wireCharge(section, 'company', function (form, amount) {
+      return { customerId: form.dataset.customerId, invoiceIds: ticked().map(function (b) { return b.value }), paymentMethodId: form.querySelector('#charge-method').value, amount: amount }
+    })
+  }
+
+  // Review, confirm, charge, then the live result: the same steps on the invoice pod and the company tab.
+  function wireCharge (section, path, bodyOf) {
     var form = section.querySelector('#charge-form')
     var result = section.querySelector('#charge-result')
     var confirmBox = section.querySelector('#charge-confirm')
     var chosen = null
-    if (form) {
-      var amountInput = form.querySelector('#charge-amount')
-      amountInput.value = (Number(amountInput.dataset.default) / 100).toFixed(2)
-      form.addEventListener('submit', function (e) {
-        e.preventDefault()
-        var amount = cents(amountInput.value)
-        if (amount === null || amount <= 0) { result.textContent = 'Enter an amount like 125.00.'; amountInput.focus(); return }
-        chosen = { invoiceId: invoiceId, paymentMethodId: form.querySelector('#charge-method').value, amount: amount }
-        api('POST', prefix + '/invoice/quote', chosen).then(function (res) {
-          if (!res.ok) { result.textContent = errorText(res); return }
-          chosen.expectedSurcharge = res.data.surchargeCents
-          section.querySelector('#charge-confirm-text').textContent = res.data.text
-          form.hidden = true
-          confirmBox.hidden = false
-          section.querySelector('#charge-go').focus()
-        })
+    if (!form) return
+    var amountInput = form.querySelector('#charge-amount')
+    amountInput.value = (Number(amountInput.dataset.default) / 100).toFixed(2)
+    form.addEventListener('submit', function (e) {
+      e.preventDefault()
+      var amount = cents(amountInput.value)
+      if (amount === null || amount <= 0) { result.textContent = 'Enter an amount like 125.00.'; amountInput.focus(); return }
+      chosen = bodyOf(form, amount)
+      api('POST', prefix + '/' + path + '/quote', chosen).then(function (res) {
+        if (!res.ok) { result.textContent = errorText(res); return }
+        chosen.expectedSurcharge = res.data.surchargeCents
+        result.textContent = ''
+        section.querySelector('#charge-confirm-text').textContent = res.data.text
+        var lines = section.querySelector('#charge-confirm-lines')
+        if (lines) {
+          lines.textContent = ''
+          ;(res.data.lines || []).forEach(function (line) { var li = document.createElement('li'); li.textContent = line; lines.appendChild(li) })
+        }
+        form.hidden = true
+        confirmBox.hidden = false
+        section.querySelector('#charge-go').focus()
       })
-      section.querySelector('#charge-cancel').addEventListener('click', function () { confirmBox.hidden = true; form.hidden = false; amountInput.focus() })
-      section.querySelector('#charge-go').addEventListener('click', function (e) {
-        e.target.disabled = true
-        result.textContent = 'Charging…'
-        api('POST', prefix + '/invoice/charge', chosen).then(function (res) {
-          confirmBox.hidden = true
-          if (res.status === 409 || !res.data.attempt) { result.textContent = errorText(res); form.hidden = false; e.target.disabled = false; return }
-          show(res.data.attempt, res.data.amountText)
-          if (['succeeded', 'failed'].indexOf(res.data.attempt.status) < 0) poll(res.data.attempt.id, 0)
-        })
+    })
+    section.querySelector('#charge-cancel').addEventListener('click', function () { confirmBox.hidden = true; form.hidden = false; amountInput.focus() })
+    section.querySelector('#charge-go').addEventListener('click', function (e) {
+      e.target.disabled = true
+      result.textContent = 'Charging…'
+      api('POST', prefix + '/' + path + '/charge', chosen).then(function (res) {
+        confirmBox.hidden = true
+        if (res.status === 409 || !res.data.attempt) { result.textContent = errorText(res); form.hidden = false; e.target.disabled = false; return }
+        show(res.data.attempt, res.data.amountText)
+        if (['succeeded', 'failed'].indexOf(res.data.attempt.status) < 0) poll(res.data.attempt.id, 0)
       })
-    }
+    })
     function show (attempt, amountText) {
       result.className = 'emb-result result-' + attempt.status
       var words = { succeeded: 'Paid: ' + amountText + ' charged.', failed: 'Declined.', processing: 'Processing: ' + amountText + ' submitted.', created: 'Processing…', unknown: 'Checking the result with the processor…' }
@@ -227,15 +267,6 @@
           if (!res.data.done) poll(id, n + 1)
         })
       }, 1000)
-    }
-    var payLink = section.querySelector('#pay-link')
-    if (payLink) {
-      payLink.addEventListener('click', function () {
-        var out = section.querySelector('#pay-link-out')
-        api('POST', prefix + '/invoice/pay-link', { invoiceId: invoiceId }).then(function (res) {
-          out.textContent = res.ok ? 'Pay link (valid 14 days): ' + res.data.url : errorText(res)
-        })
-      })
     }
   }
 

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify'
-import { listAttempts, listPaymentMethods } from '../../db/payments.js'
+import { allocationsOf, listAttempts, listPaymentMethods } from '../../db/payments.js'
 import { isUuid } from '../../db/tenants.js'
 import { openBalance, toInvoice, type InvoiceRow } from '../../db/invoices.js'
 import { AppError } from '../../errors.js'
 import { guardWithApiKeys } from '../../security/api-keys.js'
 import { payLinkUrl } from '../../jobs/notice-jobs.js'
-import { chargeInvoice } from '../../services/charge.js'
+import { chargeInvoice, chargeStatement, invoiceLabel, quoteStatement } from '../../services/charge.js'
 import { refundPayment } from '../../services/refunds.js'
 import { decideApproval } from '../../services/autopay.js'
 import { audit } from '../../db/audit.js'
@@ -61,6 +61,36 @@ export default async function apiRoutes (app: FastifyInstance, { publicUrl }: { 
       return await reply.status(409).send({ error: { code: 'PAYMENT_IN_PROGRESS', message: `A payment on invoice ${invoice.number} is already ${result.attempt.status}; wait for it before charging again.` }, attempt: result.attempt })
     }
     return await reply.status(result.outcome === 'failed' ? 402 : 201).send(result)
+  })
+
+  const statementBody = (body: { paymentMethodId?: unknown, amount?: unknown, invoiceIds?: unknown } | undefined): { paymentMethodId: string, amount?: number, invoiceIds?: string[] } => {
+    if (typeof body?.paymentMethodId !== 'string') throw new AppError('VALIDATION_FAILED', 'paymentMethodId is required: one of the client\'s stored methods.')
+    const ids = body.invoiceIds
+    if (ids !== undefined && (!Array.isArray(ids) || !ids.every(i => typeof i === 'string'))) throw new AppError('VALIDATION_FAILED', 'invoiceIds is a list of Settle invoice ids; leave it out to pay every open invoice.')
+    const amount = cents(body.amount, 'amount')
+    return { paymentMethodId: body.paymentMethodId, ...(amount !== undefined ? { amount } : {}), ...(ids !== undefined ? { invoiceIds: ids as string[] } : {}) }
+  }
+
+  /** What a statement payment would charge and how it spreads over the invoices, oldest due first. */
+  app.post<{ Params: { customerId: string }, Body: { paymentMethodId?: string, amount?: number, invoiceIds?: string[] } }>('/api/v1/customers/:customerId/statement-quote', async request => {
+    const p = who(request, 'payments:read')
+    return await quoteStatement(app.db, { tenantId: p.tenantId, customerId: uuidParam(request.params.customerId, 'The customer id'), ...statementBody(request.body) })
+  })
+
+  /** One charge over several of a client's invoices (all open ones unless invoiceIds says which). */
+  app.post<{ Params: { customerId: string }, Body: { paymentMethodId?: string, amount?: number, invoiceIds?: string[], expectedSurcharge?: number } }>('/api/v1/customers/:customerId/statement-charges', async (request, reply) => {
+    const p = who(request, 'payments:charge')
+    const customerId = uuidParam(request.params.customerId, 'The customer id')
+    const expected = request.body?.expectedSurcharge
+    const result = await chargeStatement(app.db, await app.paymentsFor(app.db, p.tenantId), {
+      tenantId: p.tenantId, customerId, ...statementBody(request.body), ...(typeof expected === 'number' ? { expectedSurcharge: expected } : {}), actor: actor(p), trigger: 'charge_card'
+    })
+    const allocations = await allocationsOf(app.db, p.tenantId, result.attempt.id)
+    await audit(app.db, p.tenantId, actor(p), 'payment.charge_statement', customerId, { attemptId: result.attempt.id, outcome: result.outcome, amount: result.attempt.amount.amount, invoices: allocations.map(a => a.invoiceNumber) })
+    if (result.outcome === 'already_processing') {
+      return await reply.status(409).send({ error: { code: 'PAYMENT_IN_PROGRESS', message: `A payment on ${invoiceLabel(allocations.map(a => a.invoiceNumber))} is already ${result.attempt.status}; wait for it before charging again.` }, attempt: result.attempt })
+    }
+    return await reply.status(result.outcome === 'failed' ? 402 : 201).send({ ...result, allocations })
   })
 
   app.post<{ Params: { attemptId: string }, Body: { amount?: number, reason?: string } }>('/api/v1/payments/:attemptId/refunds', async (request, reply) => {

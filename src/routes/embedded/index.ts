@@ -3,7 +3,7 @@ import { AppError } from '../../errors.js'
 import { versionedCache } from '../../cache.js'
 import { audit } from '../../db/audit.js'
 import { getPsaConnection } from '../../db/psa.js'
-import { getAttempt, listPaymentMethods } from '../../db/payments.js'
+import { getAttempt, listPaymentMethods, type PaymentMethod } from '../../db/payments.js'
 import { isUuid } from '../../db/tenants.js'
 import { formatMoney } from '../../domain/money.js'
 import { payLinkUrl } from '../../jobs/notice-jobs.js'
@@ -13,7 +13,7 @@ import {
   checkCsrf, CSRF_HEADER, issueSession, liveLinkValid, requirePermission, sessionEnded, SESSION_HEADER, SIGN_IN_MAX_AGE_MS, verifySession,
   type EmbeddedPermission, type EmbeddedSession, type EmbeddedSystem
 } from '../../security/embedded-sessions.js'
-import { chargeInvoice, quoteCharge } from '../../services/charge.js'
+import { chargeInvoice, chargeStatement, quoteCharge, quoteStatement, type ChargeResult } from '../../services/charge.js'
 import {
   attemptView, autotaskOrigins, companyModel, connectWiseEmbedding, embedTenant, invoiceModel, invoiceVersion, liveLinkKey, memberPermissions, quickbooksModel, syncQuickBooks,
   type EmbedTenant, type QuickBooksDeps
@@ -221,6 +221,22 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     return value
   }
 
+  const methodWords = (method: PaymentMethod | undefined): string =>
+    method === undefined ? 'the selected method' : `${method.brand ?? (method.type === 'ach' ? 'bank account' : 'card')} ending ${method.last4}`
+  const methodIdOf = (value: unknown): string => {
+    if (typeof value !== 'string' || !isUuid(value)) throw new AppError('VALIDATION_FAILED', 'Pick a stored payment method.')
+    return value
+  }
+
+  /** A charge's answer to the page: the attempt in plain words, 409 when another payment is in flight, 402 when declined. */
+  const chargeReply = async (reply: FastifyReply, tenantId: string, result: ChargeResult, inFlightOn: string): Promise<FastifyReply> => {
+    const view = attemptView(result.attempt, await listPaymentMethods(app.db, tenantId, result.attempt.customerId))
+    if (result.outcome === 'already_processing') {
+      return await reply.status(409).send({ error: { code: 'PAYMENT_IN_PROGRESS', message: `A payment on ${inFlightOn} is already ${result.attempt.status}; wait for it before charging again.` }, attempt: view })
+    }
+    return await reply.status(result.outcome === 'failed' ? 402 : 201).send({ outcome: result.outcome, attempt: view, amountText: formatMoney(result.attempt.amount) })
+  }
+
   app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/invoice/quote', async request => {
     const session = changing(request, systemOf(request.params.psa), 'charge')
     const b = request.body ?? {}
@@ -230,7 +246,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     return {
       quote,
       surchargeCents: quote.surcharge.amount,
-      text: `Charge ${formatMoney(quote.total)} to ${method === undefined ? 'the selected method' : `${method.brand ?? (method.type === 'ach' ? 'bank account' : 'card')} ending ${method.last4}`}` +
+      text: `Charge ${formatMoney(quote.total)} to ${methodWords(method)}` +
         (quote.surcharge.amount > 0 ? `: ${formatMoney(quote.amount)} applied to the invoice plus a ${formatMoney(quote.surcharge)} card surcharge.` : ', applied to the invoice.')
     }
   })
@@ -241,18 +257,47 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const invoiceId = invoiceIdOf(b.invoiceId)
     const amount = amountOf(b.amount)
     const expected = b.expectedSurcharge
-    if (typeof b.paymentMethodId !== 'string' || !isUuid(b.paymentMethodId)) throw new AppError('VALIDATION_FAILED', 'Pick a stored payment method.')
     const result = await chargeInvoice(app.db, await app.paymentsFor(app.db, session.tenantId), {
-      tenantId: session.tenantId, invoiceId, paymentMethodId: b.paymentMethodId, actor: session.member, trigger: 'charge_card',
+      tenantId: session.tenantId, invoiceId, paymentMethodId: methodIdOf(b.paymentMethodId), actor: session.member, trigger: 'charge_card',
       ...(amount !== undefined ? { amount } : {}), ...(typeof expected === 'number' ? { expectedSurcharge: expected } : {})
     })
     await audit(app.db, session.tenantId, session.member, 'payment.charge', invoiceId, { attemptId: result.attempt.id, outcome: result.outcome, amount: result.attempt.amount.amount, via: 'embedded' })
-    const methods = await listPaymentMethods(app.db, session.tenantId, result.attempt.customerId)
-    const view = attemptView(result.attempt, methods)
-    if (result.outcome === 'already_processing') {
-      return await reply.status(409).send({ error: { code: 'PAYMENT_IN_PROGRESS', message: `A payment on this invoice is already ${result.attempt.status}; wait for it before charging again.` }, attempt: view })
+    return await chargeReply(reply, session.tenantId, result, 'this invoice')
+  })
+
+  /** The company tab's statement payment: which invoices, which method, how much (applied oldest due first). */
+  const statementOf = (session: EmbeddedSession, b: Record<string, unknown>): { tenantId: string, customerId: string, paymentMethodId: string, invoiceIds: string[], amount?: number } => {
+    if (!isUuid(b.customerId)) throw new AppError('VALIDATION_FAILED', 'customerId is missing.')
+    if (!Array.isArray(b.invoiceIds) || b.invoiceIds.length === 0) throw new AppError('VALIDATION_FAILED', 'Tick at least one invoice to pay.')
+    const amount = amountOf(b.amount)
+    return { tenantId: session.tenantId, customerId: b.customerId, paymentMethodId: methodIdOf(b.paymentMethodId), invoiceIds: b.invoiceIds.map(String), ...(amount !== undefined ? { amount } : {}) }
+  }
+
+  app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/company/quote', async request => {
+    const session = changing(request, systemOf(request.params.psa), 'charge')
+    const statement = statementOf(session, request.body ?? {})
+    const quote = await quoteStatement(app.db, statement)
+    const method = (await listPaymentMethods(app.db, session.tenantId, statement.customerId)).find(m => m.id === statement.paymentMethodId)
+    const count = quote.allocations.length
+    return {
+      quote,
+      surchargeCents: quote.surcharge.amount,
+      text: `Charge ${formatMoney(quote.total)} to ${methodWords(method)} in one payment over ${count === 1 ? 'one invoice' : `${count} invoices`}, oldest due first` +
+        (quote.surcharge.amount > 0 ? `, plus a ${formatMoney(quote.surcharge)} card surcharge:` : ':'),
+      lines: quote.allocations.map(a => `${a.number}: ${formatMoney(a.applied)}${a.applied.amount === a.open.amount ? ' (pays it in full)' : ` of ${formatMoney(a.open)} open`}`)
     }
-    return await reply.status(result.outcome === 'failed' ? 402 : 201).send({ outcome: result.outcome, attempt: view, amountText: formatMoney(result.attempt.amount) })
+  })
+
+  app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/company/charge', async (request, reply) => {
+    const session = changing(request, systemOf(request.params.psa), 'charge')
+    const b = request.body ?? {}
+    const statement = statementOf(session, b)
+    const expected = b.expectedSurcharge
+    const result = await chargeStatement(app.db, await app.paymentsFor(app.db, session.tenantId), {
+      ...statement, actor: session.member, trigger: 'charge_card', ...(typeof expected === 'number' ? { expectedSurcharge: expected } : {})
+    })
+    await audit(app.db, session.tenantId, session.member, 'payment.charge_statement', statement.customerId, { attemptId: result.attempt.id, outcome: result.outcome, amount: result.attempt.amount.amount, invoiceIds: statement.invoiceIds, via: 'embedded' })
+    return await chargeReply(reply, session.tenantId, result, 'one of these invoices')
   })
 
   app.get<{ Params: { psa: string, attemptId: string } }>('/embedded/:psa/attempts/:attemptId', async request => {
