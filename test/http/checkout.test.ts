@@ -25,7 +25,7 @@ const BROWSER = 'Mozilla/5.0 (checkout test)'
 interface Fixture { app: FastifyInstance, db: Knex, stripe: Stripe, store: StripeStore, port: number, tenantId: string, url: (psaId: string) => Promise<string>, invoiceId: (psaId: string) => Promise<string> }
 
 /** A tenant on the Stripe stand-in (the browser's side included) with two clients' invoices synced. */
-async function fixture (t: Test, { browser = true }: { browser?: boolean } = {}): Promise<Fixture> {
+async function fixture (t: Test, { browser = true, moreOwed = false }: { browser?: boolean, moreOwed?: boolean } = {}): Promise<Fixture> {
   const db = await testDb(t)
   const { port, stripe, store } = await start(t)
   const payments: PaymentsPort = createStripePayments(stripe, browser ? { publishableKey: STRIPE_SANDBOX_PUBLISHABLE_KEY, sandboxApiBase: `http://127.0.0.1:${port}` } : { publishableKey: 'pk_live_example', sandboxApiBase: null })
@@ -37,6 +37,8 @@ async function fixture (t: Test, { browser = true }: { browser?: boolean } = {})
   psa.addCompany('2', 'Summit Law')
   psa.put('1', { company: '1', total: 123_456 })
   psa.put('2', { company: '2', total: 50_000 })
+  // Harbor Dental also owes two older invoices (a statement to pay).
+  if (moreOwed) { psa.put('3', { company: '1', total: 20_000, dueOn: '2026-09-30' }); psa.put('4', { company: '1', total: 5_000, dueOn: '2026-08-31' }) }
   await syncInvoices({ db, tenantId: tenant.id, psa, trigger: 'test' })
   const invoiceId = async (psaId: string): Promise<string> => (await invoicesByPsaIds(db, tenant.id, 'connectwise', [psaId])).get(psaId)!.id
   const url = async (psaId: string): Promise<string> => `/pay/${signPayLink(app.keyring, { tenantId: tenant.id, invoiceId: await invoiceId(psaId), expiresAt: new Date(Date.now() + 86_400_000) })}`
@@ -262,4 +264,39 @@ t.test('a credit card surcharge is shown before paying, and charged only as show
   t.match(await f.db('payment_attempts').first(), { amount: '123456', surcharge_amount: '3703', status: 'succeeded' })
   const intent = await f.stripe.paymentIntents.retrieve((await f.db('payment_attempts').first('processor_intent_ref')).processor_intent_ref as string)
   t.equal(intent.amount, 127_159, 'the processor charged the total shown')
+})
+
+t.test('a client who owes several invoices pays them all in one payment from the link for any one', async t => {
+  const f = await fixture(t, { moreOwed: true })
+  const { setTenantSurcharge } = await import('../../src/db/tenants.js')
+  await setTenantSurcharge(f.db, f.tenantId, { rateBp: 300, blockedStates: [] })
+  const url = await f.url('1')
+  const single = await f.app.inject({ method: 'GET', url })
+  t.notMatch(single.body, 'Pay everything you owe', 'nothing offered before a method is on file')
+  await submit(f, url, { setup_intent: await setUp(f, url, CARD), name: 'Dana Whitfield', keep: 'on' })
+  const page = await f.app.inject({ method: 'GET', url })
+  t.match(page.body, 'Pay everything you owe')
+  t.match(page.body, /You have 3 open invoices, \$1,484\.56 in all/)
+  t.match(page.body, /Pay all 3 invoices: \$1,484\.56/)
+  t.match(page.body, /\$1,529\.09, including a \$44\.53 credit card surcharge/, 'the surcharge on the whole is shown before paying')
+  const rows = [...page.body.matchAll(/<tr><td>(INV-\d)<\/td>/g)].map(m => m[1])
+  t.same(rows, ['INV-4', 'INV-3', 'INV-1'], 'listed in the order they are paid: oldest due first')
+  const methodId = (await f.db('payment_methods').first('id')).id as string
+
+  const stale = await f.app.inject({ method: 'POST', url: `${url}/statement`, headers: { origin: ORIGIN }, payload: { method: `${methodId}:0` } })
+  t.equal(stale.statusCode, 409, 'a surcharge other than the one shown is refused')
+  const offsite = await f.app.inject({ method: 'POST', url: `${url}/statement`, headers: { origin: 'https://evil.example' }, payload: { method: `${methodId}:4453` } })
+  t.equal(offsite.statusCode, 400, 'a form from another site is refused')
+  t.equal(await countRows(f.db, 'payment_attempts'), 0)
+
+  const paid = await f.app.inject({ method: 'POST', url: `${url}/statement`, headers: { origin: ORIGIN }, payload: { method: `${methodId}:4453` } })
+  t.match(paid.body, /your payment went through/)
+  t.match(paid.body, 'Paid in full')
+  const attempt = await f.db('payment_attempts').first() as { invoice_id: string | null, amount: string, surcharge_amount: string, actor: string, trigger: string, processor_intent_ref: string }
+  t.match(attempt, { invoice_id: null, amount: '148456', surcharge_amount: '4453', actor: 'client', trigger: 'checkout' })
+  const intent = await f.stripe.paymentIntents.retrieve(attempt.processor_intent_ref)
+  t.equal(intent.amount, 152_909, 'one charge for the total shown')
+  const statuses = await f.db('invoices').where({ tenant_id: f.tenantId }).orderBy('psa_invoice_id').pluck('status')
+  t.same(statuses, ['paid', 'open', 'paid', 'paid'], 'all three of Harbor\'s invoices are paid; Summit\'s is untouched')
+  t.notMatch((await f.app.inject({ method: 'GET', url: await f.url('3') })).body, 'Pay everything you owe', 'nothing left to offer')
 })

@@ -11,7 +11,7 @@ import { formatMoney, type Money } from '../../domain/money.js'
 import { classifyFailure } from '../../domain/retry-policy.js'
 import type { PaymentsPort } from '../../ports/payments.js'
 import { verifyPayLink } from '../../security/pay-links.js'
-import { chargeInvoice, quoteCharge, type ChargeResult } from '../../services/charge.js'
+import { chargeInvoice, chargeStatement, quoteCharge, quoteStatement, type ChargeResult } from '../../services/charge.js'
 import { beginAddMethod, cancelAutopay, completeAddMethod, removeMethod } from '../../services/checkout.js'
 import { cancelInstallmentPlan, createInstallmentPlan, getInstallmentPlan, offerInstallments } from '../../services/installments.js'
 
@@ -79,6 +79,7 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
     const options = offer?.eligible === true ? offer.options : []
     const chosen = options.find(o => o.parts === chosenParts) ?? null
     const plan = await getInstallmentPlan(app.db, tenantId, invoice.id)
+    const statement = payable ? await statementOffer(tenantId, invoice.customer_id, methods) : null
     // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on the page's own forms.
     reply.header('cache-control', 'no-store').header('referrer-policy', 'same-origin')
     if (browser !== undefined && browser.publishableKey !== null && browser.sandboxApiBase === null) reply.header('content-security-policy', STRIPE_CSP)
@@ -119,10 +120,41 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
           state: part.status === 'paid' ? 'Paid' : part.status === 'cancelled' ? 'Cancelled' : part.latestAttempt?.status === 'failed' ? `Declined${part.status === 'failed' ? '' : ', will retry'}` : part.status === 'charging' || part.latestAttempt?.status === 'processing' ? 'Processing' : 'Scheduled'
         }))
       },
+      statement,
       texts: { autopay: autopayAuthorisationText(brand.name), mandate: achMandateFormText(brand.name) },
       action: `/pay/${token}`,
       notice
     }, { layout: 'layouts/pay.hbs' })
+  }
+
+  /**
+   * When the client owes more than this invoice: everything open in one
+   * payment, oldest due first, with each method's surcharge shown as for a
+   * single invoice. None when it is only this invoice, or the client owes in
+   * more than one currency (each invoice is then paid on its own).
+   */
+  const statementOffer = async (tenantId: string, customerId: string, methods: readonly PaymentMethod[]): Promise<Record<string, unknown> | null> => {
+    if (methods.length === 0) return null
+    const quotes = []
+    for (const m of methods) {
+      try { quotes.push({ m, quote: await quoteStatement(app.db, { tenantId, customerId, paymentMethodId: m.id }) }) } catch (error) {
+        if (toAppError(error).status >= 500) throw error
+        return null
+      }
+    }
+    const first = quotes[0]?.quote
+    if (first === undefined || first.allocations.length < 2) return null
+    return {
+      count: first.allocations.length,
+      total: formatMoney(first.amount),
+      invoices: first.allocations.map(a => ({ number: a.number, due: day(a.dueOn), open: formatMoney(a.open) })),
+      methods: quotes.map(({ m, quote }) => ({
+        value: `${m.id}:${quote.surcharge.amount}`,
+        label: methodLabel(m),
+        surcharge: quote.surcharge.amount > 0 ? `${formatMoney(quote.total)}, including a ${formatMoney(quote.surcharge)} credit card surcharge` : null,
+        checked: m.isDefault
+      }))
+    }
   }
 
   /** A notice the client can act on, for whatever the charge came to. */
@@ -163,6 +195,14 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
     const [methodId, shown] = (body.method ?? '').split(':')
     if (methodId === undefined || methodId === '' || shown === undefined || !/^\d+$/.test(shown)) { void reply.status(400); return { kind: 'bad', text: 'Choose a payment method.' } }
     const result = await chargeInvoice(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, invoiceId: invoice.id, paymentMethodId: methodId, actor: 'client', trigger: 'checkout', expectedSurcharge: Number(shown) })
+    return await noticeFor(tenantId, methodId, result)
+  }))
+
+  /** Everything the client owes in one payment (the statement), oldest due first. */
+  app.post<{ Params: { token: string }, Body: Form }>('/pay/:token/statement', async (request, reply) => await act(request, reply, async ({ tenantId, invoice, body }) => {
+    const [methodId, shown] = (body.method ?? '').split(':')
+    if (methodId === undefined || methodId === '' || shown === undefined || !/^\d+$/.test(shown)) { void reply.status(400); return { kind: 'bad', text: 'Choose a payment method.' } }
+    const result = await chargeStatement(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, customerId: invoice.customer_id, paymentMethodId: methodId, actor: 'client', trigger: 'checkout', expectedSurcharge: Number(shown) })
     return await noticeFor(tenantId, methodId, result)
   }))
 
