@@ -109,5 +109,22 @@ t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the 
   t.same(await errorsIn(tab), [], 'the company tab shows no error')
   await page.screenshot({ path: `${SHOTS}/psa-company-tab.png`, fullPage: true })
 
+  // Charge statement: every open invoice ticked, reviewed line by line, confirmed, paid without a reload.
+  const ticks = tab.locator('input[name="invoiceIds"]')
+  t.ok(await ticks.count() >= 1, 'a tick box per open invoice')
+  await tab.getByRole('button', { name: 'Review charge' }).click()
+  await tab.locator('#charge-confirm-lines li').first().waitFor({ timeout: 10_000 })
+  t.match(await tab.locator('#charge-confirm-text').innerText(), /in one payment over .*oldest due first/)
+  t.equal(await tab.locator('#charge-confirm-lines li').count(), await ticks.count(), 'where each cent goes, invoice by invoice')
+  await page.screenshot({ path: `${SHOTS}/psa-company-statement-confirm.png`, fullPage: true })
+  await tab.getByRole('button', { name: 'Confirm charge' }).click()
+  // Once paid the tab renders again: the result in its status line, the balances current.
+  await tab.locator('#emb-status', { hasText: /^(Paid|Processing): / }).waitFor({ timeout: 15_000 })
+  t.match(await tab.locator('#emb-status').innerText(), /^(Paid|Processing): \$[\d,]+\.\d\d (charged|submitted)/)
+  await tab.getByText('Nothing open.').waitFor({ timeout: 5_000 })
+  t.equal(await tab.locator('input[name="invoiceIds"]').count(), 0, 'nothing left to tick')
+  t.same(await errorsIn(tab), [], 'no error after charging')
+  await page.screenshot({ path: `${SHOTS}/psa-company-statement-paid.png`, fullPage: true })
+
   t.same(problems, [], 'no script errors on the host page')
 })

@@ -113,16 +113,19 @@
       .catch(function () { say('Settle could not be reached. Check your connection and reload.', true) })
   }
 
-  function load () {
+  var holder = null
+  // Renders the page from the server; `after` is what to say once it is in (a charge's result, say).
+  function load (after) {
     say('Loading…')
     var q = root.dataset.id ? '?id=' + encodeURIComponent(root.dataset.id) : ''
     api('GET', prefix + '/' + root.dataset.surface + '/view' + q).then(function (res) {
       if (!res.ok) { say(errorText(res), true); return }
-      var holder = document.createElement('div')
-      holder.innerHTML = res.data // our own server's render; every PSA value is escaped there
-      root.appendChild(holder)
+      var next = document.createElement('div')
+      next.innerHTML = res.data // our own server's render; every PSA value is escaped there
+      if (holder) root.replaceChild(next, holder); else root.appendChild(next)
+      holder = next
       loaded = true
-      say('')
+      say(after || '')
       wire(holder)
     }).catch(function () { say('Settle could not be reached. Reload to try again.', true) })
   }
@@ -209,11 +212,13 @@
     })
     wireCharge(section, 'company', function (form, amount) {
       return { customerId: form.dataset.customerId, invoiceIds: ticked().map(function (b) { return b.value }), paymentMethodId: form.querySelector('#charge-method').value, amount: amount }
-    })
+    }, true)
   }
 
   // Review, confirm, charge, then the live result: the same steps on the invoice pod and the company tab.
-  function wireCharge (section, path, bodyOf) {
+  // `refresh`: once the money is in (or on its way), render the page again so its balances are current,
+  // with the result in the status line.
+  function wireCharge (section, path, bodyOf, refresh) {
     var form = section.querySelector('#charge-form')
     var result = section.querySelector('#charge-result')
     var confirmBox = section.querySelector('#charge-confirm')
@@ -257,6 +262,7 @@
       var words = { succeeded: 'Paid: ' + amountText + ' charged.', failed: 'Declined.', processing: 'Processing: ' + amountText + ' submitted.', created: 'Processing…', unknown: 'Checking the result with the processor…' }
       result.textContent = (words[attempt.status] || attempt.statusLabel) + (attempt.explanation ? ' ' + attempt.explanation : '') + (attempt.nextStep ? ' Next: ' + attempt.nextStep : '')
       result.dataset.status = attempt.status
+      if (refresh && (attempt.status === 'succeeded' || attempt.status === 'processing')) load(result.textContent)
     }
     function poll (id, n) {
       if (n > 30) return
