@@ -28,6 +28,8 @@ export interface AccountingPostingRecord {
   amount: Money
   status: PostingStatus
   requestBody: unknown
+  /** The postings (ids, in order) of the batch the saved body was last sent in; null when sent alone. */
+  sentInBatch: string[] | null
   lastError: string | null
   postedAt: Date | null
   createdAt: Date
@@ -36,7 +38,7 @@ export interface AccountingPostingRecord {
 interface PostingRow {
   id: string, tenant_id: string, source_kind: PostingKind, source_id: string, customer_id: string | null, request_id: string,
   external_id: string | null, external_type: PostingDocType | null, amount: number | string, currency: string, status: PostingStatus,
-  request_body: unknown, last_error: string | null, posted_at: Date | null, created_at: Date
+  request_body: unknown, sent_in_batch: string[] | string | null, last_error: string | null, posted_at: Date | null, created_at: Date
 }
 
 const toPosting = (r: PostingRow): AccountingPostingRecord => ({
@@ -51,10 +53,15 @@ const toPosting = (r: PostingRow): AccountingPostingRecord => ({
   amount: { amount: Number(r.amount), currency: asCurrency(r.currency.trim()) },
   status: r.status,
   requestBody: r.request_body,
+  sentInBatch: parseUuidArray(r.sent_in_batch),
   lastError: r.last_error,
   postedAt: r.posted_at,
   createdAt: r.created_at
 })
+
+// pg parses uuid[]; PGlite through knex may hand it over as its text form, {a,b}.
+const parseUuidArray = (value: string[] | string | null): string[] | null =>
+  value === null ? null : Array.isArray(value) ? value : value.replace(/^\{|\}$/g, '').split(',').filter(v => v !== '')
 
 const PREFIX: Record<PostingKind, string> = { payment: 'stl-p-', deposit: 'stl-d-', reversal: 'stl-r-' }
 
@@ -100,10 +107,27 @@ export async function saveRequestBody (db: Db, tenantId: string, postingId: stri
     .update({ request_body: JSON.stringify(body), updated_at: db.fn.now() })
 }
 
-/** QBO answered that it did not write it (a batch item's error): the next try derives a fresh request from the books as they are then. */
-export async function clearRequestBody (db: Db, tenantId: string, postingId: string): Promise<void> {
+/** Before a batch is sent: its members, in order, on each of them (see the migration 20261203141000). */
+export async function saveBatchMembers (db: Db, tenantId: string, postingIds: readonly string[]): Promise<void> {
+  await db('accounting_postings').where({ tenant_id: tenantId }).whereIn('id', postingIds).whereNot({ status: 'posted' })
+    .update({ sent_in_batch: db.raw('?::uuid[]', [`{${postingIds.join(',')}}`]), updated_at: db.fn.now() })
+}
+
+export async function postingsById (db: Db, tenantId: string, ids: readonly string[]): Promise<AccountingPostingRecord[]> {
+  const rows = await db('accounting_postings').where({ tenant_id: requireTenantId(tenantId) }).whereIn('id', ids) as PostingRow[]
+  const byId = new Map(rows.map(r => [r.id, toPosting(r)]))
+  return ids.flatMap(id => byId.get(id) ?? [])
+}
+
+/**
+ * QuickBooks answered that it did not write it (a Fault, a batch item's
+ * error): the next try derives a fresh request from the books as they are
+ * then, under a new requestid, because QuickBooks answers a requestid it has
+ * seen with its first answer, the refusal included.
+ */
+export async function forgetRefusedRequest (db: Db, tenantId: string, postingId: string): Promise<void> {
   await db('accounting_postings').where({ tenant_id: tenantId, id: postingId }).whereNot({ status: 'posted' })
-    .update({ request_body: null, updated_at: db.fn.now() })
+    .update({ request_body: null, sent_in_batch: null, request_id: db.raw('left(request_id, 6) || gen_random_uuid()::text'), updated_at: db.fn.now() })
 }
 
 export async function markPosted (db: Db, tenantId: string, postingId: string, write: { externalId: string, externalType: PostingDocType }): Promise<void> {

@@ -1,8 +1,9 @@
 import type { Knex } from 'knex'
 import { randomUUID } from 'node:crypto'
+import { UpstreamError } from '../adapters/http.js'
 import type { AccountingDepositLine, AccountingInvoice, AccountingPort, AccountingSettings, AccountingWrite, DepositPosting, JournalPosting, PaymentPosting } from '../ports/accounting.js'
 import {
-  clearRequestBody, ensurePosting, getCustomerLinks, getPostingBySource, markNotPosted, markPosted, readPostingSettings, saveRequestBody, storeCustomerLink,
+  ensurePosting, forgetRefusedRequest, getCustomerLinks, getPostingBySource, markNotPosted, markPosted, postingsById, readPostingSettings, saveBatchMembers, saveRequestBody, storeCustomerLink,
   type AccountingPostingRecord, type PostingDocType, type PostingKind
 } from '../db/accounting-postings.js'
 import { raiseException } from '../db/reconciliation-exceptions.js'
@@ -412,10 +413,70 @@ async function commit (db: Knex, tenantId: string, p: Prepared, write: Accountin
 }
 
 async function postOne (db: Knex, accounting: AccountingPort, tenantId: string, p: Prepared): Promise<PostOutcome> {
+  const batch = await lostBatchOf(db, tenantId, p.record)
+  if (batch !== null) {
+    const outcome = (await sendBatch(db, accounting, tenantId, batch)).get(p.record.id)
+    if (outcome === undefined || outcome instanceof Error) throw outcome ?? new Error('QuickBooks returned no answer for this batch item')
+    return outcome
+  }
   // Saved before the call: if we crash after QBO answers, the retry resends this very body under the same requestid.
   await saveRequestBody(db, tenantId, p.record.id, p.op.posting)
-  const write = await send(accounting, p.op)
+  let write: AccountingWrite
+  try {
+    write = await send(accounting, p.op)
+  } catch (err) {
+    // Refused, not lost (QuickBooks answered, and not with a server error): nothing was written.
+    if (err instanceof UpstreamError && err.status !== null && !err.retryable) await forgetRefusedRequest(db, tenantId, p.record.id)
+    throw err
+  }
   return await commit(db, tenantId, p, write)
+}
+
+const opFromSaved = (record: AccountingPostingRecord): Op => {
+  const posting = record.requestBody as never
+  return record.sourceKind === 'payment' ? { kind: 'payment', posting } : record.sourceKind === 'deposit' ? { kind: 'deposit', posting } : { kind: 'journal', posting }
+}
+
+/**
+ * The batch a lost answer left this posting in, rebuilt from the saved
+ * bodies in the order they went; null when it was sent alone (or is posted).
+ * QuickBooks dedupes a batch by its requestid only, which is derived from
+ * its members in order: only that very batch replays instead of writing again.
+ */
+async function lostBatchOf (db: Knex, tenantId: string, record: AccountingPostingRecord): Promise<Prepared[] | null> {
+  if (record.sentInBatch === null || record.requestBody === null || record.status === 'posted') return null
+  const members = await postingsById(db, tenantId, record.sentInBatch)
+  if (members.length !== record.sentInBatch.length || members.some(m => m.requestBody === null)) {
+    throw new PostingBlockedError(`The QuickBooks batch that ${record.sourceKind} ${record.sourceId} went out in can no longer be rebuilt, so sending it again could post it twice.`,
+      'Look for the document in QuickBooks (its private note names the Settle payment): if it is there, mark this exception resolved; if not, ask support to clear the posting\'s saved request.')
+  }
+  return members.map(m => { const op = opFromSaved(m); return { record: m, op, docType: docTypeOf(op) } })
+}
+
+/**
+ * Sends up to 30 postings as one QuickBooks batch and records each item's
+ * answer: posted, or (an item QuickBooks refused) pending with the reason and
+ * a fresh request next time. The members and bodies are saved first, so a
+ * lost answer is resent as this same batch (lostBatchOf). Throws when the
+ * whole answer is lost.
+ */
+async function sendBatch (db: Knex, accounting: AccountingPort, tenantId: string, members: readonly Prepared[]): Promise<Map<string, PostOutcome | Error>> {
+  for (const p of members) await saveRequestBody(db, tenantId, p.record.id, p.op.posting)
+  await saveBatchMembers(db, tenantId, members.map(p => p.record.id))
+  const answers = await accounting.batch(members.map(p => p.op))
+  const outcomes = new Map<string, PostOutcome | Error>()
+  for (const [j, p] of members.entries()) {
+    const answer = answers[j]
+    if (answer?.ok === true) {
+      outcomes.set(p.record.id, await commit(db, tenantId, p, answer.write))
+    } else {
+      const reason = answer === undefined ? 'QuickBooks returned no answer for this batch item' : answer.error.message
+      await markNotPosted(db, tenantId, p.record.id, 'pending', reason)
+      if (answer !== undefined) await forgetRefusedRequest(db, tenantId, p.record.id)
+      outcomes.set(p.record.id, answer?.error ?? new Error(reason))
+    }
+  }
+  return outcomes
 }
 
 /** Posts one attempt's payment (the qbo.post-payment job). */
@@ -583,26 +644,37 @@ export async function syncNow (db: Knex, accounting: AccountingPort, tenantId: s
     return sources.map(s => s.id).filter(id => claimed.has(id))
   }
   const runBatches = async (prepared: Prepared[]): Promise<void> => {
-    for (let i = 0; i < prepared.length; i += BATCH) {
-      const chunk = prepared.slice(i, i + BATCH)
-      for (const p of chunk) await saveRequestBody(db, tenantId, p.record.id, p.op.posting)
-      let answers: Awaited<ReturnType<AccountingPort['batch']>>
+    const settle = (p: Prepared, outcome: PostOutcome | Error | undefined): void => {
+      if (outcome === undefined) return
+      if (outcome instanceof Error) fail(p.record.sourceKind, p.record.sourceId, outcome)
+      else record([outcome])
+    }
+    // Postings a lost answer left in a batch go again in that batch, once per batch.
+    const fresh: Prepared[] = []
+    const resent = new Set<string>()
+    for (const p of prepared) {
+      let batch: Prepared[] | null
+      try { batch = await lostBatchOf(db, tenantId, p.record) } catch (err) { fail(p.record.sourceKind, p.record.sourceId, err); continue }
+      if (batch === null) { fresh.push(p); continue }
+      const batchKey = batch.map(m => m.record.id).join(',')
+      if (resent.has(batchKey)) continue
+      resent.add(batchKey)
+      const inRun = prepared.filter(q => batch.some(m => m.record.id === q.record.id))
       try {
-        answers = await accounting.batch(chunk.map(p => p.op))
+        const outcomes = await sendBatch(db, accounting, tenantId, batch)
+        for (const q of inRun) settle(q, outcomes.get(q.record.id))
       } catch (err) {
-        // The whole batch's answer is lost: the next run resends the same bodies and QBO replays what it wrote.
-        for (const p of chunk) fail(p.record.sourceKind, p.record.sourceId, err)
-        continue
+        for (const q of inRun) fail(q.record.sourceKind, q.record.sourceId, err)
       }
-      for (const [j, p] of chunk.entries()) {
-        const answer = answers[j]
-        if (answer?.ok === true) record([await commit(db, tenantId, p, answer.write)])
-        else {
-          const reason = answer === undefined ? 'QuickBooks returned no answer for this item' : answer.error.message
-          await markNotPosted(db, tenantId, p.record.id, 'pending', reason)
-          if (answer !== undefined) await clearRequestBody(db, tenantId, p.record.id)
-          fail(p.record.sourceKind, p.record.sourceId, answer?.error ?? new Error(reason))
-        }
+    }
+    for (let i = 0; i < fresh.length; i += BATCH) {
+      const chunk = fresh.slice(i, i + BATCH)
+      try {
+        const outcomes = await sendBatch(db, accounting, tenantId, chunk)
+        for (const p of chunk) settle(p, outcomes.get(p.record.id))
+      } catch (err) {
+        // The whole batch's answer is lost: whoever posts any of these next resends this very batch.
+        for (const p of chunk) fail(p.record.sourceKind, p.record.sourceId, err)
       }
     }
   }

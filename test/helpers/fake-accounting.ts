@@ -43,6 +43,8 @@ export class FakeAccounting implements AccountingPort {
   readonly deleted: Array<{ entity: AccountingEntity, id: string, at: Date }> = []
   /** requestId → the first write's result. */
   readonly byRequestId = new Map<string, AccountingWrite>()
+  /** A batch (its items' requestIds, in order) → its first answers. */
+  readonly batches = new Map<string, Array<{ ok: true, write: AccountingWrite } | { ok: false, error: Error }>>()
   /** Every call in order, with its method name (assert on shapes and counts). */
   readonly log: Array<{ method: FakeAccountingMethod, input: unknown }> = []
   /** Writes that reached the books (replays excluded). */
@@ -292,6 +294,11 @@ export class FakeAccounting implements AccountingPort {
   >): Promise<Array<{ ok: true, write: AccountingWrite } | { ok: false, error: Error }>> {
     if (ops.length > 30) throw new Error(`QBO batch takes at most 30 operations; got ${ops.length}`)
     this.enter('batch', ops)
+    // As QuickBooks does: a batch replays only as the same batch (its requestid comes from its items, in
+    // order); its items carry no requestid of their own, so nothing written inside it replays on its own.
+    const batchKey = `batch:${ops.map(o => o.posting.requestId).join('|')}`
+    const seen = this.batches.get(batchKey)
+    if (seen !== undefined) return seen.map(a => a.ok ? { ok: true as const, write: { ...a.write, replayed: true } } : a)
     const out: Array<{ ok: true, write: AccountingWrite } | { ok: false, error: Error }> = []
     let lostAnswer = false
     for (const op of ops) {
@@ -299,14 +306,14 @@ export class FakeAccounting implements AccountingPort {
       const verdict = this.fail(method, op.posting)
       if (verdict instanceof Error) { out.push({ ok: false, error: verdict }); continue }
       try {
-        const write = this.replayOr(op.posting.requestId, () =>
-          op.kind === 'payment' ? this.doCreatePayment(op.posting) : op.kind === 'deposit' ? this.doCreateDeposit(op.posting) : this.doCreateJournal(op.posting))
+        const write = op.kind === 'payment' ? this.doCreatePayment(op.posting) : op.kind === 'deposit' ? this.doCreateDeposit(op.posting) : this.doCreateJournal(op.posting)
         out.push({ ok: true, write })
         if (verdict === 'after-write') lostAnswer = true
       } catch (err) {
         out.push({ ok: false, error: err as Error })
       }
     }
+    this.batches.set(batchKey, out)
     if (lostAnswer) throw new Error('ETIMEDOUT: the batch answer was lost')
     return out
   }

@@ -188,3 +188,59 @@ t.test('a reversal still waiting on its payment at the job\'s last attempt is de
   t.match(await jobsOf(db, ctx.tenant.id, 'qbo.post-reversal'), [{ state: 'dead', attempts: 1 }])
   t.match(await listExceptions(db, ctx.tenant.id, { kind: 'posting_failed' }), [{ summary: new RegExp(`reversal ${refund}.*not in QuickBooks yet`) }])
 })
+
+t.test('a batch whose answer was lost is sent again as that very batch, never as another: nothing posts twice', async t => {
+  const db = await testDb(t)
+  const ctx = await setup(db)
+  const a = await paid(db, ctx, 10_000)
+  const b = await paid(db, ctx, 20_000)
+  // QuickBooks writes both payments, and the answer never arrives.
+  ctx.qbo.fail = method => method === 'createPayment' ? 'after-write' : undefined
+  const lost = await syncNow(db, ctx.qbo, ctx.tenant.id)
+  t.same(lost.posted, [])
+  t.equal(lost.failed.length, 2)
+  t.equal(ctx.qbo.payments.size, 2, 'both were written')
+  ctx.qbo.fail = () => undefined
+
+  // Meanwhile a third payment succeeds: the next sync must not send a, b and c together (a new batch to QuickBooks).
+  const c = await paid(db, ctx, 30_000)
+  const again = await syncNow(db, ctx.qbo, ctx.tenant.id)
+  t.same(again.posted.map(p => p.sourceId).sort(), [a, b, c].sort())
+  t.equal(ctx.qbo.payments.size, 3, 'a and b were replayed, c written once')
+  const batches = ctx.qbo.log.filter(l => l.method === 'batch').map(l => (l.input as Array<{ posting: { requestId: string } }>).length)
+  t.same(batches, [2, 2, 1], 'the lost batch went again as it was; c on its own')
+  const ids = await Promise.all([a, b, c].map(async id => (await getPostingBySource(db, ctx.tenant.id, 'payment', id))?.externalId))
+  t.same(ids.map(id => ctx.qbo.payments.get(id ?? '')?.total.amount), [10_000, 20_000, 30_000], 'each posting holds the id QuickBooks gave it the first time')
+})
+
+t.test('the job posting one member of a lost batch sends the whole batch again, under its requestid', async t => {
+  const db = await testDb(t)
+  const ctx = await setup(db)
+  const a = await paid(db, ctx, 10_000)
+  const b = await paid(db, ctx, 20_000)
+  ctx.qbo.fail = method => method === 'createPayment' ? 'after-write' : undefined
+  await syncNow(db, ctx.qbo, ctx.tenant.id)
+  ctx.qbo.fail = () => undefined
+  const outcome = await postPayment(db, ctx.qbo, ctx.tenant.id, a)
+  t.match(outcome, { status: 'posted', sourceId: a, replayed: true })
+  t.equal(ctx.qbo.payments.size, 2, 'not written again on its own')
+  t.equal((await getPostingBySource(db, ctx.tenant.id, 'payment', b))?.status, 'posted', 'its batch-mate is posted from the same answer')
+  t.match(await postPayment(db, ctx.qbo, ctx.tenant.id, b), { status: 'posted', replayed: true })
+  t.equal(ctx.qbo.payments.size, 2)
+})
+
+t.test('a refusal is forgotten with its requestid: once the cause is fixed, the next try is a new request', async t => {
+  const db = await testDb(t)
+  const ctx = await setup(db)
+  const a = await paid(db, ctx, 10_000)
+  ctx.qbo.fail = method => method === 'createPayment' ? new Error('Business Validation Error: the customer is inactive') : undefined
+  await syncNow(db, ctx.qbo, ctx.tenant.id)
+  const sent = (ctx.qbo.log.find(l => l.method === 'batch')?.input as Array<{ posting: { requestId: string } }>)[0]?.posting.requestId
+  const refused = await getPostingBySource(db, ctx.tenant.id, 'payment', a)
+  t.ok(sent !== undefined && refused?.requestId !== sent, 'a new requestid for the next try')
+  t.same([refused?.requestBody, refused?.sentInBatch], [null, null])
+  ctx.qbo.fail = () => undefined
+  const fixed = await syncNow(db, ctx.qbo, ctx.tenant.id)
+  t.same(fixed.posted.map(p => p.sourceId), [a])
+  t.equal(ctx.qbo.payments.size, 1)
+})

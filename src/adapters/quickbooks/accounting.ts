@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { Currency } from '../../domain/money.js'
 import type { AccountingChanges, AccountingEntity, AccountingPort, AccountingWrite } from '../../ports/accounting.js'
 import { QuickBooksError, faultOf, type QboClient } from './client.js'
@@ -116,8 +117,9 @@ export function createQuickBooksAccounting (options: QuickBooksAccountingOptions
       if (ops.length > 30) throw new RangeError('QuickBooks batch takes at most 30 operations')
       if (ops.length === 0) return []
       const items = ops.map((op, i) => { const { entity, body } = bodyOf(op); return { bId: String(i), operation: 'create', [entity]: body } })
-      // The batch's own requestid is derived from its items', so a retried batch replays as one.
-      const res = await client.batch(items, `b-${ops.map(o => o.posting.requestId).join('|').slice(0, 48)}`)
+      // QuickBooks dedupes a batch by its own requestid only (items carry none): derived from every item's, in
+      // order, so the same batch resent replays as one, and any other batch, however alike, is a new request.
+      const res = await client.batch(items, `b-${createHash('sha256').update(ops.map(o => o.posting.requestId).join('|')).digest('base64url').slice(0, 43)}`)
       const answers = new Map<string, Obj>(((res.BatchItemResponse ?? []) as Obj[]).map(r => [String(r.bId), r]))
       return ops.map((op, i) => {
         const r = answers.get(String(i))
