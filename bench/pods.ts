@@ -1,4 +1,6 @@
 import autocannon from 'autocannon'
+import { readFileSync } from 'node:fs'
+import type { Knex } from 'knex'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { migrateLatest } from '../src/db/migrate.js'
@@ -22,10 +24,32 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const CONNECTIONS = 50
 const HISTORY = 50
 
-async function load (url: string, headers: Record<string, string>): Promise<{ perS: number, p99: number, errors: number }> {
+/** CPU seconds (user + system) a thread or process has used, from /proc (Linux): 0 where /proc is not there. */
+function cpuSeconds (path: string): number {
+  try {
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch { return 0 }
+}
+
+/**
+ * CPU per request, load-independent where latency is not: the server's main
+ * thread (not autocannon's worker, which process.cpuUsage would include) and
+ * the PostgreSQL backends serving this database.
+ */
+async function cpuNow (db: Knex): Promise<{ node: number, pg: number }> {
+  const rows = (await db.raw('select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()') as { rows: Array<{ pid: number }> }).rows
+  return { node: cpuSeconds(`/proc/self/task/${process.pid}/stat`), pg: rows.reduce((sum, r) => sum + cpuSeconds(`/proc/${r.pid}/stat`), 0) }
+}
+
+async function load (db: Knex, url: string, headers: Record<string, string>): Promise<{ perS: number, p99: number, errors: number, nodeUs: number, pgUs: number }> {
+  const before = await cpuNow(db)
   // The load generator gets its own thread: sharing the server's event loop would count its work as the server's latency.
   const result = await autocannon({ url, connections: CONNECTIONS, duration: SECONDS, method: 'GET', headers, workers: 1 })
-  return { perS: Math.round(result.requests.average), p99: result.latency.p99, errors: result.errors + result.non2xx }
+  const after = await cpuNow(db)
+  const perRequest = (seconds: number): number => Math.round(seconds * 1e6 / Math.max(1, result.requests.total))
+  return { perS: Math.round(result.requests.average), p99: result.latency.p99, errors: result.errors + result.non2xx, nodeUs: perRequest(after.node - before.node), pgUs: perRequest(after.pg - before.pg) }
 }
 
 export async function run (): Promise<Record<string, unknown>> {
@@ -57,12 +81,15 @@ export async function run (): Promise<Record<string, unknown>> {
       const html = await check.text()
       const rows = (html.match(/<tr>/g) ?? []).length
       if (!check.ok || rows < HISTORY) throw new Error(`the pod answered ${check.status} with ${rows} history rows, expected ${HISTORY}`)
-      const baseline = await load(`${base}/baseline`, {})
-      const pods = await load(`${base}/embedded/cw/invoice/view?id=4242`, { [SESSION_HEADER]: session })
-      const floor = await load(`${base}/floor`, {})
-      note(`baseline ${baseline.perS}/s p99 ${baseline.p99} ms (${baseline.errors} errors); pod ${pods.perS}/s p99 ${pods.p99} ms (${pods.errors} errors); one-query floor ${floor.perS}/s p99 ${floor.p99} ms`)
+      const baseline = await load(db, `${base}/baseline`, {})
+      const pods = await load(db, `${base}/embedded/cw/invoice/view?id=4242`, { [SESSION_HEADER]: session })
+      const floor = await load(db, `${base}/floor`, {})
+      const cpu = (r: { nodeUs: number, pgUs: number }): string => `CPU/request node ${r.nodeUs} µs, PostgreSQL ${r.pgUs} µs`
+      note(`baseline ${baseline.perS}/s p99 ${baseline.p99} ms (${baseline.errors} errors), ${cpu(baseline)}`)
+      note(`pod ${pods.perS}/s p99 ${pods.p99} ms (${pods.errors} errors), ${cpu(pods)}`)
+      note(`one-query floor ${floor.perS}/s p99 ${floor.p99} ms, ${cpu(floor)}`)
       if (pods.errors > 0 || baseline.errors > 0) throw new Error(`pod run had ${pods.errors} errors, baseline ${baseline.errors}`)
-      return { bench: 'pods', requests_per_s: pods.perS, baseline_per_s: baseline.perS, ratio: Math.round((pods.perS / baseline.perS) * 100) / 100, p99_ms: pods.p99, floor_per_s: floor.perS, floor_p99_ms: floor.p99 }
+      return { bench: 'pods', requests_per_s: pods.perS, baseline_per_s: baseline.perS, ratio: Math.round((pods.perS / baseline.perS) * 100) / 100, p99_ms: pods.p99, node_us_per_request: pods.nodeUs, pg_us_per_request: pods.pgUs, floor_per_s: floor.perS, floor_p99_ms: floor.p99 }
     } finally {
       await app.close()
     }

@@ -12,7 +12,8 @@ import type { Knex } from 'knex'
  *   (unique index on in-flight allocations; the flag follows the attempt's
  *   status by trigger, so no code path can forget it);
  * - an attempt's allocations add up to its amount, checked at commit;
- * - every allocation is on an invoice of the attempt's client, in its currency.
+ * - every allocation is on an invoice of the attempt's client, in its currency;
+ * - what an attempt pays (invoice, client, amount, currency) never changes.
  */
 const IN_FLIGHT = "('created','processing','unknown')"
 
@@ -32,7 +33,8 @@ export async function up (db: Knex): Promise<void> {
     t.boolean('in_flight').notNullable()
     t.primary(['tenant_id', 'attempt_id', 'invoice_id'])
     t.unique(['tenant_id', 'attempt_id', 'position'])
-    t.foreign(['tenant_id', 'attempt_id']).references(['tenant_id', 'id']).inTable('payment_attempts')
+    // They are part of their attempt: gone with it.
+    t.foreign(['tenant_id', 'attempt_id']).references(['tenant_id', 'id']).inTable('payment_attempts').onDelete('CASCADE')
     t.foreign(['tenant_id', 'invoice_id']).references(['tenant_id', 'id']).inTable('invoices')
     t.index(['tenant_id', 'invoice_id'])
   })
@@ -52,8 +54,11 @@ export async function up (db: Knex): Promise<void> {
           values (new.tenant_id, new.id, new.invoice_id, 0, new.amount, new.currency, new.status in ${IN_FLIGHT});
         end if;
       else
-        -- Rewritten on every change of the attempt, not only when the flag flips: a new row version
-        -- (xmin) is how the invoice pod's fingerprint sees the attempt change (src/services/embedded.ts).
+        if (new.tenant_id, new.invoice_id, new.customer_id, new.amount, new.currency) is distinct from (old.tenant_id, old.invoice_id, old.customer_id, old.amount, old.currency) then
+          raise exception 'payment_attempts: what an attempt pays never changes (attempt %)', new.id using errcode = '23514';
+        end if;
+        -- Rewritten on every change of the attempt, not only when the flag flips: that is how the invoice
+        -- pod's version of every invoice the attempt pays sees it change (migrations/20261203150000_pod_version.ts).
         -- Attempts change a handful of times in their life, so this costs little.
         update payment_attempt_allocations set in_flight = new.status in ${IN_FLIGHT}
           where tenant_id = new.tenant_id and attempt_id = new.id;

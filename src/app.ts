@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import formbody from '@fastify/formbody'
 import type { Knex } from 'knex'
 import type { Config } from './config.js'
-import { loggerOptions } from './logging.js'
+import { loggerOptions, requestLogger } from './logging.js'
 import dbPlugin from './plugins/db.js'
 import errorsPlugin from './plugins/errors.js'
 import securityPlugin from './plugins/security.js'
@@ -74,6 +74,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   const production = config.nodeEnv === 'production'
   const app = Fastify({
     logger: loggerOptions(config.logLevel, production),
+    childLoggerFactory: requestLogger,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     return503OnClosing: true,

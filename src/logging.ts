@@ -1,4 +1,6 @@
-import type { LoggerOptions } from 'pino'
+import pino, { type LoggerOptions } from 'pino'
+import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyChildLoggerFactory } from 'fastify/types/logger.js'
 
 /**
  * Fields that must never reach a log line: credentials, signatures, tokens,
@@ -30,4 +32,23 @@ export function loggerOptions (level: string, production: boolean): LoggerOption
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     ...(production ? {} : { timestamp: () => `,"time":"${new Date().toISOString()}"` })
   }
+}
+
+/**
+ * Fastify's request loggers (`childLoggerFactory`). Each request's logger is
+ * bound to the request id, and through the redaction above that one string
+ * cost ~9 µs a request (every wildcard path is tried against it) while it can
+ * hold nothing to redact: it is Fastify's own counter. So that binding is
+ * written as JSON directly (escaped, whatever it holds); any other binding,
+ * and everything logged, still goes through redaction.
+ */
+export const requestLogger: FastifyChildLoggerFactory = (logger, bindings, options) => {
+  const keys = Object.keys(bindings)
+  const id = bindings.reqId as unknown
+  if (keys.length !== 1 || keys[0] !== 'reqId' || (typeof id !== 'string' && typeof id !== 'number')) return logger.child(bindings, options)
+  const child = logger.child({}, options) as FastifyBaseLogger & { [pino.symbols.chindingsSym]?: string }
+  // Pino keeps a logger's bindings as this JSON fragment (",key:value..."), written once and prefixed to every line.
+  if (typeof child[pino.symbols.chindingsSym] !== 'string') return logger.child(bindings, options)
+  child[pino.symbols.chindingsSym] += `,"reqId":${JSON.stringify(id)}`
+  return child
 }

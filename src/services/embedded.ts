@@ -212,28 +212,26 @@ const INVOICE_POD_SQL = `
   where i.tenant_id = ? and i.psa_system = ? and i.psa_invoice_id = ?`
 
 /**
- * A cheap fingerprint of every row the invoice pod reads (the same tables as
- * INVOICE_POD_SQL): a row's xmin changes with every committed insert or
- * update, and count and sum of the xmins of a set change with any insert,
- * update or delete in it (a later transaction's id never equals an earlier
- * one), so an unchanged fingerprint means an unchanged pod, apart from the
- * tenant's date (days overdue), which the caller adds. Aggregates, not a
- * sorted list: no sort per request. Attempts are read through their
- * allocations, whose rows are rewritten on every change of their attempt
- * (migration 20261203140000), so their xmins stand for the attempts'.
+ * A cheap fingerprint of every row the invoice pod reads (the same rows as
+ * INVOICE_POD_SQL), five rows whatever the history's length: the xmin of
+ * the invoice, customer and tenant rows (it changes with every committed
+ * update of a row), and the pod versions of the invoice (its attempts,
+ * a statement payment's included through its allocations, and their retry
+ * jobs) and of the customer (its payment methods), which
+ * triggers bump in the transaction that changes any of those rows
+ * (migrations/20261203150000_pod_version.ts). A missing version row means
+ * none of those rows changed since the triggers exist. So an unchanged
+ * fingerprint means an unchanged pod, apart from the tenant's date (days
+ * overdue), which the caller adds.
  */
-const XMINS = (alias: string): string => `count(*)::text || ':' || coalesce(sum(${alias}.xmin::text::bigint), 0)::text`
 const INVOICE_POD_VERSION_SQL = `
-  select i.xmin::text || '.' || c.xmin::text || '.' || t.xmin::text
-    || '.' || (select ${XMINS('m')} from payment_methods m where m.tenant_id = i.tenant_id and m.customer_id = i.customer_id)
-    || '.' || (select ${XMINS('al')} from payment_attempt_allocations al where al.tenant_id = i.tenant_id and al.invoice_id = i.id)
-    || '.' || (select ${XMINS('j')} from payment_attempts a
-       join jobs j on j.tenant_id = a.tenant_id and j.queue = 'payments.retry' and j.dedupe_key = 'retry:' || a.id
-       where a.tenant_id = i.tenant_id and a.invoice_id = i.id) as version,
+  select i.xmin::text || '.' || c.xmin::text || '.' || t.xmin::text || '.' || coalesce(vi.version, 0)::text || '.' || coalesce(vc.version, 0)::text as version,
     t.time_zone
   from invoices i
   join customers c on c.tenant_id = i.tenant_id and c.id = i.customer_id
   join tenants t on t.id = i.tenant_id
+  left join pod_versions vi on vi.tenant_id = i.tenant_id and vi.subject = 'invoice' and vi.subject_id = i.id
+  left join pod_versions vc on vc.tenant_id = i.tenant_id and vc.subject = 'customer' and vc.subject_id = i.customer_id
   where i.tenant_id = ? and i.psa_system = ? and i.psa_invoice_id = ?`
 
 const invoiceNotSynced = (): AppError => new AppError('INVOICE_NOT_FOUND', 'This invoice is not in Settle yet. It appears after the next PSA sync (a few minutes).')

@@ -41,6 +41,7 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'payment_refunds',
     'payout_items',
     'payouts',
+    'pod_versions',
     'postings',
     'processor_customers',
     'psa_call_budget',
@@ -57,7 +58,7 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
   ].sort())
   t.same((await migrateRollbackAll(db)).sort(), [...all].sort())
   t.same(await tables(), [], 'down removes everything up made')
-  const functions = await db('pg_proc').whereIn('proname', ['ledger_check_entry_balanced', 'ledger_forbid_change']).count('* as n')
+  const functions = await db('pg_proc').whereIn('proname', ['ledger_check_entry_balanced', 'ledger_forbid_change', 'pod_note', 'pod_bump', 'payment_attempts_pod_note', 'payment_methods_pod_note', 'jobs_pod_note']).count('* as n')
   t.equal(Number(functions[0]?.n), 0, 'and the trigger functions')
   t.same(await migrateLatest(db), all)
   t.same(await tables(), created)

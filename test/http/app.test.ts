@@ -4,7 +4,7 @@ import pino from 'pino'
 import { testDb } from '../helpers/db.js'
 import { testConfig, testKeyring } from '../helpers/fixtures.js'
 import { buildApp } from '../../src/app.js'
-import { REDACT_PATHS } from '../../src/logging.js'
+import { loggerOptions, REDACT_PATHS, requestLogger } from '../../src/logging.js'
 
 t.test('HTTP skeleton', async t => {
   const db = await testDb(t)
@@ -100,6 +100,38 @@ t.test('the logger redacts secrets and card/bank data', async t => {
     t.notOk(line.includes(secret), `${secret} is redacted`)
   }
   t.ok(line.includes('INV-1001'), 'an invoice number is not a secret')
+})
+
+t.test('request loggers carry the request id; everything else they log or bind is still redacted', async t => {
+  const lines: string[] = []
+  const sink = new Writable({ write (chunk, _enc, done) { lines.push(String(chunk)); done() } })
+  const root = pino(loggerOptions('info', true), sink)
+  const app = await buildApp(testConfig(), { db: await testDb(t), keyring: testKeyring() })
+  t.equal(app.childLoggerFactory, requestLogger, 'the app builds its request loggers with it')
+  await app.close()
+  const parsed = (): any[] => lines.splice(0).map(l => JSON.parse(l))
+
+  const request = requestLogger.call(app, root, { reqId: 'req-1"x' }, {}, null as never)
+  request.info({ token: 'tok_1', tenant: { apiKey: 'ak_1' }, invoice: { number: 'INV-9' } }, 'hello')
+  const [line] = parsed()
+  t.equal(line.reqId, 'req-1"x', 'the id, escaped as JSON')
+  t.equal(line.token, '[redacted]')
+  t.equal(line.tenant.apiKey, '[redacted]')
+  t.equal(line.invoice.number, 'INV-9')
+  t.equal(line.msg, 'hello')
+
+  request.child({ secret: 's3cr3t', payment: { card: { number: '4242424242424242' } } }).info('nested')
+  const nested = parsed()[0]
+  t.equal(nested.reqId, 'req-1"x', 'a child of a request logger keeps the id')
+  t.equal(nested.secret, '[redacted]', 'and its bindings are redacted')
+  t.equal(nested.payment.card.number, '[redacted]')
+
+  // Any other binding from Fastify goes the ordinary (redacting) way.
+  requestLogger.call(app, root, { reqId: 'req-2', apiKey: 'ak_2' }, {}, null as never).info('other')
+  const other = parsed()[0]
+  t.equal(other.reqId, 'req-2')
+  t.equal(other.apiKey, '[redacted]')
+  t.notOk(JSON.stringify(other).includes('ak_2'))
 })
 
 t.test('closing waits for a handler that is still querying after its client left', async t => {
