@@ -5,6 +5,7 @@ import { readPostingSettings } from '../db/accounting-postings.js'
 import { closeException, raiseException } from '../db/reconciliation-exceptions.js'
 import { requireTenantId } from '../db/tenants.js'
 import type { AccountingPayment, AccountingPort } from '../ports/accounting.js'
+import { formatMoney } from '../domain/money.js'
 import { reconcileOutsidePayments } from './reconcile.js'
 
 /**
@@ -18,7 +19,10 @@ import { reconcileOutsidePayments } from './reconcile.js'
  * Not ingested: payments Settle posted itself (their id is in
  * accounting_postings.external_id; the note "Settle payment …" covers the
  * moment between QBO's answer and our write of that id), and deleted or
- * voided ones (a void leaves TotalAmt 0). A payment already linked to an
+ * voided ones (a void leaves TotalAmt 0). A stored payment edited in QBO
+ * later is read again: still on the queue, it is re-described and matched
+ * afresh; already applied with a different amount, it is a finding for a
+ * person (revise). A payment already linked to an
  * invoice in QBO carries that invoice's number as its reference, and a QBO
  * customer linked to ours names the customer outright.
  */
@@ -46,6 +50,8 @@ export interface QuickBooksPaymentsResult {
   skippedVoided: number
   /** Already-stored payments since voided or deleted in QBO (taken off the queue, or flagged if applied). */
   withdrawn: number
+  /** Already-stored payments edited in QBO since (re-described and matched again, or flagged if applied). */
+  revised: number
   autoApplied: number
   exceptions: number
 }
@@ -98,14 +104,21 @@ export async function pullQuickBooksPayments (db: Knex, tenantId: string, accoun
     }
     for (const p of live) if (p.note !== null && SETTLE_NOTE.test(p.note)) own.add(p.id)
 
-    const known = new Map<string, { id: string, status: string }>()
+    const known = new Map<string, StoredPayment>()
     for (const ids of chunks([...byId.keys(), ...deleted])) {
-      const rows = await db('outside_payments').where({ tenant_id: tenantId, source: 'quickbooks' }).whereIn('source_ref', ids).select('id', 'source_ref', 'status') as Array<{ id: string, source_ref: string, status: string }>
-      for (const r of rows) known.set(r.source_ref, { id: r.id, status: r.status })
+      const rows = await db('outside_payments').where({ tenant_id: tenantId, source: 'quickbooks' }).whereIn('source_ref', ids)
+        .select('id', 'source_ref', 'status', 'amount', 'received_on', 'memo', 'payer', 'customer_id') as StoredPayment[]
+      for (const r of rows) known.set(r.source_ref, r)
     }
     const fresh = live.filter(p => !own.has(p.id) && !known.has(p.id))
+    const again = live.filter(p => !own.has(p.id) && known.has(p.id))
 
-    const rows = fresh.length === 0 ? [] : await describe(db, tenantId, accounting, fresh)
+    const described = fresh.length + again.length === 0 ? [] : await describe(db, tenantId, accounting, [...fresh, ...again])
+    const rows = described.slice(0, fresh.length)
+    let revised = 0
+    for (const [i, p] of again.entries()) {
+      if (await revise(db, tenantId, known.get(p.id) as StoredPayment, described[fresh.length + i] as Record<string, unknown>, actor)) revised++
+    }
     let imported = 0
     if (rows.length > 0) {
       const inserted = await db('outside_payments').insert(rows).onConflict(['tenant_id', 'source', 'source_ref']).ignore().returning('id') as Array<{ id: string }>
@@ -123,10 +136,11 @@ export async function pullQuickBooksPayments (db: Knex, tenantId: string, accoun
     const counts = {
       seen: byId.size + [...deleted].filter(id => !byId.has(id)).length,
       imported,
-      alreadyImported: live.filter(p => !own.has(p.id) && known.has(p.id)).length + (fresh.length - imported),
+      alreadyImported: again.length - revised + (fresh.length - imported),
       skippedOwn: live.filter(p => own.has(p.id)).length,
       skippedVoided: voided.size,
-      withdrawn
+      withdrawn,
+      revised
     }
     await audit(db, tenantId, actor, 'reconciliation.quickbooks_payments_read', null, { since: since.toISOString(), gap, ...counts })
     // Everything unmatched, not only this run's: a run that stopped after storing still gets its payments matched.
@@ -173,6 +187,49 @@ async function describe (db: Knex, tenantId: string, accounting: AccountingPort,
       tenant_id: tenantId, source: 'quickbooks', source_ref: p.id, customer_id: linked.get(p.customerId) ?? null, payer: names.get(p.customerId) ?? null,
       amount: p.total.amount, currency: p.total.currency, received_on: p.txnDate, memo: memo === '' ? null : memo.slice(0, 2000)
     }
+  })
+}
+
+interface StoredPayment { id: string, source_ref: string, status: string, amount: number | string, received_on: string | Date, memo: string | null, payer: string | null, customer_id: string | null }
+
+const dayOf = (value: string | Date): string => typeof value === 'string' ? value.slice(0, 10) : value.toISOString().slice(0, 10)
+
+/**
+ * A stored QBO payment read again (CDC returns every change, so also an
+ * edit): nothing to do when what Settle keeps of it is unchanged. Still on
+ * the queue (unmatched, or an exception nobody settled): it takes the new
+ * amount, date, payer and memo and goes back to be matched afresh. Applied already, or written off: a changed amount is
+ * a finding for a person (the applications stay); other edits change no money.
+ */
+async function revise (db: Knex, tenantId: string, stored: StoredPayment, next: Record<string, unknown>, actor: string): Promise<boolean> {
+  const was = { amount: Number(stored.amount), receivedOn: dayOf(stored.received_on), memo: stored.memo, payer: stored.payer, customerId: stored.customer_id }
+  // A customer Settle already knows (linked since, or matched) is kept: QuickBooks naming none is no change.
+  const now = { amount: Number(next.amount), receivedOn: String(next.received_on).slice(0, 10), memo: next.memo as string | null, payer: (next.payer as string | null) ?? stored.payer, customerId: (next.customer_id as string | null) ?? stored.customer_id }
+  if (JSON.stringify(was) === JSON.stringify(now)) return false
+  return await db.transaction(async trx => {
+    const p = await trx('outside_payments').where({ tenant_id: tenantId, id: stored.id }).forUpdate().first('status', 'currency', 'customer_id') as { status: string, currency: string, customer_id: string | null }
+    if (p.status === 'unmatched' || p.status === 'exception') {
+      await trx('outside_payments').where({ tenant_id: tenantId, id: stored.id })
+        .update({ amount: now.amount, received_on: now.receivedOn, memo: now.memo, payer: now.payer, customer_id: now.customerId, status: 'unmatched' })
+      // An open question about it stays open: matching it again refreshes it, or answers it by applying the payment.
+      await audit(trx, tenantId, actor, 'reconciliation.quickbooks_payment_revised', stored.id, { qboPaymentId: stored.source_ref, was, now })
+      return true
+    }
+    if (was.amount !== now.amount && (p.status === 'matched' || p.status === 'partially_applied' || p.status === 'written_off')) {
+      const currency = p.currency.trim() as AccountingPayment['total']['currency']
+      await raiseException(trx, tenantId, {
+        kind: 'tieout_difference',
+        dedupeKey: `qbo-payment-revised:${stored.id}:${now.amount}`,
+        customerId: p.customer_id,
+        amount: { amount: Math.abs(now.amount - was.amount), currency },
+        summary: `QuickBooks payment ${stored.source_ref} was changed there from ${formatMoney({ amount: was.amount, currency })} to ${formatMoney({ amount: now.amount, currency })} after Settle applied it.`,
+        likelyCause: 'The bookkeeper corrected the amount received, or the payment was split in QuickBooks.',
+        suggestedRepair: 'Check the deposit on the bank statement; then adjust what Settle applied (or change the payment back in QuickBooks).',
+        details: { appliedOutsidePaymentId: stored.id, qboPaymentId: stored.source_ref, was: was.amount, now: now.amount }
+      })
+      return true
+    }
+    return false
   })
 }
 

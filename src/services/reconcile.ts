@@ -100,6 +100,9 @@ export async function reconcileOutsidePayments (db: Knex, tenantId: string, opti
             kind: 'auto', reasons: decision.candidate.reasons.map(r => `${r.rule}: ${r.detail}`), confidence: decision.candidate.confidence,
             actor: options.actor ?? 'system:reconcile'
           })
+          // A payment back on the queue after an edit at its source may have a question open from before: answered now.
+          const stale = await trx('reconciliation_exceptions').where({ tenant_id: tenantId, dedupe_key: `outside:${paymentId}`, status: 'open' }).first('id') as { id: string } | undefined
+          if (stale !== undefined) await closeException(trx, tenantId, stale.id, { status: 'resolved', resolution: 'Applied automatically once the payment, as changed at its source, matched.', actor: options.actor ?? 'system:reconcile' })
         })
         autoApplied++
         continue

@@ -138,6 +138,16 @@ export class FakeAccounting implements AccountingPort {
     return payment
   }
 
+  /** Edited in QBO by a person (the amount received corrected, a note added): CDC returns it as changed. */
+  editPayment (id: string, change: { total?: number, note?: string }): void {
+    const p = this.payments.get(id)
+    if (p === undefined) throw new Error(`no payment ${id}`)
+    const total = change.total === undefined ? p.total : money(change.total, p.total.currency)
+    const applied = p.applications.reduce((sum, a) => sum + a.amount.amount, 0)
+    this.payments.set(id, { ...p, total, unapplied: money(total.amount - applied, total.currency), note: change.note ?? p.note, syncToken: String(Number(p.syncToken) + 1), updatedAt: this.now() })
+    this.recomputeCustomerBalance(p.customerId)
+  }
+
   /** Voided in QBO: it stays, with TotalAmt 0, no lines and the note "Voided" (CDC returns it as changed). */
   voidPayment (id: string): void {
     const p = this.payments.get(id)

@@ -177,6 +177,32 @@ t.test('payments entered in QuickBooks are matched like any money collected else
     t.match(exc.resolution, /voided in QuickBooks/)
   })
 
+  await t.test('edited in QuickBooks after Settle read it: matched afresh while on the queue, a finding once applied', async t => {
+    const queued = w.books.addPayment({ customerId: w.q.stray, total: 31_313, note: 'first try' })
+    await pullQuickBooksPayments(db, w.tenantId, w.books, { actor, now: at(10) })
+    const row = await db('outside_payments').where({ tenant_id: w.tenantId, source: 'quickbooks', source_ref: queued.id }).first()
+    t.equal(row.status, 'exception', 'nothing fits it: a person is asked')
+    w.books.editPayment(queued.id, { total: 31_000, note: 'corrected amount' })
+    const r = await pullQuickBooksPayments(db, w.tenantId, w.books, { actor, now: at(10) })
+    t.equal(r.revised, 1)
+    const after = await db('outside_payments').where({ tenant_id: w.tenantId, id: row.id }).first()
+    t.match({ ...after, amount: Number(after.amount) }, { amount: 31_000, memo: /corrected amount/ })
+    const exc = await db('reconciliation_exceptions').where({ tenant_id: w.tenantId, dedupe_key: `outside:${String(row.id)}` }).first()
+    t.match({ ...exc, amount: Number(exc.amount) }, { status: 'open', amount: 31_000 }, 'matched afresh as it now is (and still asks a person)')
+    t.ok(await db('audit_log').where({ tenant_id: w.tenantId, action: 'reconciliation.quickbooks_payment_revised', subject: row.id }).first())
+    const quiet = await pullQuickBooksPayments(db, w.tenantId, w.books, { actor, now: at(10) })
+    t.equal(quiet.revised, 0, 'read again unchanged: nothing happens')
+
+    // The check applied to INV-5001 earlier is corrected in QuickBooks: Settle's application stays, a person is told.
+    const applied = await db('outside_payments').where({ tenant_id: w.tenantId, source: 'quickbooks', status: 'matched' }).orderBy('created_at').first()
+    w.books.editPayment(applied.source_ref, { total: 110_000 })
+    const r2 = await pullQuickBooksPayments(db, w.tenantId, w.books, { actor, now: at(10) })
+    t.equal(r2.revised, 1)
+    const finding = await db('reconciliation_exceptions').where({ tenant_id: w.tenantId, kind: 'tieout_difference' }).where('dedupe_key', 'like', `qbo-payment-revised:${String(applied.id)}:%`).first()
+    t.match({ ...finding, amount: Number(finding?.amount) }, { status: 'open', amount: 10_000, summary: /changed there from \$1,200\.00 to \$1,100\.00 after Settle applied it/ })
+    t.equal(Number((await db('outside_payments').where({ tenant_id: w.tenantId, id: applied.id }).first()).amount), 120_000, 'applied money is not rewritten behind a person\'s back')
+  })
+
   await t.test('a QuickBooks customer linked to ours names the customer', async t => {
     await db('accounting_customer_links').insert({ tenant_id: w.tenantId, customer_id: w.summit, external_customer_id: w.q.summit, linked_by: 'person' })
     w.books.addPayment({ customerId: w.q.summit, total: 5_000, withCustomerName: false })
