@@ -6,6 +6,7 @@ import { localDate } from '../domain/calendar.js'
 import { openBalance, toInvoice, type InvoiceRow } from '../db/invoices.js'
 import { listPaymentMethods, toAttempt, toMethod, type AttemptRow, type AttemptStatus, type MethodRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { activeConsents, getTenantRule } from '../db/autopay.js'
+import { capitalised, invoiceLabel } from './charge.js'
 import { listExceptions } from '../db/reconciliation-exceptions.js'
 import { getSecret, putSecret } from '../db/secrets.js'
 import { AppError } from '../errors.js'
@@ -315,7 +316,15 @@ export async function companyModel (db: Knex, tenantId: string, system: Embedded
     return { id: x.inv.id, number: x.inv.number, psaId: x.inv.psaInvoiceId, dueOn: x.inv.dueOn, days, balance: { amount: x.open, currency: x.inv.currency }, balanceCents: x.open }
   })
   const recent = await db('payment_attempts').where({ tenant_id: tenantId, customer_id: customer.id }).orderBy('created_at', 'desc').limit(10) as AttemptRow[]
-  const attempts = recent.map(r => attemptView(toAttempt(r), methods))
+  // What each paid: an invoice, or several for a statement payment.
+  const paid = recent.length === 0 ? [] : await db('payment_attempt_allocations as al')
+    .join('invoices as i', function () { this.on('i.tenant_id', 'al.tenant_id').andOn('i.id', 'al.invoice_id') })
+    .where('al.tenant_id', tenantId).whereIn('al.attempt_id', recent.map(r => r.id)).orderBy(['al.attempt_id', 'al.position'])
+    .select('al.attempt_id', 'i.number') as Array<{ attempt_id: string, number: string }>
+  const attempts = recent.map(r => ({
+    ...attemptView(toAttempt(r), methods),
+    pays: capitalised(invoiceLabel(paid.filter(p => p.attempt_id === r.id).map(p => p.number)))
+  }))
   const collection = await db('collection_exceptions as c').join('invoices as i', function () { this.on('i.tenant_id', 'c.tenant_id').andOn('i.id', 'c.invoice_id') })
     .where({ 'c.tenant_id': tenantId, 'i.customer_id': customer.id }).whereNull('c.resolved_at').select('c.explanation', 'c.next_step', 'i.number', 'c.created_at') as Array<{ explanation: string, next_step: string, number: string, created_at: Date }>
   const reconciliation = await listExceptions(db, tenantId, { customerId: customer.id, status: 'open', limit: 20 })
