@@ -3,7 +3,7 @@ import { openBalance } from '../db/invoices.js'
 import { postEntry } from '../db/ledger.js'
 import { allocationsOf } from '../db/payments.js'
 import { capitalised, invoiceLabel } from './charge.js'
-import { reopenInvoices } from './refunds.js'
+import { reopenInvoices, restatements } from './refunds.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
 import { zero } from '../domain/money.js'
@@ -73,22 +73,8 @@ export async function recordDispute (db: Knex, tenantId: string, dispute: Disput
         idempotencyKey: `dispute:${dispute.id}:lost`, kind: 'dispute.lost', effectiveAt: dispute.createdAt, memo: `${what}: dispute lost, the client owes it again`, source,
         postings: lostPostings.filter(p => p.amount.amount !== 0)
       }, {
-        effects: [...reopened.map(({ invoice, reference, stillPushed, open }) => ({
-          queue: 'psa.restate-payment',
-          dedupeKey: `restate:${reference}:dispute:${dispute.id}`,
-          payload: {
-            system: invoice.psa_system,
-            invoiceExternalId: invoice.psa_invoice_id,
-            attemptId: attempt.id,
-            remainder: stillPushed,
-            // A partly lost dispute: what the client still paid on the invoice is pushed again.
-            restatedReference: `${reference}:after-dispute:${dispute.id}`,
-            currency: amount.currency,
-            paidOn: dispute.createdAt.toISOString().slice(0, 10),
-            method: method.type === 'ach' ? 'ach' : 'card',
-            settlesInvoice: open <= 0
-          }
-        })),
+        // A partly lost dispute: what the client still paid on each invoice is pushed again.
+        effects: [...restatements(reopened, { attemptId: attempt.id, after: 'dispute', sourceId: dispute.id, currency: amount.currency, paidOn: dispute.createdAt, methodType: method.type }),
         { queue: 'qbo.post-reversal', dedupeKey: `qbo-reversal:dispute:${dispute.id}`, payload: { sourceId: dispute.id, attemptId: attempt.id, invoiceAmount: share.invoice.amount, surchargeAmount: share.surcharge.amount, currency: amount.currency, why: 'dispute_lost' } }]
       })
     }

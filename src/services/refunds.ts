@@ -2,6 +2,7 @@ import type { Knex } from 'knex'
 import { openBalance } from '../db/invoices.js'
 import { postEntry } from '../db/ledger.js'
 import { allocationsOf } from '../db/payments.js'
+import type { JobInput } from '../db/jobs.js'
 import { requireTenantId } from '../db/tenants.js'
 import { returnNewestFirst } from '../domain/allocation.js'
 import { invoiceLabel, pushReference } from './charge.js'
@@ -91,21 +92,7 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
       postings: postings.filter(p => p.amount.amount !== 0),
       source: { processor: 'stripe', refund: outcome.refundId, attempt: request.attemptId, actor: request.actor }
     }, {
-      effects: [...reopened.map(({ invoice, reference, stillPushed, open }) => ({
-        queue: 'psa.restate-payment',
-        dedupeKey: `restate:${reference}:refund:${started.refundId}`,
-        payload: {
-          system: invoice.psa_system,
-          invoiceExternalId: invoice.psa_invoice_id,
-          attemptId: request.attemptId,
-          remainder: stillPushed,
-          restatedReference: `${reference}:after-refund:${started.refundId}`,
-          currency: started.currency,
-          paidOn: new Date().toISOString().slice(0, 10),
-          method: method.type === 'ach' ? 'ach' : 'card',
-          settlesInvoice: open <= 0
-        }
-      })), {
+      effects: [...restatements(reopened, { attemptId: request.attemptId, after: 'refund', sourceId: started.refundId, currency: started.currency, paidOn: new Date(), methodType: method.type }), {
         queue: 'qbo.post-reversal',
         dedupeKey: `qbo-reversal:refund:${started.refundId}`,
         payload: { sourceId: started.refundId, attemptId: request.attemptId, invoiceAmount: share.invoice.amount, surchargeAmount: share.surcharge.amount, currency: started.currency, why: 'refund' }
@@ -113,6 +100,29 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
     })
   })
   return { outcome: outcome.status, refundId: started.refundId }
+}
+
+/**
+ * The PSA jobs that re-state each reopened invoice: the attempt's pushed
+ * payment taken out, and what of it stays paid pushed again (one job per
+ * invoice, so the two steps never run out of order).
+ */
+export function restatements (reopened: readonly ReopenedInvoice[], why: { attemptId: string, after: 'refund' | 'dispute', sourceId: string, currency: string, paidOn: Date, methodType: string }): JobInput[] {
+  return reopened.map(({ invoice, reference, stillPushed, open }) => ({
+    queue: 'psa.restate-payment',
+    dedupeKey: `restate:${reference}:${why.after}:${why.sourceId}`,
+    payload: {
+      system: invoice.psa_system,
+      invoiceExternalId: invoice.psa_invoice_id,
+      attemptId: why.attemptId,
+      remainder: stillPushed,
+      restatedReference: `${reference}:after-${why.after}:${why.sourceId}`,
+      currency: why.currency,
+      paidOn: why.paidOn.toISOString().slice(0, 10),
+      method: why.methodType === 'ach' ? 'ach' : 'card',
+      settlesInvoice: open <= 0
+    }
+  }))
 }
 
 export interface ReopenedInvoice {
