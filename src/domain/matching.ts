@@ -101,24 +101,87 @@ interface Pool {
 
 type OneOrMany = OpenInvoiceView | OpenInvoiceView[]
 
-/** Key → invoices in insertion order, as linked entries in flat arrays: a small integer per key in the map, no array per key. */
+/**
+ * Numeric key → invoices in insertion order: an open-addressing hash table and
+ * linked entries, all in typed arrays. Hundreds of thousands of keys: a Map
+ * (and its rehashing) was most of the index's build time, and typed arrays
+ * hold no pointers for the garbage collector to trace or copy.
+ */
 interface Chains {
-  /** Key → its first entry. */
-  readonly first: Map<number, number>
-  /** By entry: the invoice; the next entry of the same key (-1 at the end); for a first entry, the key's last entry. */
-  readonly invoice: OpenInvoiceView[]
-  readonly next: number[]
-  readonly last: number[]
+  /** Slot → key (meaningful where head ≥ 0), first entry (-1: empty slot), last entry. */
+  keys: Float64Array
+  head: Int32Array
+  tail: Int32Array
+  /** Keys stored; the table doubles past half full. */
+  size: number
+  /** By entry: the invoice (an ordinal into invoices), the next entry of the same key (-1 at the end). */
+  invoiceAt: Int32Array
+  next: Int32Array
+  entries: number
+  readonly invoices: OpenInvoiceView[]
 }
 
-function chainAdd (chains: Chains, key: number, inv: OpenInvoiceView): void {
-  const entry = chains.invoice.length
-  chains.invoice.push(inv)
-  chains.next.push(-1)
-  chains.last.push(entry)
-  const first = chains.first.get(key)
-  if (first === undefined) chains.first.set(key, entry)
-  else { chains.next[chains.last[first]!] = entry; chains.last[first] = entry }
+/** Sized for `entries` entries; keys repeat (invoice numbers one substitution apart share one), so the table starts smaller and grows. */
+function newChains (entries: number): Chains {
+  let cap = 64
+  while (cap < entries / 2) cap *= 2
+  const room = Math.max(16, entries)
+  return { keys: new Float64Array(cap), head: new Int32Array(cap).fill(-1), tail: new Int32Array(cap), size: 0, invoiceAt: new Int32Array(room), next: new Int32Array(room), entries: 0, invoices: [] }
+}
+
+/** Keys are below 2^53: both halves mixed in, then the top bits of a multiplicative hash. */
+function slotHash (key: number, mask: number): number {
+  const lo = key >>> 0
+  const hi = (key - lo) / 4294967296
+  return (Math.imul(lo ^ Math.imul(hi, 0x27d4eb2f), 0x9e3779b1) >>> 7) & mask
+}
+
+/** The key's slot, or -1. */
+function chainSlot (chains: Chains, key: number): number {
+  const { keys, head } = chains
+  const mask = head.length - 1
+  for (let s = slotHash(key, mask); ; s = (s + 1) & mask) {
+    if (head[s]! < 0) return -1
+    if (keys[s] === key) return s
+  }
+}
+
+function chainFirst (chains: Chains, key: number): number {
+  const s = chainSlot(chains, key)
+  return s < 0 ? -1 : chains.head[s]!
+}
+
+function chainAdd (chains: Chains, key: number, invoice: number): void {
+  if (chains.entries === chains.next.length) {
+    const next = new Int32Array(chains.entries * 2); next.set(chains.next); chains.next = next
+    const at = new Int32Array(chains.entries * 2); at.set(chains.invoiceAt); chains.invoiceAt = at
+  }
+  const entry = chains.entries++
+  chains.invoiceAt[entry] = invoice
+  chains.next[entry] = -1
+  const { keys, head, tail } = chains
+  const mask = head.length - 1
+  let s = slotHash(key, mask)
+  while (head[s]! >= 0 && keys[s] !== key) s = (s + 1) & mask
+  if (head[s]! >= 0) { chains.next[tail[s]!] = entry; tail[s] = entry; return }
+  keys[s] = key; head[s] = entry; tail[s] = entry
+  if (++chains.size * 2 > head.length) growChains(chains)
+}
+
+function growChains (chains: Chains): void {
+  const { keys, head, tail } = chains
+  const cap = head.length * 2
+  const mask = cap - 1
+  const keys2 = new Float64Array(cap)
+  const head2 = new Int32Array(cap).fill(-1)
+  const tail2 = new Int32Array(cap)
+  for (let s = 0; s < head.length; s++) {
+    if (head[s]! < 0) continue
+    let t = slotHash(keys[s]!, mask)
+    while (head2[t]! >= 0) t = (t + 1) & mask
+    keys2[t] = keys[s]!; head2[t] = head[s]!; tail2[t] = tail[s]!
+  }
+  chains.keys = keys2; chains.head = head2; chains.tail = tail2
 }
 
 export interface MatchingIndex {
@@ -222,7 +285,7 @@ function addDeletionHits (hits: Map<OpenInvoiceView, string> | null, index: Matc
   const k = delKey(s, skip, pos)
   if (k < 0) return addFuzzy(hits, index.byDeletion.get(`${pos}:${skip < 0 ? s : s.slice(0, skip) + s.slice(skip + 1)}`), exact, token)
   const chains = index.byDeletionNum
-  for (let e = chains.first.get(k) ?? -1; e >= 0; e = chains.next[e]!) hits = addFuzzy(hits, chains.invoice[e]!, exact, token)
+  for (let e = chainFirst(chains, k); e >= 0; e = chains.next[e]!) hits = addFuzzy(hits, chains.invoices[chains.invoiceAt[e]!]!, exact, token)
   return hits
 }
 
@@ -255,10 +318,12 @@ function push<K, V> (map: Map<K, V[]>, key: K, value: V): void {
 
 export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], customers: readonly CustomerView[]): MatchingIndex {
   const index: MatchingIndex = {
-    byRef: new Map(), byDeletionNum: { first: new Map(), invoice: [], next: [], last: [] }, byDeletion: new Map(), pools: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), whoBySource: new Map(), whoByAccount: new Map(), whoByPayer: new Map()
+    byRef: new Map(), byDeletionNum: newChains(invoices.length * 6), byDeletion: new Map(), pools: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), whoBySource: new Map(), whoByAccount: new Map(), whoByPayer: new Map()
   }
+  const chains = index.byDeletionNum
   for (const inv of invoices) {
     if (inv.openBalance <= 0) continue
+    let ordinal = -1
     for (let r = 0; r < 2; r++) {
       const ref = r === 0 ? inv.number : inv.poNumber
       if (ref === null || ref === '') continue
@@ -270,7 +335,10 @@ export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], custom
       if (token.length >= FUZZY_MIN) {
         for (let i = 0; i < token.length; i++) {
           const k = delKey(token, i, i)
-          if (k >= 0) chainAdd(index.byDeletionNum, k, inv)
+          if (k >= 0) {
+            if (ordinal < 0) { ordinal = chains.invoices.length; chains.invoices.push(inv) }
+            chainAdd(chains, k, ordinal)
+          }
           else addOneOrMany(index.byDeletion, `${i}:${token.slice(0, i) + token.slice(i + 1)}`, inv)
         }
       }
