@@ -503,7 +503,9 @@ interface Run {
  * A scored candidate whose reasons are not written yet. Reasons are text for
  * a person, and most candidates are dropped (a typo'd memo is one edit from
  * dozens of invoice numbers), so toCandidate writes them only for the few a
- * decision returns. Everything ranking and confident() need is here.
+ * decision returns. Everything ranking and confident() need is here; the
+ * applications and write-offs of a one-invoice candidate are made only when it
+ * is returned (its key and rank follow from the fit without them).
  */
 interface Draft {
   rule: GeneratorRule
@@ -511,7 +513,11 @@ interface Draft {
   invoices: OpenInvoiceView[]
   /** The memo token that named the one invoice (reference rules), else null. */
   token: string | null
-  settled: Settled
+  fit: Fit
+  /** settle()'s result, made when first needed (at once for several invoices, whose key needs it). */
+  settled: Settled | null
+  /** How many invoices the payment is applied to (settled.applications.length). */
+  applied: number
   /** who.ids has the invoices' customer (meaningful only when who.ids is not empty). */
   sameCustomer: boolean
   inWindow: boolean
@@ -542,14 +548,33 @@ function makeDraft (run: Run, rule: GeneratorRule, invoices: OpenInvoiceView[], 
   }
   // Over-paid ('over' leaves money unapplied) or partial: never auto.
   if (fit === 'over' || fit === 'partial') confidence = Math.min(confidence, config.autoThreshold - 0.1)
-  const settled = settle(p.amount.amount, invoices, fit)
-  return { rule, invoices, token, settled, sameCustomer, inWindow, confidence: Math.max(0, Math.min(1, Math.round(confidence * 1000) / 1000)), key: keyOf(settled), sortKey: null }
+  const amount = p.amount.amount
+  let settled: Settled | null = null
+  let applied: number
+  let key: string
+  if (invoices.length === 1) {
+    // settle() and keyOf() for one invoice, without the arrays: applied if anything is taken, the rest written off on a tolerance fit.
+    const open = first.openBalance
+    const take = Math.min(open, amount)
+    applied = take > 0 ? 1 : 0
+    const paid = take > 0 ? take : 0
+    key = (take > 0 ? first.id : '') + '|' + (fit === 'tolerance' && paid < open ? `${first.id}:${open - paid}` : '')
+  } else {
+    settled = settle(amount, invoices, fit)
+    applied = settled.applications.length
+    key = keyOf(settled)
+  }
+  return { rule, invoices, token, fit, settled, applied, sameCustomer, inWindow, confidence: Math.max(0, Math.min(1, Math.round(confidence * 1000) / 1000)), key, sortKey: null }
+}
+
+function settledOf (run: Run, d: Draft): Settled {
+  return d.settled ??= settle(run.p.amount.amount, d.invoices, d.fit)
 }
 
 /** The candidate as returned, with its reasons written. */
 function toCandidate (run: Run, d: Draft): Candidate {
   const { p, who } = run
-  const s = d.settled
+  const s = settledOf(run, d)
   const first = d.invoices[0]!
   const fitReason: Reason | null = s.fit === 'exact'
     ? { rule: 'exact_amount', detail: ['amount ', p.amount.amount, ' equals open ', p.amount.amount].join('') }
@@ -780,11 +805,14 @@ const NO_INVOICES: OpenInvoiceView[] = []
 
 /** Best first; ties by fewer invoices, then by applied invoice ids. */
 function byRank (a: Draft, b: Draft): number {
-  return b.confidence - a.confidence || a.settled.applications.length - b.settled.applications.length || (sortKeyOf(a) < sortKeyOf(b) ? -1 : 1)
+  return b.confidence - a.confidence || a.applied - b.applied || (sortKeyOf(a) < sortKeyOf(b) ? -1 : 1)
 }
 function sortKeyOf (d: Draft): string {
-  const a = d.settled.applications
-  return d.sortKey ??= a.length === 1 ? a[0]!.invoiceId : a.map(idOf).join(',')
+  if (d.sortKey !== null) return d.sortKey
+  // One invoice: its id when applied to (an empty join otherwise).
+  if (d.invoices.length === 1) return (d.sortKey = d.applied === 1 ? d.invoices[0]!.id : '')
+  const a = d.settled!.applications
+  return (d.sortKey = a.length === 1 ? a[0]!.invoiceId : a.map(idOf).join(','))
 }
 
 /** The memo names an invoice (only the reference rules produce that reason). */
@@ -793,7 +821,8 @@ const named = (d: Draft): boolean => d.rule === 'reference' || d.rule === 'fuzzy
 function confident (ranked: readonly Draft[], config: MatchingConfig): boolean {
   const top = ranked[0]
   const second = ranked[1]
-  if (top === undefined || top.confidence < config.autoThreshold || top.settled.unapplied !== 0) return false
+  // Money is left unapplied exactly when the payment is over the invoices' total.
+  if (top === undefined || top.confidence < config.autoThreshold || top.fit === 'over') return false
   if (second !== undefined && top.confidence - second.confidence < config.autoMargin) return false
   // The memo names another invoice than the one the amount points to: a person decides.
   return named(top) || !ranked.some(named)
@@ -801,8 +830,10 @@ function confident (ranked: readonly Draft[], config: MatchingConfig): boolean {
 
 function singleExactFit (found: Map<string, Draft>, config: MatchingConfig): boolean {
   for (const d of found.values()) {
+    if (d.applied !== 1 || d.confidence < config.autoThreshold) continue
     const s = d.settled
-    if (s.applications.length === 1 && s.writeOffs.length === 0 && s.unapplied === 0 && d.confidence >= config.autoThreshold) return true
+    // Not yet settled (one invoice): a write-off is made on a tolerance fit only, and always there (the invoice is left short); unapplied money on an over fit only.
+    if (s === null ? d.fit !== 'tolerance' && d.fit !== 'over' : s.writeOffs.length === 0 && s.unapplied === 0) return true
   }
   return false
 }
