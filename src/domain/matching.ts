@@ -96,7 +96,7 @@ export type Decision =
 interface Pool {
   /** By open balance ascending. */
   sorted: OpenInvoiceView[]
-  byAmount: Map<number, OpenInvoiceView[]>
+  byAmount: Map<number, OneOrMany>
 }
 
 type OneOrMany = OpenInvoiceView | OpenInvoiceView[]
@@ -185,7 +185,8 @@ function growChains (chains: Chains): void {
 }
 
 export interface MatchingIndex {
-  readonly byRef: Map<string, OpenInvoiceView[]>
+  /** Reference → the invoice, or several in insertion order: most references name one invoice, and an array each was 100k arrays to build and keep. */
+  readonly byRef: Map<string, OneOrMany>
   /**
    * (position, reference with that character deleted) → invoices. All-digit
    * keys are numbers (see delKey): hundreds of thousands of keys, and a string
@@ -281,7 +282,7 @@ function delKey (s: string, skip: number, pos: number): number {
 }
 
 /** addFuzzy over the invoices whose reference, without its character at pos, is s without its character at skip (all of s when skip is -1). */
-function addDeletionHits (hits: Map<OpenInvoiceView, string> | null, index: MatchingIndex, s: string, skip: number, pos: number, exact: OpenInvoiceView[] | undefined, token: string): Map<OpenInvoiceView, string> | null {
+function addDeletionHits (hits: Map<OpenInvoiceView, string> | null, index: MatchingIndex, s: string, skip: number, pos: number, exact: OneOrMany | undefined, token: string): Map<OpenInvoiceView, string> | null {
   const k = delKey(s, skip, pos)
   if (k < 0) return addFuzzy(hits, index.byDeletion.get(`${pos}:${skip < 0 ? s : s.slice(0, skip) + s.slice(skip + 1)}`), exact, token)
   const chains = index.byDeletionNum
@@ -295,6 +296,15 @@ function addOneOrMany<K> (map: Map<K, OneOrMany>, key: K, inv: OpenInvoiceView):
   else if (Array.isArray(prior)) prior.push(inv)
   else map.set(key, [prior, inv])
 }
+
+/** addOneOrMany, skipping an invoice the key already has. */
+function addOnce<K> (map: Map<K, OneOrMany>, key: K, inv: OpenInvoiceView): void {
+  const prior = map.get(key)
+  if (prior === undefined) map.set(key, inv)
+  else if (Array.isArray(prior)) { if (!prior.includes(inv)) prior.push(inv) } else if (prior !== inv) map.set(key, [prior, inv])
+}
+
+const holds = (list: OneOrMany | undefined, inv: OpenInvoiceView): boolean => list !== undefined && (Array.isArray(list) ? list.includes(inv) : list === inv)
 
 /** Levenshtein distance ≤ 1, without building the matrix. */
 export function withinOneEdit (a: string, b: string): boolean {
@@ -329,7 +339,7 @@ export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], custom
       if (ref === null || ref === '') continue
       const token = normaliseRef(ref)
       if (token === '') continue
-      push(index.byRef, token, inv)
+      addOnce(index.byRef, token, inv)
       // No de-duplication here: lookups de-duplicate, and these lists can be long.
       // Keyed by position too, so a lookup finds only true one-edit neighbours (no verification pass).
       if (token.length >= FUZZY_MIN) {
@@ -345,7 +355,7 @@ export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], custom
     }
     const pool = poolOf(index, inv.customerId, inv.currency, true)!
     if (!pool.sorted.includes(inv)) pool.sorted.push(inv)
-    push(pool.byAmount, inv.openBalance, inv)
+    addOnce(pool.byAmount, inv.openBalance, inv)
   }
   for (const byCurrency of index.pools.values()) for (const pool of byCurrency.values()) pool.sorted.sort((a, b) => a.openBalance - b.openBalance || (a.dueOn < b.dueOn ? -1 : 1))
   for (const c of customers) {
@@ -637,13 +647,13 @@ function sumAmounts (list: readonly Application[]): number {
 }
 
 /** Adds found invoices not among the exact hits of the token (lists are short: includes beats building a Set). */
-function addFuzzy (hits: Map<OpenInvoiceView, string> | null, found: OneOrMany | undefined, exact: OpenInvoiceView[] | undefined, token: string): Map<OpenInvoiceView, string> | null {
+function addFuzzy (hits: Map<OpenInvoiceView, string> | null, found: OneOrMany | undefined, exact: OneOrMany | undefined, token: string): Map<OpenInvoiceView, string> | null {
   if (found === undefined) return hits
   if (!Array.isArray(found)) {
-    if (exact === undefined || !exact.includes(found)) (hits ??= new Map()).set(found, token)
+    if (!holds(exact, found)) (hits ??= new Map()).set(found, token)
     return hits
   }
-  for (const inv of found) if (exact === undefined || !exact.includes(inv)) (hits ??= new Map()).set(inv, token)
+  for (const inv of found) if (!holds(exact, inv)) (hits ??= new Map()).set(inv, token)
   return hits
 }
 
@@ -653,7 +663,9 @@ function referenceHits (tokens: readonly string[], index: MatchingIndex, fuzzy: 
   for (const token of tokens) {
     if (!fuzzy) {
       const list = index.byRef.get(token)
-      if (list !== undefined) for (const inv of list) (hits ??= new Map()).set(inv, token)
+      if (list === undefined) continue
+      if (Array.isArray(list)) for (const inv of list) (hits ??= new Map()).set(inv, token)
+      else (hits ??= new Map()).set(list, token)
       continue
     }
     if (token.length < FUZZY_MIN - 1) continue
@@ -764,7 +776,10 @@ function generate (rule: GeneratorRule, run: Run, index: MatchingIndex): void {
     // One token looked up exactly (most memos): its list already holds each invoice once, in order, so no map of hits.
     if (rule === 'reference' && run.tokens.length === 1) {
       const list = index.byRef.get(run.tokens[0]!)
-      if (list !== undefined) addNamed(run, rule, list, null, run.tokens[0]!)
+      if (list === undefined) return
+      if (Array.isArray(list)) addNamed(run, rule, list, null, run.tokens[0]!)
+      // One invoice: addNamed's first loop alone (one named invoice makes no multi-invoice candidate).
+      else if (eligible(p, list, who)) add(run, makeDraft(run, rule, [list], run.tokens[0]!))
       return
     }
     const hits = referenceHits(run.tokens, index, rule === 'fuzzy_reference')
@@ -777,7 +792,10 @@ function generate (rule: GeneratorRule, run: Run, index: MatchingIndex): void {
     const pool = poolOf(index, customerId, p.amount.currency)
     if (pool === undefined) continue
     if (rule === 'exact_amount') {
-      for (const inv of pool.byAmount.get(amount) ?? NO_INVOICES) add(run, makeDraft(run, 'exact_amount', [inv], null))
+      const same = pool.byAmount.get(amount)
+      if (same === undefined) continue
+      if (!Array.isArray(same)) add(run, makeDraft(run, 'exact_amount', [same], null))
+      else for (const inv of same) add(run, makeDraft(run, 'exact_amount', [inv], null))
     } else if (rule === 'tolerance') {
       const sorted = pool.sorted
       // Binary search to the first open ≥ amount; scan while within tolerance.
@@ -801,7 +819,6 @@ function generate (rule: GeneratorRule, run: Run, index: MatchingIndex): void {
   }
 }
 
-const NO_INVOICES: OpenInvoiceView[] = []
 
 /** Best first; ties by fewer invoices, then by applied invoice ids. */
 function byRank (a: Draft, b: Draft): number {
@@ -889,12 +906,13 @@ export function matchBatch (payments: readonly OutsidePaymentView[], invoices: r
 export function reduceOpen (index: MatchingIndex, inv: OpenInvoiceView, amount: number): void {
   const pool = poolOf(index, inv.customerId, inv.currency)
   const same = pool?.byAmount.get(inv.openBalance)
-  if (same !== undefined) { const i = same.indexOf(inv); if (i >= 0) same.splice(i, 1); if (same.length === 0) pool!.byAmount.delete(inv.openBalance) }
+  if (same === inv) pool!.byAmount.delete(inv.openBalance)
+  else if (Array.isArray(same)) { const i = same.indexOf(inv); if (i >= 0) same.splice(i, 1); if (same.length === 0) pool!.byAmount.delete(inv.openBalance) }
   if (pool !== undefined) { const i = pool.sorted.indexOf(inv); if (i >= 0) pool.sorted.splice(i, 1) }
   ;(inv as { openBalance: number }).openBalance -= amount
   if (inv.openBalance <= 0) return // reference maps keep it; eligible() skips closed invoices
   if (pool !== undefined) {
-    push(pool.byAmount, inv.openBalance, inv)
+    addOnce(pool.byAmount, inv.openBalance, inv)
     // First position not below the new balance (a loop, not findIndex: no closure per application).
     let at = 0
     while (at < pool.sorted.length && !(pool.sorted[at]!.openBalance >= inv.openBalance)) at++
