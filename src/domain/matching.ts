@@ -96,33 +96,97 @@ export type Decision =
 interface Pool {
   /** By open balance ascending. */
   sorted: OpenInvoiceView[]
-  byAmount: Map<number, OpenInvoiceView[]>
+  byAmount: Map<number, OneOrMany>
 }
 
 type OneOrMany = OpenInvoiceView | OpenInvoiceView[]
 
-/** Key → invoices in insertion order, as linked entries in flat arrays: a small integer per key in the map, no array per key. */
+/**
+ * Numeric key → invoices in insertion order: an open-addressing hash table and
+ * linked entries, all in typed arrays. Hundreds of thousands of keys: a Map
+ * (and its rehashing) was most of the index's build time, and typed arrays
+ * hold no pointers for the garbage collector to trace or copy.
+ */
 interface Chains {
-  /** Key → its first entry. */
-  readonly first: Map<number, number>
-  /** By entry: the invoice; the next entry of the same key (-1 at the end); for a first entry, the key's last entry. */
-  readonly invoice: OpenInvoiceView[]
-  readonly next: number[]
-  readonly last: number[]
+  /** Slot → key (meaningful where head ≥ 0), first entry (-1: empty slot), last entry. */
+  keys: Float64Array
+  head: Int32Array
+  tail: Int32Array
+  /** Keys stored; the table doubles past half full. */
+  size: number
+  /** By entry: the invoice (an ordinal into invoices), the next entry of the same key (-1 at the end). */
+  invoiceAt: Int32Array
+  next: Int32Array
+  entries: number
+  readonly invoices: OpenInvoiceView[]
 }
 
-function chainAdd (chains: Chains, key: number, inv: OpenInvoiceView): void {
-  const entry = chains.invoice.length
-  chains.invoice.push(inv)
-  chains.next.push(-1)
-  chains.last.push(entry)
-  const first = chains.first.get(key)
-  if (first === undefined) chains.first.set(key, entry)
-  else { chains.next[chains.last[first]!] = entry; chains.last[first] = entry }
+/** Sized for `entries` entries; keys repeat (invoice numbers one substitution apart share one), so the table starts smaller and grows. */
+function newChains (entries: number): Chains {
+  let cap = 64
+  while (cap < entries / 2) cap *= 2
+  const room = Math.max(16, entries)
+  return { keys: new Float64Array(cap), head: new Int32Array(cap).fill(-1), tail: new Int32Array(cap), size: 0, invoiceAt: new Int32Array(room), next: new Int32Array(room), entries: 0, invoices: [] }
+}
+
+/** Keys are below 2^53: both halves mixed in, then the top bits of a multiplicative hash. */
+function slotHash (key: number, mask: number): number {
+  const lo = key >>> 0
+  const hi = (key - lo) / 4294967296
+  return (Math.imul(lo ^ Math.imul(hi, 0x27d4eb2f), 0x9e3779b1) >>> 7) & mask
+}
+
+/** The key's slot, or -1. */
+function chainSlot (chains: Chains, key: number): number {
+  const { keys, head } = chains
+  const mask = head.length - 1
+  for (let s = slotHash(key, mask); ; s = (s + 1) & mask) {
+    if (head[s]! < 0) return -1
+    if (keys[s] === key) return s
+  }
+}
+
+function chainFirst (chains: Chains, key: number): number {
+  const s = chainSlot(chains, key)
+  return s < 0 ? -1 : chains.head[s]!
+}
+
+function chainAdd (chains: Chains, key: number, invoice: number): void {
+  if (chains.entries === chains.next.length) {
+    const next = new Int32Array(chains.entries * 2); next.set(chains.next); chains.next = next
+    const at = new Int32Array(chains.entries * 2); at.set(chains.invoiceAt); chains.invoiceAt = at
+  }
+  const entry = chains.entries++
+  chains.invoiceAt[entry] = invoice
+  chains.next[entry] = -1
+  const { keys, head, tail } = chains
+  const mask = head.length - 1
+  let s = slotHash(key, mask)
+  while (head[s]! >= 0 && keys[s] !== key) s = (s + 1) & mask
+  if (head[s]! >= 0) { chains.next[tail[s]!] = entry; tail[s] = entry; return }
+  keys[s] = key; head[s] = entry; tail[s] = entry
+  if (++chains.size * 2 > head.length) growChains(chains)
+}
+
+function growChains (chains: Chains): void {
+  const { keys, head, tail } = chains
+  const cap = head.length * 2
+  const mask = cap - 1
+  const keys2 = new Float64Array(cap)
+  const head2 = new Int32Array(cap).fill(-1)
+  const tail2 = new Int32Array(cap)
+  for (let s = 0; s < head.length; s++) {
+    if (head[s]! < 0) continue
+    let t = slotHash(keys[s]!, mask)
+    while (head2[t]! >= 0) t = (t + 1) & mask
+    keys2[t] = keys[s]!; head2[t] = head[s]!; tail2[t] = tail[s]!
+  }
+  chains.keys = keys2; chains.head = head2; chains.tail = tail2
 }
 
 export interface MatchingIndex {
-  readonly byRef: Map<string, OpenInvoiceView[]>
+  /** Reference → the invoice, or several in insertion order: most references name one invoice, and an array each was 100k arrays to build and keep. */
+  readonly byRef: Map<string, OneOrMany>
   /**
    * (position, reference with that character deleted) → invoices. All-digit
    * keys are numbers (see delKey): hundreds of thousands of keys, and a string
@@ -218,11 +282,11 @@ function delKey (s: string, skip: number, pos: number): number {
 }
 
 /** addFuzzy over the invoices whose reference, without its character at pos, is s without its character at skip (all of s when skip is -1). */
-function addDeletionHits (hits: Map<OpenInvoiceView, string> | null, index: MatchingIndex, s: string, skip: number, pos: number, exact: OpenInvoiceView[] | undefined, token: string): Map<OpenInvoiceView, string> | null {
+function addDeletionHits (hits: Map<OpenInvoiceView, string> | null, index: MatchingIndex, s: string, skip: number, pos: number, exact: OneOrMany | undefined, token: string): Map<OpenInvoiceView, string> | null {
   const k = delKey(s, skip, pos)
   if (k < 0) return addFuzzy(hits, index.byDeletion.get(`${pos}:${skip < 0 ? s : s.slice(0, skip) + s.slice(skip + 1)}`), exact, token)
   const chains = index.byDeletionNum
-  for (let e = chains.first.get(k) ?? -1; e >= 0; e = chains.next[e]!) hits = addFuzzy(hits, chains.invoice[e]!, exact, token)
+  for (let e = chainFirst(chains, k); e >= 0; e = chains.next[e]!) hits = addFuzzy(hits, chains.invoices[chains.invoiceAt[e]!]!, exact, token)
   return hits
 }
 
@@ -232,6 +296,15 @@ function addOneOrMany<K> (map: Map<K, OneOrMany>, key: K, inv: OpenInvoiceView):
   else if (Array.isArray(prior)) prior.push(inv)
   else map.set(key, [prior, inv])
 }
+
+/** addOneOrMany, skipping an invoice the key already has. */
+function addOnce<K> (map: Map<K, OneOrMany>, key: K, inv: OpenInvoiceView): void {
+  const prior = map.get(key)
+  if (prior === undefined) map.set(key, inv)
+  else if (Array.isArray(prior)) { if (!prior.includes(inv)) prior.push(inv) } else if (prior !== inv) map.set(key, [prior, inv])
+}
+
+const holds = (list: OneOrMany | undefined, inv: OpenInvoiceView): boolean => list !== undefined && (Array.isArray(list) ? list.includes(inv) : list === inv)
 
 /** Levenshtein distance ≤ 1, without building the matrix. */
 export function withinOneEdit (a: string, b: string): boolean {
@@ -255,29 +328,34 @@ function push<K, V> (map: Map<K, V[]>, key: K, value: V): void {
 
 export function buildMatchingIndex (invoices: readonly OpenInvoiceView[], customers: readonly CustomerView[]): MatchingIndex {
   const index: MatchingIndex = {
-    byRef: new Map(), byDeletionNum: { first: new Map(), invoice: [], next: [], last: [] }, byDeletion: new Map(), pools: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), whoBySource: new Map(), whoByAccount: new Map(), whoByPayer: new Map()
+    byRef: new Map(), byDeletionNum: newChains(invoices.length * 6), byDeletion: new Map(), pools: new Map(), customersByName: new Map(), customersByBankAccount: new Map(), whoBySource: new Map(), whoByAccount: new Map(), whoByPayer: new Map()
   }
+  const chains = index.byDeletionNum
   for (const inv of invoices) {
     if (inv.openBalance <= 0) continue
+    let ordinal = -1
     for (let r = 0; r < 2; r++) {
       const ref = r === 0 ? inv.number : inv.poNumber
       if (ref === null || ref === '') continue
       const token = normaliseRef(ref)
       if (token === '') continue
-      push(index.byRef, token, inv)
+      addOnce(index.byRef, token, inv)
       // No de-duplication here: lookups de-duplicate, and these lists can be long.
       // Keyed by position too, so a lookup finds only true one-edit neighbours (no verification pass).
       if (token.length >= FUZZY_MIN) {
         for (let i = 0; i < token.length; i++) {
           const k = delKey(token, i, i)
-          if (k >= 0) chainAdd(index.byDeletionNum, k, inv)
+          if (k >= 0) {
+            if (ordinal < 0) { ordinal = chains.invoices.length; chains.invoices.push(inv) }
+            chainAdd(chains, k, ordinal)
+          }
           else addOneOrMany(index.byDeletion, `${i}:${token.slice(0, i) + token.slice(i + 1)}`, inv)
         }
       }
     }
     const pool = poolOf(index, inv.customerId, inv.currency, true)!
     if (!pool.sorted.includes(inv)) pool.sorted.push(inv)
-    push(pool.byAmount, inv.openBalance, inv)
+    addOnce(pool.byAmount, inv.openBalance, inv)
   }
   for (const byCurrency of index.pools.values()) for (const pool of byCurrency.values()) pool.sorted.sort((a, b) => a.openBalance - b.openBalance || (a.dueOn < b.dueOn ? -1 : 1))
   for (const c of customers) {
@@ -435,7 +513,9 @@ interface Run {
  * A scored candidate whose reasons are not written yet. Reasons are text for
  * a person, and most candidates are dropped (a typo'd memo is one edit from
  * dozens of invoice numbers), so toCandidate writes them only for the few a
- * decision returns. Everything ranking and confident() need is here.
+ * decision returns. Everything ranking and confident() need is here; the
+ * applications and write-offs of a one-invoice candidate are made only when it
+ * is returned (its key and rank follow from the fit without them).
  */
 interface Draft {
   rule: GeneratorRule
@@ -443,7 +523,11 @@ interface Draft {
   invoices: OpenInvoiceView[]
   /** The memo token that named the one invoice (reference rules), else null. */
   token: string | null
-  settled: Settled
+  fit: Fit
+  /** settle()'s result, made when first needed (at once for several invoices, whose key needs it). */
+  settled: Settled | null
+  /** How many invoices the payment is applied to (settled.applications.length). */
+  applied: number
   /** who.ids has the invoices' customer (meaningful only when who.ids is not empty). */
   sameCustomer: boolean
   inWindow: boolean
@@ -474,14 +558,33 @@ function makeDraft (run: Run, rule: GeneratorRule, invoices: OpenInvoiceView[], 
   }
   // Over-paid ('over' leaves money unapplied) or partial: never auto.
   if (fit === 'over' || fit === 'partial') confidence = Math.min(confidence, config.autoThreshold - 0.1)
-  const settled = settle(p.amount.amount, invoices, fit)
-  return { rule, invoices, token, settled, sameCustomer, inWindow, confidence: Math.max(0, Math.min(1, Math.round(confidence * 1000) / 1000)), key: keyOf(settled), sortKey: null }
+  const amount = p.amount.amount
+  let settled: Settled | null = null
+  let applied: number
+  let key: string
+  if (invoices.length === 1) {
+    // settle() and keyOf() for one invoice, without the arrays: applied if anything is taken, the rest written off on a tolerance fit.
+    const open = first.openBalance
+    const take = Math.min(open, amount)
+    applied = take > 0 ? 1 : 0
+    const paid = take > 0 ? take : 0
+    key = (take > 0 ? first.id : '') + '|' + (fit === 'tolerance' && paid < open ? `${first.id}:${open - paid}` : '')
+  } else {
+    settled = settle(amount, invoices, fit)
+    applied = settled.applications.length
+    key = keyOf(settled)
+  }
+  return { rule, invoices, token, fit, settled, applied, sameCustomer, inWindow, confidence: Math.max(0, Math.min(1, Math.round(confidence * 1000) / 1000)), key, sortKey: null }
+}
+
+function settledOf (run: Run, d: Draft): Settled {
+  return d.settled ??= settle(run.p.amount.amount, d.invoices, d.fit)
 }
 
 /** The candidate as returned, with its reasons written. */
 function toCandidate (run: Run, d: Draft): Candidate {
   const { p, who } = run
-  const s = d.settled
+  const s = settledOf(run, d)
   const first = d.invoices[0]!
   const fitReason: Reason | null = s.fit === 'exact'
     ? { rule: 'exact_amount', detail: ['amount ', p.amount.amount, ' equals open ', p.amount.amount].join('') }
@@ -544,13 +647,13 @@ function sumAmounts (list: readonly Application[]): number {
 }
 
 /** Adds found invoices not among the exact hits of the token (lists are short: includes beats building a Set). */
-function addFuzzy (hits: Map<OpenInvoiceView, string> | null, found: OneOrMany | undefined, exact: OpenInvoiceView[] | undefined, token: string): Map<OpenInvoiceView, string> | null {
+function addFuzzy (hits: Map<OpenInvoiceView, string> | null, found: OneOrMany | undefined, exact: OneOrMany | undefined, token: string): Map<OpenInvoiceView, string> | null {
   if (found === undefined) return hits
   if (!Array.isArray(found)) {
-    if (exact === undefined || !exact.includes(found)) (hits ??= new Map()).set(found, token)
+    if (!holds(exact, found)) (hits ??= new Map()).set(found, token)
     return hits
   }
-  for (const inv of found) if (exact === undefined || !exact.includes(inv)) (hits ??= new Map()).set(inv, token)
+  for (const inv of found) if (!holds(exact, inv)) (hits ??= new Map()).set(inv, token)
   return hits
 }
 
@@ -560,7 +663,9 @@ function referenceHits (tokens: readonly string[], index: MatchingIndex, fuzzy: 
   for (const token of tokens) {
     if (!fuzzy) {
       const list = index.byRef.get(token)
-      if (list !== undefined) for (const inv of list) (hits ??= new Map()).set(inv, token)
+      if (list === undefined) continue
+      if (Array.isArray(list)) for (const inv of list) (hits ??= new Map()).set(inv, token)
+      else (hits ??= new Map()).set(list, token)
       continue
     }
     if (token.length < FUZZY_MIN - 1) continue
@@ -671,7 +776,10 @@ function generate (rule: GeneratorRule, run: Run, index: MatchingIndex): void {
     // One token looked up exactly (most memos): its list already holds each invoice once, in order, so no map of hits.
     if (rule === 'reference' && run.tokens.length === 1) {
       const list = index.byRef.get(run.tokens[0]!)
-      if (list !== undefined) addNamed(run, rule, list, null, run.tokens[0]!)
+      if (list === undefined) return
+      if (Array.isArray(list)) addNamed(run, rule, list, null, run.tokens[0]!)
+      // One invoice: addNamed's first loop alone (one named invoice makes no multi-invoice candidate).
+      else if (eligible(p, list, who)) add(run, makeDraft(run, rule, [list], run.tokens[0]!))
       return
     }
     const hits = referenceHits(run.tokens, index, rule === 'fuzzy_reference')
@@ -684,7 +792,10 @@ function generate (rule: GeneratorRule, run: Run, index: MatchingIndex): void {
     const pool = poolOf(index, customerId, p.amount.currency)
     if (pool === undefined) continue
     if (rule === 'exact_amount') {
-      for (const inv of pool.byAmount.get(amount) ?? NO_INVOICES) add(run, makeDraft(run, 'exact_amount', [inv], null))
+      const same = pool.byAmount.get(amount)
+      if (same === undefined) continue
+      if (!Array.isArray(same)) add(run, makeDraft(run, 'exact_amount', [same], null))
+      else for (const inv of same) add(run, makeDraft(run, 'exact_amount', [inv], null))
     } else if (rule === 'tolerance') {
       const sorted = pool.sorted
       // Binary search to the first open ≥ amount; scan while within tolerance.
@@ -708,15 +819,17 @@ function generate (rule: GeneratorRule, run: Run, index: MatchingIndex): void {
   }
 }
 
-const NO_INVOICES: OpenInvoiceView[] = []
 
 /** Best first; ties by fewer invoices, then by applied invoice ids. */
 function byRank (a: Draft, b: Draft): number {
-  return b.confidence - a.confidence || a.settled.applications.length - b.settled.applications.length || (sortKeyOf(a) < sortKeyOf(b) ? -1 : 1)
+  return b.confidence - a.confidence || a.applied - b.applied || (sortKeyOf(a) < sortKeyOf(b) ? -1 : 1)
 }
 function sortKeyOf (d: Draft): string {
-  const a = d.settled.applications
-  return d.sortKey ??= a.length === 1 ? a[0]!.invoiceId : a.map(idOf).join(',')
+  if (d.sortKey !== null) return d.sortKey
+  // One invoice: its id when applied to (an empty join otherwise).
+  if (d.invoices.length === 1) return (d.sortKey = d.applied === 1 ? d.invoices[0]!.id : '')
+  const a = d.settled!.applications
+  return (d.sortKey = a.length === 1 ? a[0]!.invoiceId : a.map(idOf).join(','))
 }
 
 /** The memo names an invoice (only the reference rules produce that reason). */
@@ -725,7 +838,8 @@ const named = (d: Draft): boolean => d.rule === 'reference' || d.rule === 'fuzzy
 function confident (ranked: readonly Draft[], config: MatchingConfig): boolean {
   const top = ranked[0]
   const second = ranked[1]
-  if (top === undefined || top.confidence < config.autoThreshold || top.settled.unapplied !== 0) return false
+  // Money is left unapplied exactly when the payment is over the invoices' total.
+  if (top === undefined || top.confidence < config.autoThreshold || top.fit === 'over') return false
   if (second !== undefined && top.confidence - second.confidence < config.autoMargin) return false
   // The memo names another invoice than the one the amount points to: a person decides.
   return named(top) || !ranked.some(named)
@@ -733,8 +847,10 @@ function confident (ranked: readonly Draft[], config: MatchingConfig): boolean {
 
 function singleExactFit (found: Map<string, Draft>, config: MatchingConfig): boolean {
   for (const d of found.values()) {
+    if (d.applied !== 1 || d.confidence < config.autoThreshold) continue
     const s = d.settled
-    if (s.applications.length === 1 && s.writeOffs.length === 0 && s.unapplied === 0 && d.confidence >= config.autoThreshold) return true
+    // Not yet settled (one invoice): a write-off is made on a tolerance fit only, and always there (the invoice is left short); unapplied money on an over fit only.
+    if (s === null ? d.fit !== 'tolerance' && d.fit !== 'over' : s.writeOffs.length === 0 && s.unapplied === 0) return true
   }
   return false
 }
@@ -790,12 +906,13 @@ export function matchBatch (payments: readonly OutsidePaymentView[], invoices: r
 export function reduceOpen (index: MatchingIndex, inv: OpenInvoiceView, amount: number): void {
   const pool = poolOf(index, inv.customerId, inv.currency)
   const same = pool?.byAmount.get(inv.openBalance)
-  if (same !== undefined) { const i = same.indexOf(inv); if (i >= 0) same.splice(i, 1); if (same.length === 0) pool!.byAmount.delete(inv.openBalance) }
+  if (same === inv) pool!.byAmount.delete(inv.openBalance)
+  else if (Array.isArray(same)) { const i = same.indexOf(inv); if (i >= 0) same.splice(i, 1); if (same.length === 0) pool!.byAmount.delete(inv.openBalance) }
   if (pool !== undefined) { const i = pool.sorted.indexOf(inv); if (i >= 0) pool.sorted.splice(i, 1) }
   ;(inv as { openBalance: number }).openBalance -= amount
   if (inv.openBalance <= 0) return // reference maps keep it; eligible() skips closed invoices
   if (pool !== undefined) {
-    push(pool.byAmount, inv.openBalance, inv)
+    addOnce(pool.byAmount, inv.openBalance, inv)
     // First position not below the new balance (a loop, not findIndex: no closure per application).
     let at = 0
     while (at < pool.sorted.length && !(pool.sorted[at]!.openBalance >= inv.openBalance)) at++
