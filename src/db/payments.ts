@@ -146,12 +146,24 @@ export interface AttemptAllocation {
 }
 
 export async function allocationsOf (db: Db, tenantId: string, attemptId: string): Promise<AttemptAllocation[]> {
+  return (await allocationsByAttempt(db, tenantId, [attemptId])).get(attemptId) ?? []
+}
+
+/** allocationsOf for many attempts in one query: attempt id → what it pays, in order. */
+export async function allocationsByAttempt (db: Db, tenantId: string, attemptIds: readonly string[]): Promise<Map<string, AttemptAllocation[]>> {
+  const byAttempt = new Map<string, AttemptAllocation[]>()
+  if (attemptIds.length === 0) return byAttempt
   const rows = await db('payment_attempt_allocations as al')
     .join('invoices as i', function () { this.on('i.tenant_id', 'al.tenant_id').andOn('i.id', 'al.invoice_id') })
-    .where({ 'al.tenant_id': requireTenantId(tenantId), 'al.attempt_id': attemptId })
-    .orderBy('al.position')
-    .select('al.invoice_id', 'i.number', 'al.amount', 'al.position') as Array<{ invoice_id: string, number: string, amount: number | string, position: number }>
-  return rows.map(r => ({ invoiceId: r.invoice_id, invoiceNumber: r.number, amount: Number(r.amount), position: r.position }))
+    .where('al.tenant_id', requireTenantId(tenantId)).whereIn('al.attempt_id', attemptIds)
+    .orderBy(['al.attempt_id', 'al.position'])
+    .select('al.attempt_id', 'al.invoice_id', 'i.number', 'al.amount', 'al.position') as Array<{ attempt_id: string, invoice_id: string, number: string, amount: number | string, position: number }>
+  for (const r of rows) {
+    const list = byAttempt.get(r.attempt_id) ?? []
+    list.push({ invoiceId: r.invoice_id, invoiceNumber: r.number, amount: Number(r.amount), position: r.position })
+    byAttempt.set(r.attempt_id, list)
+  }
+  return byAttempt
 }
 
 /**

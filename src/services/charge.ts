@@ -126,7 +126,7 @@ export async function quoteCharge (db: Knex, tenantId: string, input: { invoiceI
 export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: ChargeRequest): Promise<ChargeResult> {
   requireTenantId(request.tenantId)
   checkExpectedSurcharge(request.expectedSurcharge)
-  return await runAttempt(db, payments, request.tenantId, [request.invoiceId], async trx => {
+  return await runAttempt(db, payments, request.tenantId, async () => [request.invoiceId], async trx => {
     // The invoice row lock serialises concurrent clicks; the unique in-flight index is the backstop.
     const invoice = await trx('invoices').where({ tenant_id: request.tenantId, id: request.invoiceId }).forUpdate().first() as InvoiceForCharge | undefined
     if (invoice === undefined) throw new AppError('INVOICE_NOT_FOUND', 'That invoice is not in Settle; sync the PSA and try again.')
@@ -173,10 +173,10 @@ type AttemptPlan =
  * The one way a charge happens: `plan` checks and prices it under the
  * invoices' row locks, the attempt (with what it pays) is committed, and only
  * then is the processor called with the attempt's idempotency key. A unique
- * violation means another click won the race on one of the invoices: its
- * attempt is the answer.
+ * violation means another click won the race on one of the invoices
+ * (`racedOn`, asked only then): its attempt is the answer.
  */
-async function runAttempt (db: Knex, payments: PaymentsPort, tenantId: string, invoiceIds: readonly string[], plan: (trx: Knex.Transaction) => Promise<AttemptPlan>): Promise<ChargeResult> {
+async function runAttempt (db: Knex, payments: PaymentsPort, tenantId: string, racedOn: () => Promise<readonly string[]>, plan: (trx: Knex.Transaction) => Promise<AttemptPlan>): Promise<ChargeResult> {
   let started: { alreadyProcessing: PaymentAttempt } | { attempt: PaymentAttempt, method: PaymentMethod, invoiceNumbers: string[] }
   try {
     started = await db.transaction(async trx => {
@@ -193,7 +193,7 @@ async function runAttempt (db: Knex, payments: PaymentsPort, tenantId: string, i
     })
   } catch (error) {
     if (pgError(error).code !== '23505') throw error
-    const winner = await attemptInFlightOn(db, tenantId, invoiceIds)
+    const winner = await attemptInFlightOn(db, tenantId, await racedOn())
     if (winner === undefined) throw new AppError('PAYMENT_IN_PROGRESS', 'Another payment on these invoices just finished; reload to see it before charging again.')
     started = { alreadyProcessing: winner }
   }
@@ -288,8 +288,9 @@ export async function quoteStatement (db: Knex, request: Omit<StatementChargeReq
 export async function chargeStatement (db: Knex, payments: PaymentsPort, request: StatementChargeRequest): Promise<ChargeResult> {
   requireTenantId(request.tenantId)
   checkExpectedSurcharge(request.expectedSurcharge)
-  const candidates = request.invoiceIds ?? []
-  return await runAttempt(db, payments, request.tenantId, candidates, async trx => {
+  // The invoices chosen, or by default any of the client's.
+  const racedOn = async (): Promise<readonly string[]> => request.invoiceIds ?? await db('invoices').where({ tenant_id: request.tenantId, customer_id: request.customerId }).pluck('id') as string[]
+  return await runAttempt(db, payments, request.tenantId, racedOn, async trx => {
     const { method, invoices, allocations, amount, quote } = await priceStatement(trx, request, true)
     const inFlight = await attemptInFlightOn(trx, request.tenantId, allocations.map(a => a.invoiceId))
     if (inFlight !== undefined) return { alreadyProcessing: inFlight }

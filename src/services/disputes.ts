@@ -68,7 +68,7 @@ export async function recordDispute (db: Knex, tenantId: string, dispute: Disput
       // Only the first time: reopening is not idempotent, the ledger entry's key is.
       const method = await trx('payment_methods').where({ tenant_id: tenantId, id: attempt.payment_method_id }).first('type') as { type: string }
       const already = await trx('journal_entries').where({ tenant_id: tenantId, idempotency_key: `dispute:${dispute.id}:lost` }).first('id')
-      const reopened = already === undefined ? await reopenInvoices(trx, tenantId, { id: attempt.id, invoiceId: attempt.invoice_id }, 0, share.invoice.amount) : []
+      const reopened = already === undefined ? await reopenInvoices(trx, tenantId, { id: attempt.id, invoiceId: attempt.invoice_id }, paid, 0, share.invoice.amount) : []
       await postEntry(trx, tenantId, {
         idempotencyKey: `dispute:${dispute.id}:lost`, kind: 'dispute.lost', effectiveAt: dispute.createdAt, memo: `${what}: dispute lost, the client owes it again`, source,
         postings: lostPostings.filter(p => p.amount.amount !== 0)

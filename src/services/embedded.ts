@@ -4,7 +4,7 @@ import { getPsaConnection } from '../db/psa.js'
 import { findTenantBySlug, requireTenantId, tenantToday, type Tenant } from '../db/tenants.js'
 import { localDate } from '../domain/calendar.js'
 import { openBalance, toInvoice, type InvoiceRow } from '../db/invoices.js'
-import { listPaymentMethods, toAttempt, toMethod, type AttemptRow, type AttemptStatus, type MethodRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
+import { allocationsByAttempt, listPaymentMethods, toAttempt, toMethod, type AttemptRow, type AttemptStatus, type MethodRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { activeConsents, getTenantRule } from '../db/autopay.js'
 import { capitalised, invoiceLabel } from './charge.js'
 import { listExceptions } from '../db/reconciliation-exceptions.js'
@@ -143,7 +143,7 @@ const STATUS_LABEL: Record<string, string> = { open: 'Open', partially_paid: 'Op
 
 const methodLabel = (m: PaymentMethod): string => m.type === 'ach'
   ? `${m.brand ?? 'Bank account'} ····${m.last4}`
-  : `${(m.brand ?? 'Card').replace(/^\w/, c => c.toUpperCase())} ····${m.last4}`
+  : `${capitalised(m.brand ?? 'Card')} ····${m.last4}`
 
 const methodView = (m: PaymentMethod): Record<string, unknown> => ({
   id: m.id,
@@ -317,13 +317,10 @@ export async function companyModel (db: Knex, tenantId: string, system: Embedded
   })
   const recent = await db('payment_attempts').where({ tenant_id: tenantId, customer_id: customer.id }).orderBy('created_at', 'desc').limit(10) as AttemptRow[]
   // What each paid: an invoice, or several for a statement payment.
-  const paid = recent.length === 0 ? [] : await db('payment_attempt_allocations as al')
-    .join('invoices as i', function () { this.on('i.tenant_id', 'al.tenant_id').andOn('i.id', 'al.invoice_id') })
-    .where('al.tenant_id', tenantId).whereIn('al.attempt_id', recent.map(r => r.id)).orderBy(['al.attempt_id', 'al.position'])
-    .select('al.attempt_id', 'i.number') as Array<{ attempt_id: string, number: string }>
+  const paid = await allocationsByAttempt(db, tenantId, recent.map(r => r.id))
   const attempts = recent.map(r => ({
     ...attemptView(toAttempt(r), methods),
-    pays: capitalised(invoiceLabel(paid.filter(p => p.attempt_id === r.id).map(p => p.number)))
+    pays: capitalised(invoiceLabel((paid.get(r.id) ?? []).map(a => a.invoiceNumber)))
   }))
   const collection = await db('collection_exceptions as c').join('invoices as i', function () { this.on('i.tenant_id', 'c.tenant_id').andOn('i.id', 'c.invoice_id') })
     .where({ 'c.tenant_id': tenantId, 'i.customer_id': customer.id }).whereNull('c.resolved_at').select('c.explanation', 'c.next_step', 'i.number', 'c.created_at') as Array<{ explanation: string, next_step: string, number: string, created_at: Date }>
@@ -361,7 +358,7 @@ async function accountingOf (deps: QuickBooksDeps, tenantId: string): Promise<Ac
 
 export interface SyncDocument { label: string, ok: boolean, url: string | null, error: string | null, hint: string | null }
 
-const kindLabel = (kind: string): string => { const k = kind.replace(/_/g, ' '); return `${k.charAt(0).toUpperCase()}${k.slice(1)}` }
+const kindLabel = (kind: string): string => capitalised(kind.replace(/_/g, ' '))
 
 const postedView = (p: SyncNowResult['posted'][number]): SyncDocument => ({
   label: `${kindLabel(p.kind)} #${p.externalId} (${formatMoney(p.amount)})`, ok: true,

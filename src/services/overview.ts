@@ -1,5 +1,6 @@
 import type { Knex } from 'knex'
 import { listCustomers } from '../db/customers.js'
+import { allocationsByAttempt } from '../db/payments.js'
 import { jobCounts, type JobState } from '../db/jobs.js'
 import { listEntries, trialBalance } from '../db/ledger.js'
 import { getSyncState, listPsaConnections, listSyncRuns, type SyncRun } from '../db/psa.js'
@@ -79,21 +80,20 @@ async function collectionPanel (db: Knex, tenant: Tenant): Promise<CollectionPan
     .join('customers as c', function () { this.on('c.tenant_id', 'a.tenant_id').andOn('c.id', 'a.customer_id') })
     .join('payment_methods as m', function () { this.on('m.tenant_id', 'a.tenant_id').andOn('m.id', 'a.payment_method_id') })
     .where('a.tenant_id', tenant.id).orderBy('a.created_at', 'desc').limit(10)
-    .select('a.created_at', 'a.amount', 'a.currency', 'a.status', 'a.trigger', 'a.failure_code', 'a.decline_code', 'a.advice_code', 'a.failure_class', 'c.name', 'm.type', 'm.brand', 'm.last4')
-    // Every invoice the attempt paid: one, or several for a statement payment.
-    .select(db.raw(`array(select i.number from payment_attempt_allocations al join invoices i on i.tenant_id = al.tenant_id and i.id = al.invoice_id
-      where al.tenant_id = a.tenant_id and al.attempt_id = a.id order by al.position) as numbers`)) as Array<Record<string, string | number | Date | null | string[]>>
+    .select('a.id', 'a.created_at', 'a.amount', 'a.currency', 'a.status', 'a.trigger', 'a.failure_code', 'a.decline_code', 'a.advice_code', 'a.failure_class', 'c.name', 'm.type', 'm.brand', 'm.last4') as Array<Record<string, string | number | Date | null>>
+  // Every invoice each attempt paid: one, or several for a statement payment.
+  const paid = await allocationsByAttempt(db, tenant.id, rows.map(r => String(r.id)))
   const attempts: AttemptLine[] = rows.map(r => {
     const status = r.status as AttemptLine['status']
     const verdict = status === 'failed' ? classifyFailure({ method: r.type === 'ach' ? 'ach' : 'card', code: r.failure_code as string | null, declineCode: r.decline_code as string | null, adviceCode: r.advice_code as string | null }) : null
     const label = status === 'succeeded' ? 'Paid' : status === 'processing' ? 'Processing' : status === 'failed'
       ? (verdict?.class === 'retry_later' ? 'Declined · will retry' : verdict?.class === 'needs_client' ? 'Needs the client' : 'Declined · do not retry')
       : status === 'unknown' || status === 'created' ? 'Checking with Stripe' : status === 'refunded' ? 'Refunded' : 'Disputed'
-    const brand = typeof r.brand === 'string' ? r.brand.replace(/^\w/, c => c.toUpperCase()) : r.type === 'ach' ? 'Bank' : 'Card'
+    const brand = typeof r.brand === 'string' ? capitalised(r.brand) : r.type === 'ach' ? 'Bank' : 'Card'
     return {
       when: r.created_at as Date,
       client: String(r.name),
-      invoices: capitalised(invoiceLabel(r.numbers as string[])),
+      invoices: capitalised(invoiceLabel((paid.get(String(r.id)) ?? []).map(a => a.invoiceNumber))),
       method: `${brand} ····${String(r.last4)}`,
       amount: { amount: Number(r.amount), currency: asCurrency(String(r.currency)) },
       status,

@@ -7,7 +7,7 @@ import {
   type AccountingPostingRecord, type PostingDocType, type PostingKind
 } from '../db/accounting-postings.js'
 import { raiseException } from '../db/reconciliation-exceptions.js'
-import type { AttemptAllocation } from '../db/payments.js'
+import { allocationsByAttempt, type AttemptAllocation } from '../db/payments.js'
 import { capitalised, invoiceLabel } from './charge.js'
 import { claimSourceJobs, completeJob, failJob, type Job } from '../db/jobs.js'
 import { backoffDelayMs } from '../jobs/backoff.js'
@@ -164,16 +164,7 @@ async function loadAttempts (db: Knex, tenantId: string, attemptIds: readonly st
     id: string, status: string, amount: string | number, surcharge_amount: string | number | null, currency: string, invoice_id: string | null,
     customer_id: string, name: string, type: string, processor_intent_ref: string | null, settled_at: Date | null, updated_at: Date
   }>
-  const allocations = await db('payment_attempt_allocations as al')
-    .join('invoices as i', function () { this.on('i.tenant_id', 'al.tenant_id').andOn('i.id', 'al.invoice_id') })
-    .where('al.tenant_id', tenantId).whereIn('al.attempt_id', attemptIds).orderBy(['al.attempt_id', 'al.position'])
-    .select('al.attempt_id', 'al.invoice_id', 'i.number', 'al.amount', 'al.position') as Array<{ attempt_id: string, invoice_id: string, number: string, amount: number | string, position: number }>
-  const linesOf = new Map<string, AttemptAllocation[]>()
-  for (const r of allocations) {
-    const lines = linesOf.get(r.attempt_id) ?? []
-    lines.push({ invoiceId: r.invoice_id, invoiceNumber: r.number, amount: Number(r.amount), position: r.position })
-    linesOf.set(r.attempt_id, lines)
-  }
+  const linesOf = await allocationsByAttempt(db, tenantId, attemptIds)
   return rows.map(r => {
     const lines = linesOf.get(r.id) ?? []
     return {

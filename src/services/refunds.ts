@@ -1,7 +1,7 @@
 import type { Knex } from 'knex'
 import { openBalance } from '../db/invoices.js'
 import { postEntry } from '../db/ledger.js'
-import { allocationsOf } from '../db/payments.js'
+import { allocationsOf, type AttemptAllocation } from '../db/payments.js'
 import type { JobInput } from '../db/jobs.js'
 import { requireTenantId } from '../db/tenants.js'
 import { returnNewestFirst } from '../domain/allocation.js'
@@ -82,13 +82,14 @@ export async function refundPayment (db: Knex, payments: PaymentsPort, request: 
       { account: Accounts.processorPending('stripe'), amount: { amount: -money.amount, currency: money.currency } }
     ]
     const method = await trx('payment_methods').where({ tenant_id: request.tenantId, id: attempt.payment_method_id }).first('type') as { type: string }
-    const reopened = await reopenInvoices(trx, request.tenantId, { id: attempt.id, invoiceId: attempt.invoice_id }, invoiceShareBefore, share.invoice.amount)
+    const allocations = await allocationsOf(trx, request.tenantId, attempt.id)
+    const reopened = await reopenInvoices(trx, request.tenantId, { id: attempt.id, invoiceId: attempt.invoice_id }, allocations, invoiceShareBefore, share.invoice.amount)
     if (started.remainingAfter === 0) await trx('payment_attempts').where({ tenant_id: request.tenantId, id: request.attemptId }).update({ status: 'refunded', updated_at: trx.fn.now() })
     await postEntry(trx, request.tenantId, {
       idempotencyKey: `refund:${started.refundId}`,
       kind: 'payment.refunded',
       effectiveAt: new Date(),
-      memo: `Refund on ${invoiceLabel(reopened.map(r => r.invoice.number))}: ${request.reason}`,
+      memo: `Refund on ${invoiceLabel(allocations.map(a => a.invoiceNumber))}: ${request.reason}`,
       postings: postings.filter(p => p.amount.amount !== 0),
       source: { processor: 'stripe', refund: outcome.refundId, attempt: request.attemptId, actor: request.actor }
     }, {
@@ -137,12 +138,11 @@ export interface ReopenedInvoice {
 /**
  * Money an attempt collected comes back (refund, lost dispute): the
  * invoice share of it, `amount` after `alreadyReturned`, reopens the
- * invoices it paid, the one paid last first. Each touched invoice is locked
+ * invoices it paid (its `allocations`), the one paid last first. Each touched invoice is locked
  * and updated; what is returned says what the PSA must be re-told.
  */
-export async function reopenInvoices (trx: Knex.Transaction, tenantId: string, attempt: { id: string, invoiceId: string | null }, alreadyReturned: number, amount: number): Promise<ReopenedInvoice[]> {
+export async function reopenInvoices (trx: Knex.Transaction, tenantId: string, attempt: { id: string, invoiceId: string | null }, allocations: readonly AttemptAllocation[], alreadyReturned: number, amount: number): Promise<ReopenedInvoice[]> {
   if (amount === 0) return []
-  const allocations = await allocationsOf(trx, tenantId, attempt.id)
   const returnedNow = returnNewestFirst(allocations, alreadyReturned, amount)
   const returnedInAll = returnNewestFirst(allocations, 0, alreadyReturned + amount)
   const invoices = await trx('invoices').where({ tenant_id: tenantId }).whereIn('id', returnedNow.map(r => r.invoiceId)).orderBy('id').forUpdate() as Array<{

@@ -220,6 +220,8 @@ t.test('money given back reopens the invoice paid last first', async t => {
   t.same(await paid(db, w), { 10: [10_000, 'paid'], 11: [15_000, 'partially_paid'], 12: [0, 'open'] }, '1012 reopens in full, then 1011 by the rest')
   const restates = await db('jobs').where({ tenant_id: w.tenant.id, queue: 'psa.restate-payment' }).orderBy('id')
   t.same(restates.map((j: { payload: { invoiceExternalId: string, remainder: number } }) => [j.payload.invoiceExternalId, j.payload.remainder]), [['12', 0], ['11', 15_000]], 'only the touched invoices are re-stated in the PSA, each with what stays paid')
+  const refundEntry = await db('journal_entries').where({ tenant_id: w.tenant.id, kind: 'payment.refunded' }).first('memo')
+  t.equal(refundEntry.memo, 'Refund on invoices 1010, 1011 and 1012: Overbilled on 1012', 'the ledger names the payment refunded')
   const reversal = await db('jobs').where({ tenant_id: w.tenant.id, queue: 'qbo.post-reversal' }).first()
   t.equal(reversal.payload.invoiceAmount, 35_000, 'one QuickBooks reversal for the refund')
 

@@ -11,7 +11,7 @@ import { formatMoney, type Money } from '../../domain/money.js'
 import { classifyFailure } from '../../domain/retry-policy.js'
 import type { PaymentsPort } from '../../ports/payments.js'
 import { verifyPayLink } from '../../security/pay-links.js'
-import { chargeInvoice, chargeStatement, quoteCharge, quoteStatement, type ChargeResult } from '../../services/charge.js'
+import { capitalised, chargeInvoice, chargeStatement, quoteCharge, quoteStatement, type ChargeResult } from '../../services/charge.js'
 import { beginAddMethod, cancelAutopay, completeAddMethod, removeMethod } from '../../services/checkout.js'
 import { cancelInstallmentPlan, createInstallmentPlan, getInstallmentPlan, offerInstallments } from '../../services/installments.js'
 
@@ -22,7 +22,7 @@ type Form = Record<string, string | undefined>
 const day = (d: string | Date | null): string => d === null ? '' : new Date(typeof d === 'string' ? `${d.slice(0, 10)}T12:00:00Z` : d).toLocaleDateString('en-US', { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' })
 
 export const methodLabel = (m: Pick<PaymentMethod, 'type' | 'brand' | 'last4' | 'expMonth' | 'expYear'>): string =>
-  `${m.type === 'ach' ? (m.brand ?? 'Bank account') : (m.brand ?? 'Card').replace(/^\w/, c => c.toUpperCase())} ending ${m.last4}` +
+  `${m.type === 'ach' ? (m.brand ?? 'Bank account') : capitalised(m.brand ?? 'Card')} ending ${m.last4}` +
   (m.expMonth !== null && m.expYear !== null ? `, expires ${String(m.expMonth).padStart(2, '0')}/${m.expYear}` : '')
 
 /** "3 monthly payments of $411.52 (the first $411.53), the first today": remainder cents go to the earliest parts. */
@@ -157,6 +157,13 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
     }
   }
 
+  /** The radio's `method:surcharge shown`: the charge is refused if the surcharge is no longer what the client saw. Null when none was chosen. */
+  const chosenMethod = (body: Form): { methodId: string, shown: number } | null => {
+    const [methodId, shown] = (body.method ?? '').split(':')
+    if (methodId === undefined || methodId === '' || shown === undefined || !/^\d+$/.test(shown)) return null
+    return { methodId, shown: Number(shown) }
+  }
+
   /** A notice the client can act on, for whatever the charge came to. */
   const noticeFor = async (tenantId: string, methodId: string, result: ChargeResult): Promise<Notice> => {
     if (result.outcome === 'succeeded') return { kind: 'ok', text: 'Thank you: your payment went through. A receipt is on its way.' }
@@ -191,19 +198,18 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
   app.get<{ Params: { token: string } }>('/pay/:token', async (request, reply) => await render(reply, request.params.token, null))
 
   app.post<{ Params: { token: string }, Body: Form }>('/pay/:token', async (request, reply) => await act(request, reply, async ({ tenantId, invoice, body }) => {
-    // `method:surcharge shown`: the charge is refused if the surcharge is no longer what the client saw.
-    const [methodId, shown] = (body.method ?? '').split(':')
-    if (methodId === undefined || methodId === '' || shown === undefined || !/^\d+$/.test(shown)) { void reply.status(400); return { kind: 'bad', text: 'Choose a payment method.' } }
-    const result = await chargeInvoice(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, invoiceId: invoice.id, paymentMethodId: methodId, actor: 'client', trigger: 'checkout', expectedSurcharge: Number(shown) })
-    return await noticeFor(tenantId, methodId, result)
+    const chosen = chosenMethod(body)
+    if (chosen === null) { void reply.status(400); return { kind: 'bad', text: 'Choose a payment method.' } }
+    const result = await chargeInvoice(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, invoiceId: invoice.id, paymentMethodId: chosen.methodId, actor: 'client', trigger: 'checkout', expectedSurcharge: chosen.shown })
+    return await noticeFor(tenantId, chosen.methodId, result)
   }))
 
   /** Everything the client owes in one payment (the statement), oldest due first. */
   app.post<{ Params: { token: string }, Body: Form }>('/pay/:token/statement', async (request, reply) => await act(request, reply, async ({ tenantId, invoice, body }) => {
-    const [methodId, shown] = (body.method ?? '').split(':')
-    if (methodId === undefined || methodId === '' || shown === undefined || !/^\d+$/.test(shown)) { void reply.status(400); return { kind: 'bad', text: 'Choose a payment method.' } }
-    const result = await chargeStatement(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, customerId: invoice.customer_id, paymentMethodId: methodId, actor: 'client', trigger: 'checkout', expectedSurcharge: Number(shown) })
-    return await noticeFor(tenantId, methodId, result)
+    const chosen = chosenMethod(body)
+    if (chosen === null) { void reply.status(400); return { kind: 'bad', text: 'Choose a payment method.' } }
+    const result = await chargeStatement(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, customerId: invoice.customer_id, paymentMethodId: chosen.methodId, actor: 'client', trigger: 'checkout', expectedSurcharge: chosen.shown })
+    return await noticeFor(tenantId, chosen.methodId, result)
   }))
 
   /** Step 1 of adding a method (JSON, from the page's script): a SetupIntent the browser confirms with the processor. */
