@@ -5,6 +5,7 @@ const BENCHES: Record<string, () => Promise<{ run: () => Promise<Record<string, 
   ledger: async () => await import('./ledger.js'),
   matching: async () => await import('./matching.js'),
   pods: async () => await import('./pods.js'),
+  standins: async () => await import('./standins.js'),
   sync: async () => await import('./sync.js'),
   webhooks: async () => await import('./webhooks.js')
 }
