@@ -32,7 +32,7 @@ export function verifyConnectState (keyring: Keyring, state: string, now = new D
   return { tenantId: parsed.t, sandbox: parsed.s === 1 }
 }
 
-export interface QuickBooksConnectOptions { publicUrl: string, sandboxOrigin: () => string | null }
+export interface QuickBooksConnectOptions { publicUrl: string, sandboxOrigin: () => string | null, endpoints?: QboEndpoints }
 
 /** Where a person signs in to Intuit to connect (or reconnect) a tenant's company; the state is signed and expires. */
 export function quickbooksAuthorizeUrl (keyring: Keyring, options: QuickBooksConnectOptions, tenantId: string, sandbox: boolean): string {
@@ -53,7 +53,7 @@ function connectTarget (options: QuickBooksConnectOptions, sandbox: boolean): { 
   }
   const creds = { clientId: process.env.SETTLE_QBO_CLIENT_ID ?? '', clientSecret: process.env.SETTLE_QBO_CLIENT_SECRET ?? '' }
   if (creds.clientId === '' || creds.clientSecret === '') throw new AppError('VALIDATION_FAILED', 'Set SETTLE_QBO_CLIENT_ID and SETTLE_QBO_CLIENT_SECRET (the Intuit app keys) to connect QuickBooks.')
-  return { endpoints: QBO_PRODUCTION, creds }
+  return { endpoints: options.endpoints ?? QBO_PRODUCTION, creds }
 }
 
 /**
@@ -79,7 +79,7 @@ export default async function quickbooksConnectRoutes (app: FastifyInstance, opt
     const { endpoints, creds } = connectTarget(options, sandbox)
     const tokens = await tokenRequest(endpoints, creds, { grant_type: 'authorization_code', code: q.code, redirect_uri: redirectUri })
     const connection = await connectQuickBooks(app.db, app.keyring, { tenantId, realmId: q.realmId, sandbox, tokens })
-    const port = await createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: options.sandboxOrigin, app: creds })(tenantId)
+    const port = await createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: options.sandboxOrigin, endpoints, app: creds })(tenantId)
     const settings = port === null ? null : await saveAccountingSettings(app.db, tenantId, await discoverSettings(port))
     const answer = { connected: true, realmId: connection.realmId, status: connection.status, proposedSettings: settings }
     // A person arrives here in a browser window (from Settle or a PSA pod); a script asked for JSON.
