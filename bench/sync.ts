@@ -45,7 +45,7 @@ export async function run (): Promise<Record<string, unknown>> {
   note(`sync: ${N} invoices from each stand-in (separate process) into PostgreSQL`)
   const standIns = await startStandIns()
   try {
-    const cw = (): PsaPort => createConnectWisePsa({ site: `${standIns.origin}/cw`, ...CONNECTWISE_SANDBOX_CREDENTIALS, lineConcurrency: 8 })
+    const cw = (): PsaPort => createConnectWisePsa({ site: `${standIns.origin}/cw`, ...CONNECTWISE_SANDBOX_CREDENTIALS })
     const at = (): PsaPort => createAutotaskPsa({ ...AUTOTASK_SANDBOX_CREDENTIALS, zoneDiscoveryUrl: `${standIns.origin}/at/ATServicesRest/V1.0/zoneInformation` })
     const figures: Record<string, { perS: number, baselinePerS: number, calls: number, created: number, lineCalls: number, idleCalls: number }> = {}
     for (const [name, make] of [['connectwise', cw], ['autotask', at]] as const) {

@@ -21,6 +21,8 @@ export interface AutotaskFaults {
   errorRate: number
   /** The next N requests answer 429 with Retry-After. */
   burst429: number
+  /** Share of requests answered 429 with Retry-After (0..1), from the same seeded sequence as errorRate. */
+  rate429?: number
   retryAfterSeconds: number
 }
 
