@@ -46,8 +46,9 @@ export function createLineFetcher (client: ConnectWiseClient, recordId: (id: str
     const out = new Map<string, CwInvoice>()
     for (const h of given) if (typeof (h.raw as CwInvoice | undefined)?.id === 'number') out.set(h.externalId, h.raw as CwInvoice)
     const missing = ids.filter(id => !out.has(id))
-    if (missing.length > 0) {
-      for await (const page of client.pages<CwInvoice>('/finance/invoices', { conditions: cond('id', 'in', missing.map(Number)), orderBy: 'id asc' })) {
+    for (let i = 0; i < missing.length; i += CW_LINE_BATCH) {
+      const chunk = missing.slice(i, i + CW_LINE_BATCH).map(Number)
+      for await (const page of client.pages<CwInvoice>('/finance/invoices', { conditions: cond('id', 'in', chunk), orderBy: 'id asc' })) {
         for (const wire of page) out.set(String(wire.id), wire)
       }
     }
