@@ -1,3 +1,4 @@
+import { installFaultSwitch, isRestWrite } from '../faults.js'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ConditionSyntaxError, evaluate, getPath, parseConditions, type Node } from './conditions.js'
 import { STATUSES, type ConnectWiseStore, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment } from './store.js'
@@ -329,6 +330,15 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
     const { companyId } = request.params as { companyId: string }
     if (companyId.toLowerCase() !== credentials.companyId.toLowerCase()) return await cwError(reply, 404, 'NotFound', `Company ${companyId} not found`)
     return { CompanyName: store.companyName, Codebase: store.codebase, VersionCode: 'v2025.1', VersionNumber: 'v4.6.92000', CompanyID: credentials.companyId, IsCloud: true, SiteUrl: request.headers.host ?? '127.0.0.1' }
+  })
+
+  installFaultSwitch(app, {
+    faults: store.faults,
+    seed: 1,
+    isWrite: isRestWrite,
+    // ConnectWise Cloud sits behind Cloudflare, whose gateway errors are HTML pages.
+    badGateway: { contentType: 'text/html', body: '<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>' },
+    refusal: message => ({ code: 'InvalidObject', message })
   })
 
   // The key URL named in callback deliveries (Metadata.key_url).
