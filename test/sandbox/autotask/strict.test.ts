@@ -5,7 +5,7 @@ import { createAutotaskClient } from '../../../src/adapters/autotask/client.js'
 
 const headers = { username: AUTOTASK_SANDBOX_CREDENTIALS.apiUser, secret: AUTOTASK_SANDBOX_CREDENTIALS.secret, apiintegrationcode: AUTOTASK_SANDBOX_CREDENTIALS.integrationCode, 'content-type': 'application/json' }
 
-async function rig (t: Tap.Test): Promise<{ origin: string, base: string, hits: string[], store: ReturnType<typeof createAutotaskStore> }> {
+async function rig (t: { teardown: (fn: () => Promise<void>) => void }): Promise<{ origin: string, base: string, hits: string[], store: ReturnType<typeof createAutotaskStore> }> {
   const store = createAutotaskStore({ seed: 7, companies: 12, invoices: 1234 })
   const app = Fastify()
   const hits: string[] = []
