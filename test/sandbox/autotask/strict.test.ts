@@ -2,6 +2,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import autotaskSandbox, { AUTOTASK_SANDBOX_CREDENTIALS, createAutotaskStore } from '../../../src/sandbox/autotask/index.js'
 import { createAutotaskClient } from '../../../src/adapters/autotask/client.js'
+import { createAutotaskPsa } from '../../../src/adapters/autotask/psa.js'
 
 const headers = { username: AUTOTASK_SANDBOX_CREDENTIALS.apiUser, secret: AUTOTASK_SANDBOX_CREDENTIALS.secret, apiintegrationcode: AUTOTASK_SANDBOX_CREDENTIALS.integrationCode, 'content-type': 'application/json' }
 
@@ -76,4 +77,20 @@ t.test('fault switch over HTTP: a performed write whose answer is lost', async t
   await t.rejects(fetch(`${base}/ATServicesRest/V1.0/CompanyNotes`, { method: 'POST', headers, body: JSON.stringify({ companyID: store.companies()[0]?.id, actionType: 3, name: 'Settle payment' }) }), 'the connection is dropped')
   t.equal(store.notes().length, before + 1, 'the note was created')
   t.match(await (await fetch(control)).json(), { burstLostAnswers: 0 })
+})
+
+t.test('a payment note whose answer was lost is found by its reference on retry, never written twice', async t => {
+  const { base, store } = await rig(t)
+  const psa = createAutotaskPsa({ ...AUTOTASK_SANDBOX_CREDENTIALS, zoneDiscoveryUrl: `${base}/ATServicesRest/V1.0/zoneInformation`, sleep: async () => {} })
+  const invoiceId = store.invoiceIds()[0] ?? 0
+  for (const lostAnswerMode of ['bad_gateway', 'drop'] as const) {
+    await fetch(`${base}/_sandbox/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ burstLostAnswers: 1, lostAnswerMode }) })
+    const before = store.notes().length
+    const payment = { invoiceExternalId: String(invoiceId), amount: { amount: 2_500, currency: 'USD' }, paidOn: '2026-12-01', reference: `settle-${lostAnswerMode}`, method: 'card' }
+    t.ok(await psa.recordPayment(payment as never).then(() => null, (e: unknown) => e) instanceof Error, `${lostAnswerMode}: the caller saw a failure`)
+    t.equal(store.notes().length, before + 1, `${lostAnswerMode}: the note was written`)
+    const retry = await psa.recordPayment(payment as never)
+    t.equal(retry.alreadyRecorded, true, `${lostAnswerMode}: recognised by its reference`)
+    t.equal(store.notes().length, before + 1, `${lostAnswerMode}: no second note`)
+  }
 })
