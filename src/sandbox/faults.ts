@@ -44,11 +44,13 @@ const KEYS_WITH_CHOICES: Record<string, readonly string[]> = { lostAnswerMode: [
  * stand-in's prefix (GET to read, PUT a JSON object of settings and
  * optionally `seed`), so a chaos harness in another process can drive it.
  */
-export function installFaultSwitch<F extends LostAnswerFaults> (app: FastifyInstance, options: FaultSwitchOptions<F>): void {
+export function installFaultSwitch<F extends LostAnswerFaults> (app: FastifyInstance, options: FaultSwitchOptions<F>): { errorDraw: () => number } {
   const faults = options.faults
   const settings = faults as unknown as Record<string, Setting>
   let seed = options.seed
   let rand = prng(seed)
+  // A second sequence for a stand-in's own error rate, so lost answers and errors do not shift each other.
+  let errorRand = prng(seed ^ 0x5eed)
   const loses = (): boolean => {
     if (faults.burstLostAnswers > 0) { faults.burstLostAnswers--; return true }
     return faults.lostAnswerRate > 0 && rand() < faults.lostAnswerRate
@@ -79,10 +81,12 @@ export function installFaultSwitch<F extends LostAnswerFaults> (app: FastifyInst
     if (changes.seed !== undefined) {
       seed = changes.seed as number
       rand = prng(seed)
+      errorRand = prng(seed ^ 0x5eed)
       options.onReseed?.(seed)
     }
     return current()
   })
+  return { errorDraw: () => errorRand() }
 }
 
 function isControl (request: FastifyRequest): boolean {

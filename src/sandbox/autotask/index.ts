@@ -48,6 +48,7 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
   installFaultSwitch(app, {
     faults: store.faults,
     seed: store.seed,
+    onReseed: seed => { store.reseedFaults(seed) },
     isWrite: isRestWrite,
     badGateway: { contentType: 'text/html', body: '<html><head><title>502 - Web server received an invalid response while acting as a gateway or proxy server.</title></head><body><h1>Server Error</h1><h2>502 - Web server received an invalid response while acting as a gateway or proxy server.</h2></body></html>' },
     refusal: message => ({ errors: [message] })

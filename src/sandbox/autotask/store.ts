@@ -71,6 +71,8 @@ export interface AutotaskStore {
   /** Counts one call; returns seconds to wait when the hourly limit is spent. */
   countCall: (atMs?: number) => number | null
   callsThisHour: () => number
+  /** Restarts the errorRate draws from another seed (the fault switch's `seed`). */
+  reseedFaults: (seed: number) => void
   /** Deterministic draw for the errorRate fault. */
   nextFaultDraw: () => number
 }
@@ -185,7 +187,7 @@ export function createAutotaskStore (options: AutotaskStoreOptions = {}): Autota
   const notes: StoredNote[] = []
   let hourStart = 0
   let hourCalls = 0
-  const faultRand = prng(seed ^ 0x5eed)
+  let faultRand = prng(seed ^ 0x5eed)
 
   function toWire (inv: StoredInvoice): WireRecord {
     return {
@@ -344,6 +346,7 @@ export function createAutotaskStore (options: AutotaskStoreOptions = {}): Autota
       return null
     },
     callsThisHour: () => hourCalls,
+    reseedFaults: s => { faultRand = prng(s ^ 0x5eed) },
     nextFaultDraw: () => faultRand()
   }
   return store

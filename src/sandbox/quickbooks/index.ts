@@ -66,7 +66,7 @@ export default async function quickbooksSandbox (app: FastifyInstance, { store }
 
   const throttled = (reply: FastifyReply, retryAfterSeconds: number): FastifyReply => reply.code(429).header('retry-after', String(retryAfterSeconds)).send({ Fault: { Error: [{ Message: 'message=ThrottleExceeded; errorCode=003001; statusCode=429', Detail: 'The request limit was reached.', code: '3001', element: '' }], type: 'ThrottleExceeded' }, time: time() })
 
-  installFaultSwitch(app, {
+  const { errorDraw } = installFaultSwitch(app, {
     faults: store.faults,
     seed: 1,
     isWrite: req => isRestWrite(req) && !req.url.includes('/oauth2/') && !req.url.includes('/connect/'),
@@ -135,8 +135,8 @@ export default async function quickbooksSandbox (app: FastifyInstance, { store }
         const wait = store.admitBatch(realm)
         if (wait !== null) return throttled(reply, wait)
       }
-      if (f.burst5xx > 0) {
-        f.burst5xx--
+      if (f.burst5xx > 0 || (f.errorRate > 0 && errorDraw() < f.errorRate)) {
+        if (f.burst5xx > 0) f.burst5xx--
         return reply.code(503).header('content-type', 'text/html').send('<html><body><h1>503 Service Unavailable</h1></body></html>')
       }
     })

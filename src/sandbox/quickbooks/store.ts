@@ -43,6 +43,8 @@ export interface QuickBooksFaults extends LostAnswerFaults {
   burst429: number
   /** The next N API requests get 503. */
   burst5xx: number
+  /** Share of API requests (0..1) answered 503, drawn from the fault switch's seeded generator. */
+  errorRate: number
   /** Validation faults answer HTTP 200 with the Fault body (QBO does this for some answers). */
   faultsAs200: boolean
 }
@@ -580,7 +582,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
     realmId,
     clientId: options.clientId ?? 'ABsandboxClientIdSettleDemo0000000000000000000000',
     clientSecret: options.clientSecret ?? 'sandboxClientSecretSettleDemo000000000000',
-    faults: { latencyMs: 0, burst429: 0, burst5xx: 0, faultsAs200: false, ...LOST_ANSWER_DEFAULTS },
+    faults: { latencyMs: 0, burst429: 0, burst5xx: 0, errorRate: 0, faultsAs200: false, ...LOST_ANSWER_DEFAULTS },
     now,
     realm: id => realms.get(id),
     issueTokens: (id = realmId) => { realmOf(id); return tokenPair(id, token('fam')) },

@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { FormError, parseForm } from './form.js'
-import { prng } from '../random.js'
 import { API_VERSION, StripeApiError, type RequestContext, type StripeStore } from './store.js'
 import { listEvents, listPaymentMethods, listRefunds } from './lists.js'
 import { createWebhookEndpoints } from './webhook-endpoints.js'
@@ -67,11 +66,9 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
   const endpoints = createWebhookEndpoints(store.now)
   store.configure({ webhook: opts.webhook, endpoints: endpoints.deliveryTargets, delayMs: opts.events?.delayMs, shuffle: opts.events?.shuffle, duplicates: opts.events?.duplicates })
   const faults = opts.faults ?? quietStripeFaults()
-  let faultRand = prng(store.seed ^ 0xfa17)
-  installFaultSwitch(app, {
+  const { errorDraw } = installFaultSwitch(app, {
     faults,
     seed: store.seed,
-    onReseed: seed => { faultRand = prng(seed ^ 0xfa17) },
     isWrite: isRestWrite,
     badGateway: { contentType: 'text/html', body: '<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>' },
     refusal: message => ({ error: { type: 'invalid_request_error', message } })
@@ -84,7 +81,7 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
       faults.burst429--
       return send(reply.header('request-id', requestId), 429, errorBody({ status: 429, error: { type: 'invalid_request_error', code: 'rate_limit', message: 'Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.' } }, requestId))
     }
-    if (faults.errorRate > 0 && faultRand() < faults.errorRate) {
+    if (faults.errorRate > 0 && errorDraw() < faults.errorRate) {
       return send(reply.header('request-id', requestId), 500, errorBody({ status: 500, error: { type: 'api_error', message: 'An unknown error occurred' } }, requestId))
     }
   })

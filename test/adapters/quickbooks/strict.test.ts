@@ -192,5 +192,9 @@ t.test('lost answers of performed writes: the requestid replay posts each paymen
     t.equal(written.id, after.at(-1)?.Id, `${lostAnswerMode}: the retry got the first answer back`)
   }
   t.match(await (await fetch(control)).json(), { burstLostAnswers: 0, seed: 1 })
+  await fetch(control, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ errorRate: 1, seed: 5 }) })
+  const unavailable = await fetch(`${r.origin}${QUICKBOOKS_SANDBOX_PREFIX}/v3/company/${REALM}/account/1`, { headers: { authorization: `Bearer ${r.token}` } })
+  t.equal(unavailable.status, 503, 'an error rate of 1 answers every request 503')
+  await fetch(control, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ errorRate: 0 }) })
   t.equal((r.store.find(REALM, 'Invoice', i => i.DocNumber === '1001') as Obj).Balance, 220)
 })
