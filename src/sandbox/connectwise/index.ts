@@ -1,6 +1,6 @@
 import { installFaultSwitch, isRestWrite } from '../faults.js'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ConditionSyntaxError, evaluate, getPath, parseConditions, type Node } from './conditions.js'
+import { ConditionSyntaxError, evaluate, fieldsOf, getPath, parseConditions, wirePaths, type Node } from './conditions.js'
 import { STATUSES, type ConnectWiseStore, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment } from './store.js'
 import { simplePdf } from '../pdf.js'
 
@@ -267,19 +267,6 @@ function callbackWire (c: SandboxCallback): Record<string, unknown> {
 
 const CALLBACK_TEMPLATE = callbackWire({ id: 0, description: '', url: '', objectId: null, type: '', level: '', memberId: null, payloadVersion: '', inactiveFlag: false, isSoapCallbackFlag: false, isSelfSuppressedFlag: false, connectWiseID: '', lastUpdatedMs: 0 })
 
-/** Every field path a wire record has (`company/id`), plus the `_info` stamps conditions name bare. */
-function wirePaths (record: Record<string, unknown>): Set<string> {
-  const out = new Set<string>(['lastUpdated', 'dateEntered'])
-  const walk = (o: Record<string, unknown>, prefix: string): void => {
-    for (const [k, v] of Object.entries(o)) {
-      out.add(prefix + k)
-      if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, `${prefix}${k}/`)
-    }
-  }
-  walk(record, '')
-  return out
-}
-
 /** ConnectWise refuses a field its model does not have (it never answers an empty page for it); null when all are known. */
 function unknownFieldRefusal (reply: FastifyReply, filter: Node | null, order: ReadonlyArray<{ field: string }>, sample: Record<string, unknown> | undefined): FastifyReply | null {
   if (sample === undefined) return null
@@ -289,10 +276,6 @@ function unknownFieldRefusal (reply: FastifyReply, filter: Node | null, order: R
   const badOrder = order.find(t => !known.has(t.field))
   if (badOrder !== undefined) return cwError(reply, 400, 'InvalidObject', `orderBy: ${badOrder.field} is not a valid field`, [{ code: 'InvalidField', message: `Unknown field ${badOrder.field}`, resource: 'orderBy', field: 'orderBy' }])
   return null
-}
-
-function fieldsOf (node: Node): string[] {
-  return node.kind === 'cmp' ? [node.field] : [...fieldsOf(node.left), ...fieldsOf(node.right)]
 }
 
 function hostedSetupWire (h: SandboxHostedSetup): Record<string, unknown> {
