@@ -4,6 +4,7 @@
  * lines regenerated from a per-invoice seed on demand) so 50,000 of them fit
  * in a few tens of MB; wire JSON is built per response.
  */
+import { LOST_ANSWER_DEFAULTS, type LostAnswerFaults } from '../faults.js'
 import { pick, prng } from '../random.js'
 export type InvoiceType = 'Agreement' | 'Standard' | 'CreditMemo'
 
@@ -89,14 +90,14 @@ export interface SandboxHostedSetup {
   lastUpdatedMs: number
 }
 
-export interface Faults {
+export interface Faults extends LostAnswerFaults {
   latencyMs: number
   /** Share of API requests answered 500, 0..1, spread evenly (deterministic). */
   errorRate: number
   /** The next N API requests get 429 with Retry-After: 1. */
   burst429: number
   /** Share of API requests answered 429 (Cloudflare's throttle), 0..1, drawn from a seeded sequence: bursts happen, as they do. */
-  rate429?: number
+  rate429: number
 }
 
 export interface ProductLine { id: number, identifier: string, description: string, quantity: number, priceE4: number, extCents: number, taxable: boolean }
@@ -340,7 +341,7 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
     companies,
     invoices,
     callbacks,
-    faults: { latencyMs: 0, errorRate: 0, burst429: 0 },
+    faults: { latencyMs: 0, errorRate: 0, burst429: 0, rate429: 0, ...LOST_ANSWER_DEFAULTS },
     callbackSigningKey: `sandbox-signing-key-${seed}`,
     invoice: id => index.get(id),
     company: id => companies.find(c => c.id === id),
@@ -404,7 +405,7 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
     nextFault () {
       const f = store.faults
       if (f.burst429 > 0) { f.burst429--; return { latencyMs: f.latencyMs, status: 429 } }
-      if ((f.rate429 ?? 0) > 0 && throttleRand() < (f.rate429 ?? 0)) return { latencyMs: f.latencyMs, status: 429 }
+      if (f.rate429 > 0 && throttleRand() < f.rate429) return { latencyMs: f.latencyMs, status: 429 }
       const n = faultCounter++
       // Evenly spaced errors: exactly round(rate × N) of every N requests, same sequence every run.
       const error = f.errorRate > 0 && Math.floor((n + 1) * f.errorRate) > Math.floor(n * f.errorRate)
