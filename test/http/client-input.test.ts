@@ -12,7 +12,7 @@ import { signStripePayload } from '../../src/adapters/stripe/webhook.js'
 import { savePaymentMethod } from '../../src/db/payments.js'
 import { invoicesByPsaIds } from '../../src/db/invoices.js'
 import { syncInvoices } from '../../src/services/sync.js'
-import { createApiKey } from '../../src/security/api-keys.js'
+import { API_SCOPES, createApiKey } from '../../src/security/api-keys.js'
 import { signPayLink } from '../../src/security/pay-links.js'
 import { DEMO_STRIPE_WEBHOOK_SECRET } from '../../src/demo/seed.js'
 import { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_MEMBER } from '../../src/sandbox/connectwise/index.js'
@@ -129,7 +129,7 @@ t.test('the admin API refuses what it does not understand, naming the field, and
   const customer = await stripe.customers.create({ name: 'Harbor Dental' })
   const pm = await stripe.paymentMethods.attach('pm_card_visa', { customer: customer.id })
   const card = await savePaymentMethod(db, tenant.id, { customerId: invoice.customerId, processorCustomerRef: customer.id, processorMethodRef: pm.id, type: 'card', brand: 'visa', last4: '4242', expMonth: 12, expYear: 2030, funding: 'credit', isDefault: true })
-  const { key } = await createApiKey(db, tenant.id, 'back office', ['payments:read', 'payments:charge', 'payments:refund', 'autopay:approve', 'exceptions:resolve'])
+  const { key } = await createApiKey(db, tenant.id, 'back office', [...API_SCOPES])
   const call = async (method: 'GET' | 'POST', url: string, payload?: unknown): Promise<Answer & { json: () => any }> =>
     await app.inject({ method, url, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, ...(payload !== undefined ? { payload: JSON.stringify(payload) } : {}) })
 
@@ -155,6 +155,13 @@ t.test('the admin API refuses what it does not understand, naming the field, and
     ['a pay link with a body', 'POST', `/api/v1/invoices/${invoice.id}/pay-link`, { expiresInDays: 90 }, /expiresInDays/],
     ['a prototype-polluting key', 'POST', `/api/v1/invoices/${invoice.id}/charges`, JSON.parse(`{"paymentMethodId":"${card.id}","__proto__":{"amount":1}}`), /proto|body/],
     ['an exceptions list with an unknown filter', 'GET', '/api/v1/exceptions?state=open', undefined, /state/],
+    ['a reconciliation accept with an unknown field', 'POST', '/api/v1/reconciliation/exceptions/00000000-0000-4000-8000-000000000000/accept', { rank: 1, force: true }, /force/],
+    ['a write-off in another currency', 'POST', '/api/v1/reconciliation/exceptions/00000000-0000-4000-8000-000000000000/write-off', { invoiceId: invoice.id, amount: 100, currency: 'EUR' }, /currency/],
+    ['a split whose application has an unknown field', 'POST', '/api/v1/reconciliation/exceptions/00000000-0000-4000-8000-000000000000/split', { applications: [{ invoiceId: invoice.id, amount: 100, memo: 'x' }] }, /applications\[0\]\.memo/],
+    ['a dismissal whose reason is an object', 'POST', '/api/v1/reconciliation/exceptions/00000000-0000-4000-8000-000000000000/dismiss', { reason: { text: 'no' } }, /reason/],
+    ['a statement upload with an unknown field', 'POST', '/api/v1/reconciliation/statements', { text: 'Date,Amount\n', currency: 'USD', account: 'checking' }, /account/],
+    ['a tie-out run with a body', 'POST', '/api/v1/tieout/runs', { since: '2026-01-01' }, /since/],
+    ['a reconciliation list with an unknown filter', 'GET', '/api/v1/reconciliation/exceptions?state=open', undefined, /state/],
     ['an exceptions list with a status it does not know', 'GET', '/api/v1/exceptions?status=everything', undefined, /status/]
   ]
   for (const [what, method, url, payload, field] of refusals) {
