@@ -23,8 +23,8 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 20)
 // Webhooks take raw bytes from anyone on the internet: they get more runs.
 const runsFor = (url: string): number => url.startsWith('/webhooks/') ? RUNS * 4 : RUNS
 
-// The stand-ins imitate the outside services (their fault switches answer 5xx on purpose); they are not Settle's surface.
-const STAND_INS = /^\/(sandbox\/|v1\/)/
+// The stand-ins imitate the outside services and /_sandbox/faults switches their faults on (5xx on purpose): not Settle's surface.
+const STAND_INS = /^\/(sandbox\/|_sandbox\/|v1\/)/
 
 // Field names the routes read, so generated bodies and queries reach past "unknown field".
 const FIELDS = ['amount', 'reason', 'paymentMethodId', 'invoiceIds', 'expectedSurcharge', 'decision', 'note', 'status', 'kind', 'customer', 'tenant', 'site', 'companyid', 'memberid',
