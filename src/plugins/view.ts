@@ -4,6 +4,7 @@ import fastifyStatic from '@fastify/static'
 import handlebars from 'handlebars'
 import { fileURLToPath } from 'node:url'
 import { formatMoney, type Money } from '../domain/money.js'
+import { DEFAULT_LOCALE, formatDay, formatMoment } from '../domain/dates.js'
 
 const VIEWS = fileURLToPath(new URL('../../views/', import.meta.url))
 
@@ -19,11 +20,12 @@ export const MAIN_LAYOUT = { layout: 'layouts/main.hbs' } as const
 export default fp<{ production: boolean }>(async (app, { production }) => {
   const hbs = handlebars.create()
   hbs.registerHelper('money', (value: unknown) => (isMoney(value) ? formatMoney(value) : '—'))
-  // Formatters built once: toLocale*String with options builds a new Intl formatter per call (~0.1 ms, every table row).
-  const dateFormat = new Intl.DateTimeFormat('en-US', { year: 'numeric', month: 'short', day: 'numeric', timeZone: 'UTC' })
-  const dateTimeFormat = new Intl.DateTimeFormat('en-US', { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', timeZone: 'UTC', timeZoneName: 'short' })
-  hbs.registerHelper('date', (value: unknown) => (value instanceof Date ? dateFormat.format(value) : ''))
-  hbs.registerHelper('datetime', (value: unknown) => (value instanceof Date ? dateTimeFormat.format(value) : ''))
+  // One date style everywhere (src/domain/dates.ts), in the page's locale and time zone when the view model names them.
+  const root = (options: unknown): { locale?: unknown, timeZone?: unknown } => (options as { data?: { root?: { locale?: unknown, timeZone?: unknown } } }).data?.root ?? {}
+  const localeOf = (options: unknown): string => { const l = root(options).locale; return typeof l === 'string' ? l : DEFAULT_LOCALE }
+  const zoneOf = (options: unknown): string => { const z = root(options).timeZone; return typeof z === 'string' ? z : 'UTC' }
+  hbs.registerHelper('date', (value: unknown, options: unknown) => (value instanceof Date || typeof value === 'string' ? formatDay(value, localeOf(options)) : ''))
+  hbs.registerHelper('datetime', (value: unknown, options: unknown) => (value instanceof Date || typeof value === 'string' ? formatMoment(value, localeOf(options), zoneOf(options)) : ''))
   // SVG columns grow upward: y = 100 - height.
   hbs.registerHelper('inverse', (value: unknown) => (typeof value === 'number' ? 100 - value : 100))
   hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b)

@@ -21,6 +21,17 @@ export function signPayLink (keyring: Keyring, link: PayLink): string {
 }
 
 export function verifyPayLink (keyring: Keyring, token: string, now: Date): PayLink {
+  const link = readPayLink(keyring, token)
+  if (link.expiresAt <= now) throw new AppError('PAY_LINK_EXPIRED', 'This payment link has expired. Ask your IT provider for a new one.')
+  return link
+}
+
+/**
+ * A link whose signature holds, expired or not: an expired link still names
+ * the MSP (for its brand on the error page) and the invoice (to send a fresh
+ * link to the client's billing contact). Anything unsigned is PAY_LINK_INVALID.
+ */
+export function readPayLink (keyring: Keyring, token: string): PayLink {
   const invalid = new AppError('PAY_LINK_INVALID', 'This payment link is not valid. Ask your IT provider for a new one.')
   const [payloadText, keyId, macText] = token.split('.')
   if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw invalid
@@ -31,7 +42,5 @@ export function verifyPayLink (keyring: Keyring, token: string, now: Date): PayL
   let parsed: { t?: unknown, i?: unknown, e?: unknown }
   try { parsed = JSON.parse(payload.toString('utf8')) as typeof parsed } catch { throw invalid }
   if (typeof parsed.t !== 'string' || typeof parsed.i !== 'string' || typeof parsed.e !== 'number') throw invalid
-  const expiresAt = new Date(parsed.e * 1000)
-  if (expiresAt <= now) throw new AppError('PAY_LINK_EXPIRED', 'This payment link has expired. Ask your IT provider for a new one.')
-  return { tenantId: parsed.t, invoiceId: parsed.i, expiresAt }
+  return { tenantId: parsed.t, invoiceId: parsed.i, expiresAt: new Date(parsed.e * 1000) }
 }

@@ -28,7 +28,7 @@ const cents = (value: unknown, field: string): number | undefined => {
  * exceptions list, through the same services as the pages and jobs; every
  * action is audited with the key's name.
  */
-export default async function apiRoutes (app: FastifyInstance, { publicUrl }: { publicUrl: string }): Promise<void> {
+export default async function apiRoutes (app: FastifyInstance, { publicUrl, payLinkDays }: { publicUrl: string, payLinkDays: number }): Promise<void> {
   const { who, actor } = guardWithApiKeys(app)
 
   const loadInvoice = async (tenantId: string, invoiceId: string): Promise<InvoiceRow> => {
@@ -106,7 +106,7 @@ export default async function apiRoutes (app: FastifyInstance, { publicUrl }: { 
   app.post<{ Params: { invoiceId: string } }>('/api/v1/invoices/:invoiceId/pay-link', async request => {
     const p = who(request, 'payments:read')
     const invoice = await loadInvoice(p.tenantId, request.params.invoiceId)
-    const link = payLinkUrl({ keyring: app.keyring, publicUrl }, p.tenantId, invoice.id)
+    const link = payLinkUrl({ keyring: app.keyring, publicUrl, payLinkDays }, p.tenantId, invoice.id)
     await audit(app.db, p.tenantId, actor(p), 'pay_link.create', invoice.id, { expiresAt: link.expiresAt })
     return link
   })

@@ -24,6 +24,8 @@ import { quickbooksAuthorizeUrl } from '../connect/quickbooks.js'
 
 export interface EmbeddedRouteOptions {
   publicUrl: string
+  /** PAY_LINK_DAYS: how long the pay links the pod makes stay valid. */
+  payLinkDays: number
   /** The server's own origin on the embedded default (the ConnectWise stand-in and the demo host live there). */
   sandboxOrigin: () => string | null
 }
@@ -314,7 +316,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const invoiceId = invoiceIdOf(request.body?.invoiceId)
     const row = await app.db('invoices').where({ tenant_id: session.tenantId, id: invoiceId }).first('id') as { id: string } | undefined
     if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'No such invoice.')
-    const link = payLinkUrl({ keyring: app.keyring, publicUrl: options.publicUrl }, session.tenantId, invoiceId)
+    const link = payLinkUrl({ keyring: app.keyring, publicUrl: options.publicUrl, payLinkDays: options.payLinkDays }, session.tenantId, invoiceId)
     await audit(app.db, session.tenantId, session.member, 'pay_link.create', invoiceId, { expiresAt: link.expiresAt, via: 'embedded' })
     return link
   })
