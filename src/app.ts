@@ -125,7 +125,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     const tenants = await seedDemo(app.db, app.keyring)
     app.log.info({ tenants: tenants.map(t => t.slug) }, 'demo tenants ready')
   }
-  await app.register(healthRoutes)
+  await app.register(healthRoutes, { config })
   await app.register(homeRoutes, { config })
   await app.register(stripeWebhook)
   await app.register(payRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays })

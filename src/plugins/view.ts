@@ -5,6 +5,7 @@ import handlebars from 'handlebars'
 import { fileURLToPath } from 'node:url'
 import { formatMoney, type Money } from '../domain/money.js'
 import { DEFAULT_LOCALE, formatDay, formatMoment } from '../domain/dates.js'
+import { entryKindWords, payoutStateWords } from '../domain/words.js'
 
 const VIEWS = fileURLToPath(new URL('../../views/', import.meta.url))
 
@@ -29,6 +30,9 @@ export default fp<{ production: boolean }>(async (app, { production }) => {
   // SVG columns grow upward: y = 100 - height.
   hbs.registerHelper('inverse', (value: unknown) => (typeof value === 'number' ? 100 - value : 100))
   hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b)
+  // Codes in words (src/domain/words.ts), never raw on a page.
+  hbs.registerHelper('entryKind', (kind: unknown) => entryKindWords(String(kind ?? '')))
+  hbs.registerHelper('payoutState', (status: unknown) => payoutStateWords(String(status ?? '')))
   await app.register(view, {
     engine: { handlebars: hbs },
     root: VIEWS,
@@ -39,4 +43,6 @@ export default fp<{ production: boolean }>(async (app, { production }) => {
     defaultContext: { product: 'Settle' }
   })
   await app.register(fastifyStatic, { root: VIEWS + 'assets', prefix: '/assets/', maxAge: production ? '1h' : 0 })
+  // Browsers ask for /favicon.ico whatever the page links: Settle's mark, an SVG (every current browser takes one here).
+  app.get('/favicon.ico', async (_request, reply) => await reply.header('cache-control', 'public, max-age=86400').sendFile('favicon.svg'))
 }, { name: 'settle-view' })

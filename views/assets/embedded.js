@@ -131,7 +131,7 @@
 
   // Renders the page from the server; `after` is what to say once it is in (a charge's result, say),
   // `result` that result's status, kept on the status line for scripts and styles.
-  function load (after, result) {
+  function load (after, result, then) {
     say('Loading…')
     var q = root.dataset.id ? '?id=' + encodeURIComponent(root.dataset.id) : ''
     api('GET', prefix + '/' + root.dataset.surface + '/view' + q).then(function (res) {
@@ -144,6 +144,7 @@
       say(after || '')
       if (result) { status.dataset.result = result; status.className = 'emb-status result-' + result } else delete status.dataset.result
       wire(holder)
+      if (then) then(holder)
     }).catch(function () { say('Settle could not be reached. Reload to try again.', true) })
   }
 
@@ -168,15 +169,19 @@
         api('POST', prefix + '/quickbooks/sync', {}).then(function (res) {
           sync.disabled = false
           if (!res.ok) { out.textContent = errorText(res); return }
-          out.textContent = res.data.message
-          var list = document.createElement('ul')
-          res.data.posted.concat(res.data.failed).forEach(function (d) {
-            var li = document.createElement('li')
-            if (d.url) { var a = document.createElement('a'); a.href = d.url; a.target = '_blank'; a.rel = 'noopener'; a.textContent = d.label; li.appendChild(a) } else li.textContent = d.label
-            if (d.error) li.appendChild(document.createTextNode(': ' + d.error + (d.hint ? ' ' + d.hint : '')))
-            list.appendChild(li)
+          // The pod renders again, so what it says is waiting is what is waiting now; the documents posted go under it.
+          load(res.data.message, null, function (fresh) {
+            var target = fresh.querySelector('#qbo-result')
+            if (!target) return
+            var list = document.createElement('ul')
+            res.data.posted.concat(res.data.failed).forEach(function (d) {
+              var li = document.createElement('li')
+              if (d.url) { var a = document.createElement('a'); a.href = d.url; a.target = '_blank'; a.rel = 'noopener'; a.textContent = d.label; li.appendChild(a) } else li.textContent = d.label
+              if (d.error) li.appendChild(document.createTextNode(': ' + d.error + (d.hint ? ' ' + d.hint : '')))
+              list.appendChild(li)
+            })
+            if (list.children.length > 0) target.appendChild(list)
           })
-          out.appendChild(list)
         })
       })
     }
