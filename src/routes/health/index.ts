@@ -39,14 +39,15 @@ export default async function healthRoutes (app: FastifyInstance, { config }: { 
       title: `Status: ${ready ? 'ready' : 'not ready'} · Settle`,
       ready,
       checks: [
-        { name: 'Database', ok: reachable, text: reachable ? `Answering: ${describeTarget(databaseTarget(config))}.` : 'Not answering. Check DATABASE_URL and that PostgreSQL is running; the log has the error.' },
+        { name: 'Database', ok: reachable, badge: reachable ? 'OK' : 'Needs attention', text: reachable ? `Answering: ${describeTarget(databaseTarget(config))}.` : 'Not answering. Check DATABASE_URL and that PostgreSQL is running; the log has the error.' },
         {
           name: 'Migrations',
           ok: reachable && pending.length === 0,
+          badge: reachable && pending.length === 0 ? 'OK' : 'Needs attention',
           text: !reachable ? 'Unknown until the database answers.' : pending.length === 0 ? 'Every migration has run.' : `${pending.length} to run: ${pending.join(', ')}. Run npm run migrate.`
         },
-        { name: 'Background worker', ok: true, text: config.workerEnabled ? `Running in this process (${config.workerConcurrency} jobs at a time).` : 'Off in this process (WORKER_ENABLED=false); another process must run it.' },
-        { name: 'Mode', ok: true, text: config.demo ? 'Demo: seeded example tenants on stand-ins of ConnectWise, Autotask, Stripe and QuickBooks.' : 'Production.' }
+        { name: 'Background worker', ok: config.workerEnabled, badge: config.workerEnabled ? 'Running' : 'Off here', text: config.workerEnabled ? `Running in this process (${config.workerConcurrency} jobs at a time).` : 'Off in this process (WORKER_ENABLED=false); another process must run it.' },
+        { name: 'Mode', ok: true, badge: config.demo ? 'Demo' : 'Production', text: config.demo ? 'Demo: seeded example tenants on stand-ins of ConnectWise, Autotask, Stripe and QuickBooks.' : 'Production.' }
       ]
     }, MAIN_LAYOUT)
   })
