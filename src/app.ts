@@ -110,7 +110,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     ...tieoutJobHandlers(accountingFor),
     ...quickBooksPaymentJobHandlers(accountingFor),
     ...postingJobHandlers(accountingFor),
-    ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
+    ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, payLinkDays: config.payLinkDays, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
     ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app), app.accountingFor) } : {})
   })
   await app.register(workerPlugin, { config })
@@ -131,14 +131,14 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     const tenants = await seedDemo(app.db, app.keyring)
     app.log.info({ tenants: tenants.map(t => t.slug) }, 'demo tenants ready')
   }
-  await app.register(healthRoutes)
+  await app.register(healthRoutes, { config })
   await app.register(homeRoutes, { config })
   await app.register(stripeWebhook)
-  await app.register(payRoutes, { publicUrl: config.publicUrl })
+  await app.register(payRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays })
   await app.register(brandRoutes)
   await app.register(quickbooksConnectRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
-  await app.register(apiRoutes, { publicUrl: config.publicUrl })
-  await app.register(embeddedRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
+  await app.register(apiRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays })
+  await app.register(embeddedRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
   await app.register(tieoutRoutes, { accountingFor })
   await app.register(reconciliationRoutes, { accountingFor })
   await app.register(quickbooksWebhook, { verifierToken: () => process.env.SETTLE_QBO_WEBHOOK_VERIFIER ?? (config.demo ? QUICKBOOKS_SANDBOX_WEBHOOK_VERIFIER : null) })

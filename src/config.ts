@@ -24,6 +24,7 @@ export interface Config {
   workerPollMs: number
   syncIntervalMinutes: number
   shutdownGraceMs: number
+  payLinkDays: number
 }
 
 export class ConfigError extends Error {
@@ -169,7 +170,8 @@ export const SETTINGS = {
   workerConcurrency: integer('WORKER_CONCURRENCY', 1, 64, 4, 'Jobs one worker runs at the same time.'),
   workerPollMs: integer('WORKER_POLL_MS', 50, 60_000, 1000, 'How often an idle worker looks for due jobs.'),
   syncIntervalMinutes: integer('SYNC_INTERVAL_MINUTES', 1, 1440, 15, 'How often each PSA connection is polled for changed invoices (ConnectWise callbacks also re-sync single invoices at once).'),
-  shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 100, 120_000, 10_000, 'How long a stopping server waits for requests and jobs in flight.')
+  shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 100, 120_000, 10_000, 'How long a stopping server waits for requests and jobs in flight.'),
+  payLinkDays: integer('PAY_LINK_DAYS', 1, 90, 14, 'How many days a pay link stays valid: every link Settle makes (pods, API, emails, the demo overview) and the validity they show.')
 } as const
 
 type Settings = typeof SETTINGS

@@ -38,7 +38,8 @@ t.test('every malformed variable gives its own line naming it and what it expect
     WORKER_CONCURRENCY: '0',
     WORKER_POLL_MS: '-5',
     SYNC_INTERVAL_MINUTES: '0',
-    SHUTDOWN_GRACE_MS: '1.5'
+    SHUTDOWN_GRACE_MS: '1.5',
+    PAY_LINK_DAYS: '0'
   }
   for (const setting of Object.values(SETTINGS)) {
     const value = bad[setting.variable]

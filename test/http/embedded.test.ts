@@ -89,7 +89,7 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
     t.match(inv.body, '&lt;script&gt;alert(&quot;co&quot;)&lt;/script&gt;')
     t.notMatch(inv.body, '<img src=x')
     t.notMatch(inv.body, '<script>alert')
-    t.match(inv.body, /class="badge badge-open">Open/)
+    t.match(inv.body, /class="badge badge-(open|overdue)">(Open|Overdue)/)
     const co = await app.inject({ method: 'GET', url: `/embedded/cw/company/view?id=${psaCompany}`, headers })
     t.equal(co.statusCode, 200)
     t.match(co.body, '&lt;script&gt;alert(&quot;co&quot;)&lt;/script&gt;')
@@ -310,9 +310,9 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
       tenant_id: cw.id, invoice_id: row.id, customer_id: row.customer_id, payment_method_id: method.id, amount: 1234, currency: 'USD', status: 'failed',
       trigger: 'charge_card', actor: 'member:cw:cache-test', failure_code: 'card_declined', decline_code: 'insufficient_funds', created_at: new Date(Date.now() + 60_000)
     }).returning('id') as Array<{ id: string }>
-    t.match(await pod(), 'member:cw:cache-test', 'a new attempt')
+    t.match(await pod(), 'cache-test (ConnectWise)', 'a new attempt')
     await db('payment_attempts').where({ id: attempt!.id }).update({ actor: 'member:cw:cache-test-2' })
-    t.match(await pod(), 'member:cw:cache-test-2', 'an attempt changed')
+    t.match(await pod(), 'cache-test-2 (ConnectWise)', 'an attempt changed')
     t.notMatch(await pod(), 'Retries scheduled')
     await db('jobs').insert({ tenant_id: cw.id, queue: 'payments.retry', payload: { attemptId: attempt!.id }, run_at: new Date(Date.now() + 86_400_000), dedupe_key: `retry:${attempt!.id}`, state: 'pending' })
     t.match(await pod(), 'Retries scheduled', 'a retry scheduled')

@@ -31,7 +31,7 @@ const uuidParam = (value: string, what: string): string => {
  * exceptions list, through the same services as the pages and jobs; every
  * action is audited with the key's name.
  */
-export default async function apiRoutes (root: FastifyInstance, { publicUrl }: { publicUrl: string }): Promise<void> {
+export default async function apiRoutes (root: FastifyInstance, { publicUrl, payLinkDays }: { publicUrl: string, payLinkDays: number }): Promise<void> {
   const { who, actor } = guardWithApiKeys(root)
   const app = root.withTypeProvider<TypeBoxTypeProvider>()
 
@@ -105,7 +105,7 @@ export default async function apiRoutes (root: FastifyInstance, { publicUrl }: {
   app.post('/api/v1/invoices/:invoiceId/pay-link', { schema: { params: idParams('invoiceId'), body: noBody } }, async request => {
     const p = who(request, 'payments:read')
     const invoice = await loadInvoice(p.tenantId, request.params.invoiceId)
-    const link = payLinkUrl({ keyring: app.keyring, publicUrl }, p.tenantId, invoice.id)
+    const link = payLinkUrl({ keyring: app.keyring, publicUrl, payLinkDays }, p.tenantId, invoice.id)
     await audit(app.db, p.tenantId, actor(p), 'pay_link.create', invoice.id, { expiresAt: link.expiresAt })
     return link
   })

@@ -7,6 +7,7 @@ import { getPsaConnection } from '../../db/psa.js'
 import { getAttempt, listPaymentMethods, type PaymentMethod } from '../../db/payments.js'
 import { isUuid } from '../../db/tenants.js'
 import { formatMoney } from '../../domain/money.js'
+import { formatDay } from '../../domain/dates.js'
 import { payLinkUrl } from '../../jobs/notice-jobs.js'
 import { MEMBER_FIELD_PATTERN, verifyHostedMember } from '../../adapters/connectwise/member.js'
 import { authenticateApiKey } from '../../security/api-keys.js'
@@ -25,6 +26,8 @@ import { quickbooksAuthorizeUrl } from '../connect/quickbooks.js'
 
 export interface EmbeddedRouteOptions {
   publicUrl: string
+  /** PAY_LINK_DAYS: how long the pay links the pod makes stay valid. */
+  payLinkDays: number
   /** The server's own origin on the embedded default (the ConnectWise stand-in and the demo host live there). */
   sandboxOrigin: () => string | null
 }
@@ -214,7 +217,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
       const version = await invoiceVersion(app.db, session.tenantId, system, id)
       const key = `${session.tenantId}|${system}|${id}|${session.member}|${can.charge ? 'c' : ''}${can.sync ? 's' : ''}`
       return await reply.send(await invoicePods.get(key, version, async () =>
-        Buffer.from(await app.view('embedded/invoice', { ...await invoiceModel(app.db, session.tenantId, system, id), can, member: session.member }) as string)))
+        Buffer.from(await app.view('embedded/invoice', { ...await invoiceModel(app.db, session.tenantId, system, id), can, member: session.member, payLinkDays: options.payLinkDays }) as string)))
     }
     const model = surface === 'company' ? await companyModel(app.db, session.tenantId, system, id) : await quickbooksModel(qb, session.tenantId)
     return await reply.view(`embedded/${surface}`, { ...model, can, member: session.member })
@@ -322,9 +325,9 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const invoiceId = invoiceIdOf(request.body?.invoiceId)
     const row = await app.db('invoices').where({ tenant_id: session.tenantId, id: invoiceId }).first('id') as { id: string } | undefined
     if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'No such invoice.')
-    const link = payLinkUrl({ keyring: app.keyring, publicUrl: options.publicUrl }, session.tenantId, invoiceId)
+    const link = payLinkUrl({ keyring: app.keyring, publicUrl: options.publicUrl, payLinkDays: options.payLinkDays }, session.tenantId, invoiceId)
     await audit(app.db, session.tenantId, session.member, 'pay_link.create', invoiceId, { expiresAt: link.expiresAt, via: 'embedded' })
-    return link
+    return { ...link, validUntil: formatDay(link.expiresAt) }
   })
 
   // QuickBooks' sign-in page refuses to be framed: the pod opens this URL in a new window.
