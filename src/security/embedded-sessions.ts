@@ -15,7 +15,8 @@ import type { Keyring } from './keyring.js'
  * one session is useless in another and a forged form (which cannot set
  * headers) carries neither.
  */
-export type EmbeddedPermission = 'view' | 'charge' | 'sync'
+export type EmbeddedPermission = 'view' | 'charge' | 'sync' | 'paylink'
+export const EMBEDDED_PERMISSIONS: readonly EmbeddedPermission[] = ['view', 'charge', 'sync', 'paylink']
 export type EmbeddedSystem = 'connectwise' | 'autotask'
 
 export interface EmbeddedSession {
@@ -88,7 +89,7 @@ function checkSessionToken (keyring: Keyring, token: string, now: Date): Embedde
   if (typeof p.t !== 'string' || (p.s !== 'connectwise' && p.s !== 'autotask') || typeof p.m !== 'string' || !Array.isArray(p.p) || typeof p.e !== 'number' || typeof p.a !== 'number' || typeof p.n !== 'string') throw sessionEnded()
   const expiresAt = new Date(p.e * 1000)
   if (expiresAt <= now) throw sessionEnded()
-  return { tenantId: p.t, system: p.s, member: p.m, permissions: p.p.filter((x): x is EmbeddedPermission => x === 'view' || x === 'charge' || x === 'sync'), expiresAt, signedInAt: new Date(p.a * 1000), nonce: p.n }
+  return { tenantId: p.t, system: p.s, member: p.m, permissions: p.p.filter((x): x is EmbeddedPermission => (EMBEDDED_PERMISSIONS as readonly unknown[]).includes(x)), expiresAt, signedInAt: new Date(p.a * 1000), nonce: p.n }
 }
 
 /** Throws FORBIDDEN unless the CSRF token belongs to this session. */
@@ -103,7 +104,9 @@ export function requirePermission (session: EmbeddedSession, permission: Embedde
   if (!session.permissions.includes(permission)) {
     throw new AppError('FORBIDDEN', permission === 'charge'
       ? 'You are not allowed to charge cards for this company. Ask a Settle admin to grant you "charge".'
-      : `You are not allowed to ${permission} here. Ask a Settle admin to grant you "${permission}".`)
+      : permission === 'paylink'
+        ? 'You are not allowed to create pay links. Ask a Settle admin to grant you "paylink".'
+        : `You are not allowed to ${permission} here. Ask a Settle admin to grant you "${permission}".`)
   }
 }
 

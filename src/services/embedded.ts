@@ -72,10 +72,10 @@ export async function autotaskOrigins (db: Knex, tenantId: string, sandboxOrigin
   return ['https://*.autotask.net']
 }
 
-/** Everyone may view; charge and sync only where granted to the member or to `*` (everyone in that PSA). */
+/** Everyone may view; charge, sync and paylink only where granted to the member or to `*` (everyone in that PSA). */
 export async function memberPermissions (db: Knex, tenantId: string, system: EmbeddedSystem, memberRefs: readonly string[]): Promise<EmbeddedPermission[]> {
   const rows = await db('embedded_member_permissions').where({ tenant_id: tenantId, psa_system: system }).whereIn('member_ref', [...memberRefs, '*']).select('permission') as Array<{ permission: EmbeddedPermission }>
-  return ['view', ...(['charge', 'sync'] as const).filter(p => rows.some(r => r.permission === p))]
+  return ['view', ...(['charge', 'sync', 'paylink'] as const).filter(p => rows.some(r => r.permission === p))]
 }
 
 /** Who may be granted: a PSA member id, `livelink` (whoever opens a signed Autotask link) or `*`. */

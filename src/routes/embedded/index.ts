@@ -9,6 +9,7 @@ import { formatMoney } from '../../domain/money.js'
 import { payLinkUrl } from '../../jobs/notice-jobs.js'
 import { verifyHostedMember } from '../../adapters/connectwise/member.js'
 import { authenticateApiKey } from '../../security/api-keys.js'
+import { activeKeyNamed } from '../../db/api-keys.js'
 import {
   checkCsrf, CSRF_HEADER, issueSession, liveLinkValid, requirePermission, sessionEnded, SESSION_HEADER, SIGN_IN_MAX_AGE_MS, verifySession,
   type EmbeddedPermission, type EmbeddedSession, type EmbeddedSystem
@@ -46,7 +47,7 @@ const recordId = (value: unknown, surface: Surface): string => {
 
 /** What a staff API key may do on these pages, by its scopes. */
 const apiKeyPermissions = (scopes: readonly string[]): EmbeddedPermission[] =>
-  ['view', ...(scopes.includes('payments:charge') ? ['charge' as const] : []), ...(scopes.includes('exceptions:resolve') ? ['sync' as const] : [])]
+  ['view', ...(scopes.includes('payments:charge') ? ['charge' as const] : []), ...(scopes.includes('exceptions:resolve') ? ['sync' as const] : []), ...(scopes.includes('paylinks:write') ? ['paylink' as const] : [])]
 
 /** Helmet refuses all framing; these pages allow exactly the tenant's PSA origins. */
 function allowFraming (reply: FastifyReply, origins: readonly string[]): void {
@@ -184,7 +185,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const [kind, ...rest] = session.member.split(':')
     const name = rest.join(':')
     if (kind === 'api') {
-      const key = await app.db('api_keys').where({ tenant_id: session.tenantId, name }).whereNull('revoked_at').first('scopes') as { scopes: string[] } | undefined
+      const key = await activeKeyNamed(app.db, session.tenantId, name)
       if (key === undefined) throw sessionEnded()
       permissions = apiKeyPermissions(key.scopes)
     } else {
@@ -199,12 +200,12 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const surface = surfaceOf(request.params.surface)
     const session = sessionOf(request, system)
     const id = recordId(request.query.id, surface)
-    const can = { charge: session.permissions.includes('charge'), sync: session.permissions.includes('sync') }
+    const can = { charge: session.permissions.includes('charge'), sync: session.permissions.includes('sync'), paylink: session.permissions.includes('paylink') }
     reply.header('cache-control', 'no-store').type('text/html; charset=utf-8')
     if (surface === 'invoice') {
       // Technicians open the same invoices over and over: rebuild the pod only when a row behind it changed.
       const version = await invoiceVersion(app.db, session.tenantId, system, id)
-      const key = `${session.tenantId}|${system}|${id}|${session.member}|${can.charge ? 'c' : ''}${can.sync ? 's' : ''}`
+      const key = `${session.tenantId}|${system}|${id}|${session.member}|${can.charge ? 'c' : ''}${can.sync ? 's' : ''}${can.paylink ? 'p' : ''}`
       return await reply.send(await invoicePods.get(key, version, async () =>
         Buffer.from(await app.view('embedded/invoice', { ...await invoiceModel(app.db, session.tenantId, system, id), can, member: session.member }) as string)))
     }
@@ -310,7 +311,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   })
 
   app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/invoice/pay-link', async request => {
-    const session = changing(request, systemOf(request.params.psa), 'view')
+    const session = changing(request, systemOf(request.params.psa), 'paylink')
     const invoiceId = invoiceIdOf(request.body?.invoiceId)
     const row = await app.db('invoices').where({ tenant_id: session.tenantId, id: invoiceId }).first('id') as { id: string } | undefined
     if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'No such invoice.')
