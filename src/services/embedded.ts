@@ -109,7 +109,12 @@ export async function listMemberGrants (db: Knex, tenantId: string): Promise<Arr
   return grants
 }
 
-/** The tenant's LiveLink key (created on first use), kept encrypted. */
+/** The tenant's LiveLink key if one was made; checking a link never makes one (that would be a stranger's write). */
+export async function existingLiveLinkKey (db: Knex, keyring: Keyring, tenantId: string): Promise<string | null> {
+  return await getSecret(db, keyring, tenantId, 'autotask.livelink_key')
+}
+
+/** The tenant's LiveLink key (created on first use by an operator or a signer), kept encrypted. */
 export async function liveLinkKey (db: Knex, keyring: Keyring, tenantId: string, options: { rotate?: boolean } = {}): Promise<string> {
   const existing = options.rotate === true ? null : await getSecret(db, keyring, tenantId, 'autotask.livelink_key')
   if (existing !== null) return existing

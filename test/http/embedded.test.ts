@@ -75,7 +75,7 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
 
   const ok = await signIn(app)
   t.equal(ok.statusCode, 200, 'the demo member is verified')
-  t.same(ok.body.permissions, ['view', 'charge', 'sync'])
+  t.same(ok.body.permissions, ['view', 'charge', 'sync', 'paylink'])
   const session = ok.body.session as string
   const csrf = ok.body.csrf as string
   const headers = { 'x-settle-session': session, 'x-csrf-token': csrf }
