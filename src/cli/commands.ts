@@ -17,7 +17,7 @@ import { setInstallmentSettings } from '../db/installments.js'
 import { putSecret } from '../db/secrets.js'
 import { createApiKey, listKeys, revokeApiKey } from '../security/api-keys.js'
 import { audit } from '../db/audit.js'
-import { QBO_PRODUCTION, connectQuickBooks, createAccountingFactory, discoverSettings, saveAccountingSettings, tokenRequest } from '../services/accounting-connections.js'
+import { QBO_PRODUCTION, assertRealmFree, connectQuickBooks, createAccountingFactory, discoverSettings, saveAccountingSettings, tokenRequest } from '../services/accounting-connections.js'
 import { syncInvoices, type SyncProgress } from '../services/sync.js'
 import { grantMember, listMemberGrants, liveLinkKey, liveLinkTemplates, revokeMember, signedLiveLinkUrl } from '../services/embedded.js'
 import type { EmbeddedPermission, EmbeddedSystem } from '../security/embedded-sessions.js'
@@ -78,7 +78,7 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       rate: { type: 'string' }, block: { type: 'string' },
       'publishable-key': { type: 'string' }, realm: { type: 'string' }, accent: { type: 'string' }, logo: { type: 'string' }, 'support-email': { type: 'string' },
       'min-amount': { type: 'string' }, 'max-parts': { type: 'string' }, scopes: { type: 'string' }, zone: { type: 'string' },
-      member: { type: 'string' }, permissions: { type: 'string' }, kind: { type: 'string' }, id: { type: 'string' }, days: { type: 'string' }, 'rotate-key': { type: 'boolean' }
+      member: { type: 'string' }, permissions: { type: 'string' }, kind: { type: 'string' }, id: { type: 'string' }, days: { type: 'string' }, 'rotate-key': { type: 'boolean' }, move: { type: 'boolean' }
     },
     strict: true
   })
@@ -234,9 +234,11 @@ Opened from these, a person signs in with a Settle API key (payments:read; payme
       const app = { clientId: secretFromEnv('SETTLE_QBO_CLIENT_ID', 'Intuit app client id'), clientSecret: secretFromEnv('SETTLE_QBO_CLIENT_SECRET', 'Intuit app client secret') }
       const refreshToken = secretFromEnv('SETTLE_QBO_REFRESH_TOKEN', 'QuickBooks refresh token for the company')
       const realmId = required(values, 'realm')
+      const moveRealm = values.move === true
+      await assertRealmFree(db, tenant.id, realmId, moveRealm)
       // Prove the refresh token (and rotate it) before saving anything.
       const tokens = await tokenRequest(QBO_PRODUCTION, app, { grant_type: 'refresh_token', refresh_token: refreshToken })
-      await connectQuickBooks(db, keyring, { tenantId: tenant.id, realmId, tokens })
+      await connectQuickBooks(db, keyring, { tenantId: tenant.id, realmId, tokens, moveRealm, actor: 'cli' })
       const port = await createAccountingFactory({ db, keyring, app })(tenant.id)
       const settings = port === null ? null : await saveAccountingSettings(db, tenant.id, await discoverSettings(port))
       out(`Connected ${tenant.slug} to QuickBooks company ${realmId}; proposed settings: ${JSON.stringify(settings)}. Confirm them in settings.`)

@@ -42,6 +42,7 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'payout_items',
     'payouts',
     'pod_versions',
+    'oauth_states',
     'postings',
     'processor_customers',
     'psa_call_budget',

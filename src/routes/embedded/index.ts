@@ -22,7 +22,7 @@ import {
 import type { AccountingFactory } from '../../ports/accounting.js'
 import { getAccountingConnection } from '../../services/accounting-connections.js'
 import { requireInScope } from '../../services/link-scope.js'
-import { quickbooksAuthorizeUrl } from '../connect/quickbooks.js'
+import { startQuickBooksConnect } from '../connect/quickbooks.js'
 
 export interface EmbeddedRouteOptions {
   publicUrl: string
@@ -338,13 +338,14 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   })
 
   // QuickBooks' sign-in page refuses to be framed: the pod opens this URL in a new window.
-  app.post<{ Params: { psa: string } }>('/embedded/:psa/quickbooks/connect', async request => {
+  app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/quickbooks/connect', async request => {
     const session = changing(request, systemOf(request.params.psa), 'sync')
     await requireInScope(app.db, session, { surface: 'quickbooks', psaId: '' })
     const connection = await getAccountingConnection(app.db, session.tenantId)
     const sandbox = connection !== null ? connection.settings.site === 'sandbox' : options.sandboxOrigin() !== null
-    const url = quickbooksAuthorizeUrl(app.keyring, options, session.tenantId, sandbox)
-    await audit(app.db, session.tenantId, session.member, 'quickbooks.connect_started', null, { via: 'embedded', reconnect: connection !== null })
+    const moveRealm = request.body?.move === true
+    const url = await startQuickBooksConnect(app.db, options, { tenantId: session.tenantId, sandbox, moveRealm, startedBy: session.member })
+    await audit(app.db, session.tenantId, session.member, 'quickbooks.connect_started', null, { via: 'embedded', reconnect: connection !== null, moveRealm })
     return { url }
   })
 
