@@ -83,6 +83,10 @@ t.test('a LiveLink session reaches only the record it was signed for; a staff si
     t.equal((await get(s, `/embedded/autotask/invoice/view?id=${theirs.psa_invoice_id}`)).statusCode, 200)
     t.equal((await get(s, `/embedded/autotask/company/view?id=${theirs.psa_company_id}`)).statusCode, 200)
     t.equal((await get(s, '/embedded/autotask/quickbooks/view')).statusCode, 200)
+    await db('api_keys').where({ id: staff.id }).update({ revoked_at: new Date() })
+    const after = await get(s, `/embedded/autotask/invoice/view?id=${mine.psa_invoice_id}`)
+    t.equal(after.statusCode, 401, 'revoking the key ends its sessions at once, not at the next renewal')
+    t.equal(after.json().error.code, 'UNAUTHENTICATED')
   })
 
   await t.test('opening an Autotask page without a valid link writes nothing (no LiveLink key is made)', async t => {

@@ -157,6 +157,14 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   })
 
   // --- Data: only with a session ---------------------------------------------------------------
+  // A session from an API-key sign-in lives no longer than its key: a revoked key ends it at once.
+  app.addHook('preHandler', async request => {
+    const token = request.headers[SESSION_HEADER]
+    if (typeof token !== 'string') return
+    let session: EmbeddedSession
+    try { session = verifySession(app.keyring, token) } catch { return }
+    if (session.member.startsWith('api:') && await activeKeyNamed(app.db, session.tenantId, session.member.slice(4)) === undefined) throw sessionEnded()
+  })
   const sessionOf = (request: FastifyRequest, system: EmbeddedSystem): EmbeddedSession => {
     const session = verifySession(app.keyring, request.headers[SESSION_HEADER])
     if (session.system !== system) throw new AppError('UNAUTHENTICATED', 'This session belongs to another PSA. Reload the screen.')
