@@ -8,12 +8,16 @@ import { SESSION_HEADER } from '../security/embedded-sessions.js'
 
 /**
  * Requests a stranger can send without credentials, or to guess them, per
- * client address and tenant per minute. A person signing in, renewing a page
- * or paying stays far below these; a script hammering one tenant does not.
+ * client address and tenant per minute. An MSP's office is often one address
+ * for all its technicians, and every ConnectWise pod on a screen signs in on
+ * load (three or four a screen), so sign-in and session limits leave room
+ * for a busy office; a script hammering one tenant still meets them. The
+ * credentials themselves (256-bit keys, HMAC links, ConnectWise's own check)
+ * are not guessable at any rate: these limits bound load and writes.
  */
 export const RATE_LIMITS = {
-  signIn: { max: 10, timeWindow: 60_000 },
-  session: { max: 30, timeWindow: 60_000 },
+  signIn: { max: 120, timeWindow: 60_000 },
+  session: { max: 120, timeWindow: 60_000 },
   pay: { max: 60, timeWindow: 60_000 }
 } as const
 

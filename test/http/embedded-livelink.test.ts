@@ -3,6 +3,7 @@ import { startDemoApp } from '../helpers/demo-app.js'
 import { makeTenant } from '../helpers/fixtures.js'
 import { grantMember, liveLinkKey, signedLiveLinkUrl } from '../../src/services/embedded.js'
 import { createApiKey } from '../../src/security/api-keys.js'
+import { signLiveLink } from '../../src/security/embedded-sessions.js'
 
 const tokens = (body: string): { session: string, csrf: string } => ({
   session: /data-session="([^"]+)"/.exec(body)![1]!, csrf: /data-csrf="([^"]+)"/.exec(body)![1]!
@@ -87,6 +88,14 @@ t.test('a LiveLink session reaches only the record it was signed for; a staff si
     const after = await get(s, `/embedded/autotask/invoice/view?id=${mine.psa_invoice_id}`)
     t.equal(after.statusCode, 401, 'revoking the key ends its sessions at once, not at the next renewal')
     t.equal(after.json().error.code, 'UNAUTHENTICATED')
+  })
+
+  await t.test('no LiveLink opens the QuickBooks pod, even one signed with the key', async t => {
+    const key = await liveLinkKey(db, app.keyring, at.id)
+    const { exp, sig } = signLiveLink(key, { tenantSlug: 'cobalt', kind: 'quickbooks', recordId: '', expiresAt: new Date(Date.now() + 600_000) })
+    const page = await app.inject({ method: 'GET', url: `/embedded/autotask/quickbooks?tenant=cobalt&exp=${exp}&sig=${sig}` })
+    t.match(page.body, 'Sign in to Settle')
+    t.notMatch(page.body, 'data-session')
   })
 
   await t.test('opening an Autotask page without a valid link writes nothing (no LiveLink key is made)', async t => {

@@ -126,7 +126,8 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const t = await embedTenant(app.db, request.query.tenant)
     const id = recordId(request.query.id, surface)
     const key = await existingLiveLinkKey(app.db, app.keyring, t.tenant.id)
-    if (key === null || !liveLinkValid(key, { tenantSlug: t.tenant.slug, kind: surface, recordId: id, exp: request.query.exp, sig: request.query.sig })) {
+    // LiveLinks open one invoice or one company; the QuickBooks pod is for staff only.
+    if (surface === 'quickbooks' || key === null || !liveLinkValid(key, { tenantSlug: t.tenant.slug, kind: surface, recordId: id, exp: request.query.exp, sig: request.query.sig })) {
       allowFraming(reply, await originsFor(request, 'autotask', t.tenant.id))
       return await reply.view('embedded/sign-in', {
         title: 'Sign in · Settle', tenantId: t.tenant.id, slug: t.tenant.slug, surface, id,
@@ -135,7 +136,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     }
     const permissions = await memberPermissions(app.db, t.tenant.id, 'autotask', ['livelink'])
     // Bound to the record the link was signed for, and to the key that signed it.
-    const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'autotask', member: 'at:livelink', permissions, scope: { kind: surface as 'invoice' | 'company', record: id }, linkKey: liveLinkKeyFingerprint(key) })
+    const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'autotask', member: 'at:livelink', permissions, scope: { kind: surface, record: id }, linkKey: liveLinkKeyFingerprint(key) })
     return await shell(request, reply, 'autotask', surface, t, id, { session: issued.token, csrf: issued.csrf })
   })
 
