@@ -9,6 +9,7 @@ import inputPlugin, { AJV_OPTIONS } from './plugins/input.js'
 import securityPlugin from './plugins/security.js'
 import viewPlugin from './plugins/view.js'
 import workerPlugin from './plugins/worker.js'
+import rateLimitsPlugin from './plugins/rate-limits.js'
 import healthRoutes from './routes/health/index.js'
 import homeRoutes from './routes/home/index.js'
 import { seedDemo } from './demo/seed.js'
@@ -95,6 +96,8 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(formbody)
   await app.register(dbPlugin, { config, ...deps })
   await app.register(viewPlugin, { production })
+  // Before any route: it marks the sign-in, session and pay routes as they are added.
+  await app.register(rateLimitsPlugin)
   app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
   app.decorate('paymentsFor', deps.paymentsFor ?? createPaymentsFactory({
     keyring: app.keyring,

@@ -73,10 +73,10 @@ export async function autotaskOrigins (db: Knex, tenantId: string, sandboxOrigin
   return ['https://*.autotask.net']
 }
 
-/** Everyone may view; charge and sync only where granted to the member or to `*` (everyone in that PSA). */
+/** Everyone may view; charge, sync and paylink only where granted to the member or to `*` (everyone in that PSA). */
 export async function memberPermissions (db: Knex, tenantId: string, system: EmbeddedSystem, memberRefs: readonly string[]): Promise<EmbeddedPermission[]> {
   const rows = await db('embedded_member_permissions').where({ tenant_id: tenantId, psa_system: system }).whereIn('member_ref', [...memberRefs, '*']).select('permission') as Array<{ permission: EmbeddedPermission }>
-  return ['view', ...(['charge', 'sync'] as const).filter(p => rows.some(r => r.permission === p))]
+  return ['view', ...(['charge', 'sync', 'paylink'] as const).filter(p => rows.some(r => r.permission === p))]
 }
 
 /** Who may be granted: a PSA member id, `livelink` (whoever opens a signed Autotask link) or `*`. */
@@ -110,7 +110,12 @@ export async function listMemberGrants (db: Knex, tenantId: string): Promise<Arr
   return grants
 }
 
-/** The tenant's LiveLink key (created on first use), kept encrypted. */
+/** The tenant's LiveLink key if one was made; checking a link never makes one (that would be a stranger's write). */
+export async function existingLiveLinkKey (db: Knex, keyring: Keyring, tenantId: string): Promise<string | null> {
+  return await getSecret(db, keyring, tenantId, 'autotask.livelink_key')
+}
+
+/** The tenant's LiveLink key (created on first use by an operator or a signer), kept encrypted. */
 export async function liveLinkKey (db: Knex, keyring: Keyring, tenantId: string, options: { rotate?: boolean } = {}): Promise<string> {
   const existing = options.rotate === true ? null : await getSecret(db, keyring, tenantId, 'autotask.livelink_key')
   if (existing !== null) return existing

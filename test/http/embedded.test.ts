@@ -75,7 +75,7 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
 
   const ok = await signIn(app)
   t.equal(ok.statusCode, 200, 'the demo member is verified')
-  t.same(ok.body.permissions, ['view', 'charge', 'sync'])
+  t.same(ok.body.permissions, ['view', 'charge', 'sync', 'paylink'])
   const session = ok.body.session as string
   const csrf = ok.body.csrf as string
   const headers = { 'x-settle-session': session, 'x-csrf-token': csrf }
@@ -281,12 +281,16 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
     t.equal((await app.inject({ method: 'POST', url: '/embedded/cw/quickbooks/connect', headers: { 'x-settle-session': session }, payload: {} })).statusCode, 403, 'needs the CSRF token')
     const started = await app.inject({ method: 'POST', url: '/embedded/cw/quickbooks/connect', headers, payload: {} })
     t.equal(started.statusCode, 200)
-    const authorize = new URL(started.json().url)
+    const begin = new URL(started.json().url)
+    t.equal(begin.pathname, '/connect/quickbooks/begin', 'the new window opens Settle first, which binds the flow to that browser')
+    const opened = await app.inject({ url: begin.pathname + begin.search })
+    const cookie = String(opened.headers['set-cookie']).split(';')[0]!
+    const authorize = new URL(String(opened.headers.location))
     t.match(authorize.pathname, /\/sandbox\/quickbooks\/connect\/oauth2$/, 'the demo tenant reconnects to its stand-in')
     t.equal(authorize.searchParams.get('scope'), 'com.intuit.quickbooks.accounting')
     const consent = await app.inject({ url: authorize.pathname + authorize.search })
     const back = new URL(String(consent.headers.location))
-    const done = await app.inject({ url: back.pathname + back.search, headers: { accept: 'text/html' } })
+    const done = await app.inject({ url: back.pathname + back.search, headers: { accept: 'text/html', cookie } })
     t.equal(done.statusCode, 200)
     t.match(done.headers['content-type'], /text\/html/)
     t.match(done.body, 'QuickBooks is connected')
