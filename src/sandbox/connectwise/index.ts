@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ConditionSyntaxError, evaluate, getPath, parseConditions, type Node } from './conditions.js'
-import { STATUSES, type ConnectWiseStore, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment } from './store.js'
+import { SANDBOX_API_MEMBER, STATUSES, type ConnectWiseStore, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment } from './store.js'
 import { simplePdf } from '../pdf.js'
 
-export { createConnectWiseStore } from './store.js'
+export { createConnectWiseStore, SANDBOX_ACCOUNTING_MEMBER, SANDBOX_API_MEMBER } from './store.js'
 export type { ConnectWiseStore, Faults, StoreOptions } from './store.js'
 
 export interface ConnectWiseCredentials { companyId: string, publicKey: string, privateKey: string, clientId: string }
@@ -251,8 +251,8 @@ function paymentWire (store: ConnectWiseStore, p: SandboxPayment): Record<string
     invoiceBalance: dec(store.balanceCents(inv)),
     invoiceTotal: dec(store.totalCents(inv)),
     paymentDate: iso(p.paymentDateMs),
-    appliedBy: 'SettleAPI',
-    _info: { lastUpdated: iso(p.lastUpdatedMs), updatedBy: 'SettleAPI' },
+    appliedBy: p.appliedBy,
+    _info: { lastUpdated: iso(p.lastUpdatedMs), updatedBy: p.appliedBy },
     paymentSyncStatus: 'NotSynced',
     paymentAccount: '',
     aRPaymentAccount: ''
@@ -510,7 +510,8 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
       if (body.invoice?.id !== undefined && body.invoice.id !== inv.id) return await invalid('invoice', 'invoice id does not match the URL')
       if (inv.statusId === 4 || inv.type === 'CreditMemo') return await invalid('invoice', 'payments cannot be applied to this invoice')
       if (cents > store.balanceCents(inv)) return await invalid('amount', 'amount exceeds the invoice balance')
-      const payment = store.addPayment(inv.id, { amountCents: cents, paymentDate: date, ...(typeof body.type === 'string' ? { type: body.type } : {}), ...(typeof body.source === 'string' ? { source: body.source } : {}) })
+      // Posted with the API key: ConnectWise records the key's API member as who applied it.
+      const payment = store.addPayment(inv.id, { amountCents: cents, paymentDate: date, appliedBy: SANDBOX_API_MEMBER, ...(typeof body.type === 'string' ? { type: body.type } : {}), ...(typeof body.source === 'string' ? { source: body.source } : {}) })
       return await reply.code(201).send(paymentWire(store, payment))
     })
 
