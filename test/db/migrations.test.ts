@@ -46,6 +46,7 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'processor_customers',
     'psa_call_budget',
     'psa_connections',
+    'psa_payment_push_intents',
     'psa_payment_pushes',
     'reconciliation_exceptions',
     'sync_runs',
