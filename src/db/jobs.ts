@@ -80,7 +80,9 @@ function checkJob (job: JobInput): void {
  * its own by `enqueue` and as a step of the ledger's single-statement write,
  * where `from` adds the new entry and `sourceEntryId` points at it.
  * Bindings, in order: tenant id, then (when `sourceEntryId` is `?`) the
- * entry id, then the jobs JSON from `jobsJson`.
+ * entry id, then the jobs JSON from `jobsJson`. A job that would break any
+ * unique rule is skipped: its dedupe key, or one pending retry per invoice
+ * (migrations/20261208011000_one_retry_per_invoice.ts).
  */
 export function jobInsertSql (options: { sourceEntryId: string, from?: string, where?: string }): string {
   return `insert into jobs (tenant_id, queue, payload, dedupe_key, run_at, max_attempts, source_entry_id)
@@ -89,7 +91,7 @@ export function jobInsertSql (options: { sourceEntryId: string, from?: string, w
     from ${options.from !== undefined ? `${options.from}, ` : ''}jsonb_array_elements(?::jsonb) with ordinality as j(job, n)
     ${options.where !== undefined ? `where ${options.where}` : ''}
     order by j.n
-    on conflict (tenant_id, queue, dedupe_key) do nothing`
+    on conflict do nothing`
 }
 
 /** Validates jobs and serialises them for `jobInsertSql` (`entryKey` ties a job to its entry in a batch). */

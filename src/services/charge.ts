@@ -3,7 +3,7 @@ import { enqueue, type JobInput } from '../db/jobs.js'
 import { postEntry } from '../db/ledger.js'
 import { isoDate, openBalance } from '../db/invoices.js'
 import { applyPaymentToPlan, failPart } from '../db/installments.js'
-import { allocationsOf, attemptInFlightOn, getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
+import { allocationsOf, attemptInFlightOn, attemptTimesOn, getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { pgError } from '../db/knex.js'
 import { getTenantSurcharge, isUuid, requireTenantId } from '../db/tenants.js'
 import { allocateOldestFirst, type Allocation } from '../domain/allocation.js'
@@ -11,7 +11,7 @@ import { AppError } from '../errors.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
 import { add, asCurrency, formatMoney, negate, toDecimalString, type Money } from '../domain/money.js'
-import { classifyFailure, decideRetry, DEFAULT_RETRY_POLICY, type FailureVerdict, type RetryDecision, type RetryPolicy } from '../domain/retry-policy.js'
+import { chargeAllowedFrom, classifyFailure, decideRetry, DEFAULT_RETRY_POLICY, type FailureVerdict, type RetryDecision, type RetryPolicy } from '../domain/retry-policy.js'
 import { surchargeFor, type SurchargeQuote } from '../domain/surcharge.js'
 import type { ChargeInput, ChargeOutcome, PaymentsPort } from '../ports/payments.js'
 
@@ -133,6 +133,7 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
     const inFlight = await attemptInFlightOn(trx, request.tenantId, [invoice.id])
     if (inFlight !== undefined) return { alreadyProcessing: inFlight }
     const { amount, method, quote } = await priceCharge(trx, request.tenantId, invoice, request)
+    await checkChargeCap(trx, request.tenantId, [invoice])
     confirmSurcharge(request.expectedSurcharge, quote)
     return {
       method,
@@ -152,6 +153,21 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
       }
     }
   })
+}
+
+/**
+ * No invoice is charged more than the cap in its window (15 in 30 days),
+ * whoever starts the charge: auto-pay, retries, installments, a technician
+ * or the client. Checked under the invoices' row locks.
+ */
+async function checkChargeCap (trx: Knex.Transaction, tenantId: string, invoices: ReadonlyArray<Pick<InvoiceForCharge, 'id' | 'number'>>, policy: RetryPolicy = DEFAULT_RETRY_POLICY): Promise<void> {
+  for (const invoice of invoices) {
+    const times = await attemptTimesOn(trx, tenantId, invoice.id, policy.capWindowDays)
+    const from = chargeAllowedFrom(times, new Date(), policy)
+    if (from !== null) {
+      throw new AppError('CHARGE_LIMIT_REACHED', `Invoice ${invoice.number} has had ${times.length} payment attempts in the last ${policy.capWindowDays} days, the most Settle makes (card networks penalise more). Nothing was charged; it can be charged again from ${from.toISOString().slice(0, 10)}, or collect it another way (a check, a bank transfer).`)
+    }
+  }
 }
 
 function checkExpectedSurcharge (expected: number | undefined): void {
@@ -294,6 +310,7 @@ export async function chargeStatement (db: Knex, payments: PaymentsPort, request
     const { method, invoices, allocations, amount, quote } = await priceStatement(trx, request, true)
     const inFlight = await attemptInFlightOn(trx, request.tenantId, allocations.map(a => a.invoiceId))
     if (inFlight !== undefined) return { alreadyProcessing: inFlight }
+    await checkChargeCap(trx, request.tenantId, invoices.filter(i => allocations.some(a => a.invoiceId === i.id)))
     confirmSurcharge(request.expectedSurcharge, quote)
     const numbers = new Map(invoices.map(i => [i.id, i.number]))
     return {
@@ -488,19 +505,22 @@ export async function invoiceNumbersOf (db: Knex, attempt: PaymentAttempt): Prom
  * last word (its failure class says whether the client must act).
  */
 export async function scheduleRetry (db: Knex, attempt: PaymentAttempt, methodType: 'card' | 'ach', policy: RetryPolicy = DEFAULT_RETRY_POLICY): Promise<RetryDecision> {
-  const history = await db('payment_attempts').where({ tenant_id: attempt.tenantId, invoice_id: attempt.invoiceId }).orderBy('created_at') as AttemptRow[]
-  const chainStart = attempt.retryOf === null ? attempt : toAttempt(history.find(r => r.id === attempt.retryOf) ?? (history[0] as AttemptRow))
+  const invoiceId = attempt.invoiceId as string
+  const chainStart = attempt.retryOf === null
+    ? attempt
+    : await db('payment_attempts').where({ tenant_id: attempt.tenantId, id: attempt.retryOf }).first().then((row: AttemptRow | undefined) => row === undefined ? attempt : toAttempt(row))
   const decision = decideRetry({
     failure: { method: methodType, code: attempt.failure.code, declineCode: attempt.failure.declineCode, adviceCode: attempt.failure.adviceCode },
     firstFailedAt: chainStart.updatedAt,
     failedAt: attempt.updatedAt,
     retriesSoFar: attempt.retryNumber,
-    attemptTimes: history.map(r => r.created_at)
+    attemptTimes: await attemptTimesOn(db, attempt.tenantId, invoiceId, policy.capWindowDays * 2)
   }, policy)
   if (decision.retry) {
+    // One retry schedule per invoice: while one is pending (from whatever failure), the database skips this one.
     await enqueue(db, attempt.tenantId, [{
       queue: 'payments.retry',
-      payload: { attemptId: attempt.id, firstAttemptId: chainStart.id },
+      payload: { attemptId: attempt.id, firstAttemptId: chainStart.id, invoiceId },
       runAt: decision.at,
       dedupeKey: `retry:${attempt.id}`,
       maxAttempts: 3
