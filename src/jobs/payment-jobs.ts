@@ -169,12 +169,13 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
 }
 
 /**
- * Finds attempts stuck in `created` or `unknown` (a crash between the
- * processor call and our write, a lost job) and queues their resolution.
+ * Finds attempts stuck in `created` or `unknown` for a minute (a crash
+ * between the processor call and our write whose recovery job was lost, or
+ * an attempt written before those jobs existed) and queues their resolution.
  * Runs from every process; the dedupe key makes it one job per attempt and
  * sweep window.
  */
-export async function sweepUnresolvedAttempts (db: Knex, olderThanMs = 5 * 60_000): Promise<number> {
+export async function sweepUnresolvedAttempts (db: Knex, olderThanMs = 60_000): Promise<number> {
   const stuck = await db('payment_attempts').whereIn('status', ['created', 'unknown'])
     .where('updated_at', '<', new Date(Date.now() - olderThanMs)).limit(500) as AttemptRow[]
   const window = Math.floor(Date.now() / olderThanMs)
@@ -196,6 +197,8 @@ export function startPaymentSweeps (db: Knex, log: FastifyBaseLogger, everyMs = 
     scheduleAutopayRuns(db).catch((error: unknown) => { log.error({ err: error }, 'could not schedule auto-pay') })
     scheduleInstallmentRuns(db).catch((error: unknown) => { log.error({ err: error }, 'could not schedule installments') })
   }
+  // At once on start as well: attempts a crashed process left behind are found now, not a minute later.
+  run()
   const timer = setInterval(run, everyMs)
   timer.unref()
   return () => { clearInterval(timer) }

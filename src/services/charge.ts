@@ -59,6 +59,9 @@ interface InvoiceForCharge {
 
 export const idempotencyKeyFor = (attemptId: string): string => `settle_attempt_${attemptId}`
 
+/** When an attempt whose process died before recording an outcome is resolved: one processor timeout after it was written. */
+export const RECOVER_AFTER_MS = 30_000
+
 /** The processor's ledger account name; Stripe is the only one Settle speaks to. */
 const PROCESSOR = 'stripe'
 
@@ -200,6 +203,9 @@ async function runAttempt (db: Knex, payments: PaymentsPort, tenantId: string, r
       if ('alreadyProcessing' in planned) return planned
       const [row] = await trx('payment_attempts').insert({ tenant_id: tenantId, payment_method_id: planned.method.id, ...planned.row }).returning('*') as AttemptRow[]
       const attempt = toAttempt(row as AttemptRow)
+      // Committed with the attempt: if this process dies before it hears from the processor, any worker resends
+      // the same request (same idempotency key) within the minute, instead of the sweep finding it minutes later.
+      await enqueue(trx, tenantId, [{ queue: 'payments.resolve', payload: { attemptId: attempt.id }, runAt: new Date(Date.now() + RECOVER_AFTER_MS), dedupeKey: `recover:${attempt.id}`, maxAttempts: 5 }])
       if (planned.allocations !== null) {
         await trx('payment_attempt_allocations').insert(planned.allocations.map((a, position) => ({
           tenant_id: tenantId, attempt_id: attempt.id, invoice_id: a.invoiceId, position, amount: a.amount, currency: attempt.amount.currency, in_flight: true
@@ -215,7 +221,9 @@ async function runAttempt (db: Knex, payments: PaymentsPort, tenantId: string, r
   }
   if ('alreadyProcessing' in started) return { outcome: 'already_processing', attempt: started.alreadyProcessing }
   const { attempt, method, invoiceNumbers } = started
+  // Whatever goes wrong on the way to the processor, the attempt exists: the person is told it is being checked, never that it failed.
   const outcome = await payments.charge(chargeInputFor(attempt, method, invoiceNumbers))
+    .catch((error: unknown): ChargeOutcome => ({ status: 'unknown', error: error instanceof Error ? error.message : String(error) }))
   const result = await recordOutcome(db, tenantId, attempt.id, outcome)
   await followUp(db, result, method.type)
   return result
