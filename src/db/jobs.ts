@@ -273,3 +273,9 @@ export async function jobCounts (db: Db, tenantId: string): Promise<Record<JobSt
   for (const r of rows) counts[r.state] = Number(r.n)
   return counts
 }
+
+/** Closes a job that is no longer needed before it ran (its work happened another way); a job already claimed is left alone. */
+export async function closePendingJob (db: Db, tenantId: string, queue: string, dedupeKey: string): Promise<void> {
+  await db('jobs').where({ tenant_id: requireTenantId(tenantId), queue, dedupe_key: dedupeKey, state: 'pending' })
+    .update({ state: 'done', finished_at: db.fn.now(), last_error: null })
+}

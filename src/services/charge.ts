@@ -1,5 +1,5 @@
 import type { Knex } from 'knex'
-import { enqueue, type JobInput } from '../db/jobs.js'
+import { closePendingJob, enqueue, type JobInput } from '../db/jobs.js'
 import { postEntry } from '../db/ledger.js'
 import { isoDate, openBalance } from '../db/invoices.js'
 import { applyPaymentToPlan, failPart } from '../db/installments.js'
@@ -381,6 +381,8 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
       return toAttempt(next as AttemptRow)
     }
     if (outcome.status === 'unknown') return { outcome: 'unknown' as const, attempt: await update({ status: 'unknown', failure_message: outcome.error.slice(0, 500) }) }
+    // The processor answered: the crash recovery committed with the attempt has nothing left to do.
+    await closePendingJob(trx, tenantId, 'payments.resolve', `recover:${attemptId}`)
     if (outcome.status === 'processing') return { outcome: 'processing' as const, attempt: await update({ status: 'processing', processor_intent_ref: outcome.intentId }) }
     if (outcome.status === 'failed') {
       const verdict = classifyFailure({ method: method.type, code: outcome.failure.code, declineCode: outcome.failure.declineCode, adviceCode: outcome.failure.adviceCode })
