@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks'
 import { matchBatch, type CustomerView, type OpenInvoiceView, type OutsidePaymentView } from '../src/domain/matching.js'
-import { note } from './lib.js'
+import { note, withScratchDatabase } from './lib.js'
+import { migrateLatest } from '../src/db/migrate.js'
+import { qboRequestsPerPayment } from './qbo-requests.js'
 
 /**
  * Matching money collected elsewhere, in memory (the pure engine, no
@@ -12,6 +14,8 @@ import { note } from './lib.js'
  */
 const N = Number(process.env.BENCH_N ?? 100_000)
 const CUSTOMERS = Number(process.env.BENCH_CUSTOMERS ?? 2_000)
+/** Payments posted to the QuickBooks stand-in for the calls-per-payment figure. */
+const QBO_PAYMENTS = Number(process.env.BENCH_QBO_PAYMENTS ?? 300)
 
 function prng (seed: number): () => number {
   let s = seed >>> 0
@@ -121,6 +125,8 @@ export async function run (): Promise<Record<string, unknown>> {
   note(`auto ${auto}, correct ${correct}, queued ${queued}, truth ${g.truth.size}; baseline hash join found ${baseHits}`)
   note(`${Math.round(N / seconds)} payments matched/s; ${(seconds / baselineSeconds).toFixed(1)}× the baseline`)
   const round = (x: number, d = 4): number => Math.round(x * 10 ** d) / 10 ** d
-  // QuickBooks posting batches 30 operations per call (the posting helper's batch size).
-  return { bench: 'matching', seconds: round(seconds, 3), baseline_seconds: round(baselineSeconds, 3), precision: round(precision), recall: round(recall), qbo_calls_per_payment: auto === 0 ? null : round(Math.ceil(auto / 30) / auto) }
+  // Measured, not computed: HTTP requests the QuickBooks stand-in receives while syncNow posts matched payments and their payout.
+  const qbo = await withScratchDatabase(2, async db => { await migrateLatest(db); return await qboRequestsPerPayment(db, QBO_PAYMENTS) })
+  note(`QuickBooks: ${qbo.requests} HTTP requests at the stand-in for ${qbo.payments} payments and ${qbo.deposits} deposit`)
+  return { bench: 'matching', seconds: round(seconds, 3), baseline_seconds: round(baselineSeconds, 3), precision: round(precision), recall: round(recall), qbo_calls_per_payment: round(qbo.perPayment), qbo_requests: qbo.requests, qbo_payments: qbo.payments }
 }

@@ -4,7 +4,8 @@ import type { Knex } from 'knex'
 import type { Config } from './config.js'
 import { loggerOptions, requestLogger } from './logging.js'
 import dbPlugin from './plugins/db.js'
-import errorsPlugin from './plugins/errors.js'
+import errorsPlugin, { clientErrorHandler, frameworkErrors } from './plugins/errors.js'
+import inputPlugin, { AJV_OPTIONS } from './plugins/input.js'
 import securityPlugin from './plugins/security.js'
 import viewPlugin from './plugins/view.js'
 import workerPlugin from './plugins/worker.js'
@@ -82,9 +83,14 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     // The embedded default migrates and seeds the demo while plugins load: on a busy machine that outlasts the 10 s default.
     pluginTimeout: 120_000,
     // Signed pay-link tokens are ~200 characters; the default limit is 100.
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 }
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+    ajv: AJV_OPTIONS,
+    // Refusals before a route is found (router, Node's HTTP parser) in the catalogue format too.
+    frameworkErrors,
+    clientErrorHandler
   })
   await app.register(errorsPlugin)
+  await app.register(inputPlugin)
   await app.register(securityPlugin)
   await app.register(formbody)
   await app.register(dbPlugin, { config, ...deps })

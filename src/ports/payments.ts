@@ -122,7 +122,8 @@ export interface PaymentsPort {
   createCustomer: (input: { name: string, email: string | null, metadata: Record<string, string>, idempotencyKey: string }) => Promise<{ customerRef: string }>
   /** Starts saving a method for off-session use; the browser confirms it with the client secret. */
   startSetup: (input: { customerRef: string, metadata: Record<string, string> }) => Promise<{ setupId: string, clientSecret: string }>
-  retrieveSetup: (input: { setupId: string }) => Promise<SetupState>
+  /** Null when the processor never issued that id (it comes from the browser). */
+  retrieveSetup: (input: { setupId: string }) => Promise<SetupState | null>
   /** Stops a method being usable; the same request twice is harmless. */
   detachMethod: (input: { methodRef: string }) => Promise<void>
   charge: (input: ChargeInput) => Promise<ChargeOutcome>

@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { AppError } from '../errors.js'
+import { isUuid } from '../db/tenants.js'
 import type { Keyring } from './keyring.js'
 
 /**
@@ -30,7 +31,8 @@ export function verifyPayLink (keyring: Keyring, token: string, now: Date): PayL
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw invalid
   let parsed: { t?: unknown, i?: unknown, e?: unknown }
   try { parsed = JSON.parse(payload.toString('utf8')) as typeof parsed } catch { throw invalid }
-  if (typeof parsed.t !== 'string' || typeof parsed.i !== 'string' || typeof parsed.e !== 'number') throw invalid
+  // Signed is not well-formed: a token minted with ids that are not UUIDs (a shared key, an old format) names nothing.
+  if (!isUuid(parsed.t) || !isUuid(parsed.i) || typeof parsed.e !== 'number' || !Number.isFinite(parsed.e)) throw invalid
   const expiresAt = new Date(parsed.e * 1000)
   if (expiresAt <= now) throw new AppError('PAY_LINK_EXPIRED', 'This payment link has expired. Ask your IT provider for a new one.')
   return { tenantId: parsed.t, invoiceId: parsed.i, expiresAt }

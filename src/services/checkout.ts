@@ -78,10 +78,13 @@ export async function completeAddMethod (db: Knex, payments: PaymentsPort, input
   const { tenantId, customerId } = input
   if (!/^seti_\w+$/.test(input.setupId)) throw new AppError('VALIDATION_FAILED', 'The card or bank details did not reach us; please try again.')
   if (input.acceptance.name.trim() === '') throw new AppError('VALIDATION_FAILED', 'Type your name to accept the authorisation.')
-  const customerRef = await processorCustomerFor(db, payments, tenantId, customerId)
+  // Read, not created: a client whose page never started a setup has no processor customer, so any id is someone else's.
+  const known = await db('processor_customers').where({ tenant_id: requireTenantId(tenantId), customer_id: customerId, processor: payments.processor }).first('ref') as { ref: string } | undefined
   const setup = await payments.retrieveSetup({ setupId: input.setupId })
+  if (setup === null) throw new AppError('VALIDATION_FAILED', 'Those card or bank details did not reach us; please start again.')
+  const customerRef = known?.ref ?? null
   // A SetupIntent id from another client's page must not attach their method here.
-  if (setup.customerRef !== customerRef || setup.metadata.settle_customer_id !== customerId) {
+  if (customerRef === null || setup.customerRef !== customerRef || setup.metadata.settle_customer_id !== customerId) {
     throw new AppError('VALIDATION_FAILED', 'Those card or bank details belong to another payment page; please start again.')
   }
   if (setup.status !== 'succeeded' || setup.method === null) {

@@ -54,10 +54,8 @@ export class FakePayments implements PaymentsPort {
     return { setupId: id, clientSecret: `${id}_secret_fake` }
   }
 
-  async retrieveSetup ({ setupId }: { setupId: string }): Promise<SetupState> {
-    const setup = this.setups.get(setupId)
-    if (setup === undefined) throw new Error(`no such setup ${setupId}`)
-    return setup
+  async retrieveSetup ({ setupId }: { setupId: string }): Promise<SetupState | null> {
+    return this.setups.get(setupId) ?? null
   }
 
   async detachMethod ({ methodRef }: { methodRef: string }): Promise<void> { this.detached.push(methodRef) }

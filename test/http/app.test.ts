@@ -10,7 +10,7 @@ t.test('HTTP skeleton', async t => {
   const db = await testDb(t)
   const app = await buildApp(testConfig({ BODY_LIMIT_BYTES: '2048' }), { db, keyring: testKeyring() })
   // A route that takes JSON, to exercise body parsing and limits.
-  app.post('/test/echo', { schema: { body: { type: 'object', required: ['amount'], properties: { amount: { type: 'string' } } } } }, async request => request.body)
+  app.post('/test/echo', { schema: { body: { type: 'object', required: ['amount'], properties: { amount: { type: 'string' } }, additionalProperties: false } } }, async request => request.body)
   app.get('/test/boom', async () => { throw new Error('database password is hunter2') })
   t.teardown(async () => { await app.close() })
 
@@ -44,7 +44,10 @@ t.test('HTTP skeleton', async t => {
     t.equal(boom.json().error.code, 'INTERNAL')
     t.notMatch(boom.body, /hunter2|at .*\.ts|stack/)
     const invalid = await app.inject({ method: 'POST', url: '/test/echo', payload: { amount: 5 } })
-    t.equal(invalid.statusCode, 200, 'ajv coerces a number to the declared string')
+    t.equal(invalid.statusCode, 400, 'a number is not the declared string: types are not coerced')
+  t.equal(invalid.json().error.message, 'Body field "amount" must be text.', 'naming the field and what it expects')
+  const extra = await app.inject({ method: 'POST', url: '/test/echo', payload: { amount: '5', currency: 'EUR' } })
+  t.equal(extra.json().error.message, 'Body field "currency" is not accepted here; remove it.', 'an unknown field is refused, not dropped')
     const missingField = await app.inject({ method: 'POST', url: '/test/echo', payload: {} })
     t.equal(missingField.statusCode, 400)
     t.equal(missingField.json().error.code, 'VALIDATION_FAILED')

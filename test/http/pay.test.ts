@@ -1,4 +1,5 @@
 import t from 'tap'
+import { randomUUID } from 'node:crypto'
 import pino from 'pino'
 import { testDb } from '../helpers/db.js'
 import { makeTenant, testConfig, testKeyring } from '../helpers/fixtures.js'
@@ -17,13 +18,13 @@ import type { OutgoingMail } from '../../src/ports/mailer.js'
 t.test('signed pay links', async t => {
   const old = Keyring.generateEntry('old')
   const keyring = new Keyring(old)
-  const link = { tenantId: 't-1', invoiceId: 'i-1', expiresAt: new Date('2026-12-10T00:00:00Z') }
+  const link = { tenantId: randomUUID(), invoiceId: randomUUID(), expiresAt: new Date('2026-12-10T00:00:00Z') }
   const token = signPayLink(keyring, link)
   t.same(verifyPayLink(keyring, token, new Date('2026-12-01T00:00:00Z')), link)
   const code = (fn: () => unknown): string => { try { fn(); return 'ok' } catch (e) { return (e as { code: string }).code } }
   t.equal(code(() => verifyPayLink(keyring, token, new Date('2026-12-11T00:00:00Z'))), 'PAY_LINK_EXPIRED')
   const [payload, keyId, mac] = token.split('.')
-  const forged = Buffer.from(JSON.stringify({ t: 't-1', i: 'i-2', e: 1_900_000_000 })).toString('base64url')
+  const forged = Buffer.from(JSON.stringify({ t: link.tenantId, i: randomUUID(), e: 1_900_000_000 })).toString('base64url')
   t.equal(code(() => verifyPayLink(keyring, `${forged}.${keyId ?? ''}.${mac ?? ''}`, new Date())), 'PAY_LINK_INVALID', 'another invoice under the same signature')
   t.equal(code(() => verifyPayLink(keyring, `${payload ?? ''}.nokey.${mac ?? ''}`, new Date())), 'PAY_LINK_INVALID')
   t.equal(code(() => verifyPayLink(keyring, 'garbage', new Date())), 'PAY_LINK_INVALID')

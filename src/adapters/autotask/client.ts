@@ -24,12 +24,6 @@ export interface AutotaskClientOptions {
   sleep?: (ms: number) => Promise<void>
   timeoutMs?: number
   attempts?: number
-  /**
-   * How `pageDetails.nextPageUrl` is requested. 'GET' (anteris does this) falls
-   * back to POSTing the original body once a GET answers 405, which some
-   * clients report after a POSTed first page; the fallback is remembered.
-   */
-  nextPageMethod?: 'GET' | 'POST'
   impersonationResourceId?: number
 }
 
@@ -137,7 +131,6 @@ export function createAutotaskClient (options: AutotaskClientOptions): AutotaskC
 
   let zoneUrl: string | null = options.zoneUrl === undefined ? null : withSlash(options.zoneUrl)
   let discovering: Promise<string> | null = null
-  let nextPageMethod = options.nextPageMethod ?? 'GET'
 
   async function call<T> (config: RequestConfig): Promise<T> {
     try {
@@ -201,15 +194,9 @@ export function createAutotaskClient (options: AutotaskClientOptions): AutotaskC
     }
   }
 
+  /** A next page is POSTed with the original body: Autotask answers a GET on a posted query's nextPageUrl with 405. */
   async function nextPage (url: string, body: Record<string, unknown>): Promise<unknown> {
-    if (nextPageMethod === 'POST') return await call({ method: 'POST', url, data: body })
-    try {
-      return await call({ method: 'GET', url })
-    } catch (error) {
-      if (!(error instanceof UpstreamError) || error.status !== 405) throw error
-      nextPageMethod = 'POST'
-      return await call({ method: 'POST', url, data: body })
-    }
+    return await call({ method: 'POST', url, data: body })
   }
 
   async function count (entity: string, q: { filter: AutotaskFilter }): Promise<number> {

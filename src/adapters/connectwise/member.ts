@@ -4,9 +4,13 @@ import { DEFAULT_CODEBASE, describeConnectWiseError, normaliseCodebase } from '.
 /** What the Hosted API's getMemberAuthentication hands the frame. */
 export interface HostedMember { companyId: string, memberId: string, memberHash: string, memberContext: string }
 
+/** What a Hosted API member field may hold: it travels as a cookie value, so no separators, controls or spaces. */
+export const MEMBER_FIELD_PATTERN = '^[A-Za-z0-9._~+/=%-]{0,512}$'
+const MEMBER_FIELD = new RegExp(MEMBER_FIELD_PATTERN)
+
 const cookieValue = (value: string): string => {
-  // A cookie value may not carry separators; anything else is not a real hash and is refused before it is sent.
-  if (!/^[A-Za-z0-9._~+/=%-]{1,512}$/.test(value)) throw new UpstreamError('connectwise', null, 'invalid_member', 'the member data is malformed', false)
+  // The route refuses these as the client's mistake; this guards any other caller before the cookie is sent.
+  if (value === '' || !MEMBER_FIELD.test(value)) throw new UpstreamError('connectwise', null, 'invalid_member', 'the member data is malformed', false)
   return value
 }
 

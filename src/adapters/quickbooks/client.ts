@@ -115,7 +115,9 @@ export function createQboClient (options: QboClientOptions): QboClient {
       const fault = faultOf(status, body) ?? (status === 401 ? new QuickBooksError(401, '3200', 'AuthenticationFailed', '', 'auth', body) : null)
       if (error === null && fault === null) return body as Obj
       if (status === 429 || fault?.kind === 'throttle') {
-        throw new RetryLaterError(`QuickBooks rate limit reached for company ${options.realmId}; trying again in 60 s`, 60_000)
+        // QBO says how long (the batch throttle frees within its minute); a blind minute otherwise.
+        const waitMs = error instanceof UpstreamError && error.retryAfterMs !== null ? Math.min(60_000, Math.max(1000, error.retryAfterMs)) : 60_000
+        throw new RetryLaterError(`QuickBooks rate limit reached for company ${options.realmId}; trying again in ${Math.ceil(waitMs / 1000)} s`, waitMs)
       }
       if (fault?.kind === 'auth' && !refreshed) {
         refreshed = true

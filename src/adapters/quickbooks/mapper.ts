@@ -89,12 +89,14 @@ export function depositBody (d: DepositPosting): Obj {
   return {
     DepositToAccountRef: { value: d.bankAccountId }, TxnDate: d.txnDate, CurrencyRef: { value: d.currency }, PrivateNote: d.note.slice(0, 4000),
     Line: d.lines.map(l => {
-      const line: Obj = { Amount: amountOut(l.amount), DetailType: 'DepositLineDetail' }
+      const line: Obj = { Amount: amountOut(l.amount) }
       if (l.description !== undefined) line.Description = l.description
+      // A line that only links a payment carries no detail, so no DetailType (DetailType names the detail object present).
       if (l.paymentId !== undefined) line.LinkedTxn = [{ TxnId: l.paymentId, TxnType: 'Payment', TxnLineId: '0' }]
       else {
         const detail: Obj = { AccountRef: { value: l.accountId } }
         if (l.customerId !== undefined) detail.Entity = { value: l.customerId, type: 'Customer' }
+        line.DetailType = 'DepositLineDetail'
         line.DepositLineDetail = detail
       }
       return line

@@ -126,8 +126,12 @@ export function createStripePayments (stripe: Stripe, browser: BrowserConfig = {
       return { setupId: intent.id, clientSecret: intent.client_secret }
     },
 
-    async retrieveSetup ({ setupId }): Promise<SetupState> {
-      const intent = await stripe.setupIntents.retrieve(setupId, { expand: ['payment_method'] })
+    async retrieveSetup ({ setupId }): Promise<SetupState | null> {
+      let intent: Stripe.SetupIntent
+      try { intent = await stripe.setupIntents.retrieve(setupId, { expand: ['payment_method'] }) } catch (error) {
+        if (isStripeError(error) && error.code === 'resource_missing') return null
+        throw error
+      }
       const pm = intent.payment_method
       return {
         id: intent.id,

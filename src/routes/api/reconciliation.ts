@@ -1,4 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
 import { isUuid } from '../../db/tenants.js'
 import { listExceptions, type ExceptionKind, type ExceptionStatus } from '../../db/reconciliation-exceptions.js'
 import { AppError } from '../../errors.js'
@@ -6,6 +8,7 @@ import { guardWithApiKeys } from '../../security/api-keys.js'
 import { acceptSuggestion, dismiss, importBankStatement, splitManually, writeOff } from '../../services/reconcile.js'
 import { pullQuickBooksPayments } from '../../services/quickbooks-payments.js'
 import type { AccountingFactory } from '../../ports/accounting.js'
+import { Cents, OneOf, OptionalBody, Strict, Text } from '../schemas.js'
 
 /**
  * Reconciliation on the admin API: the exception queue, statement upload,
@@ -14,47 +17,41 @@ import type { AccountingFactory } from '../../ports/accounting.js'
  * reconciliation:write; every query is scoped to the key's
  * tenant, so another tenant's exception id is simply not found.
  */
-const STATUSES = new Set(['open', 'resolved', 'dismissed'])
-const KINDS = new Set(['unmatched_payment', 'ambiguous_match', 'posting_failed', 'tieout_difference', 'mapping_needed'])
-
-const body = (request: FastifyRequest): Record<string, unknown> => {
-  const b = request.body
-  if (b === null || typeof b !== 'object' || Array.isArray(b)) throw new AppError('VALIDATION_FAILED', 'Send a JSON object.')
-  return b as Record<string, unknown>
-}
-
-const cents = (v: unknown, what: string): number => {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new AppError('VALIDATION_FAILED', `${what} must be a positive whole number of cents.`)
-  return v
-}
+const STATUSES = ['open', 'resolved', 'dismissed'] as const satisfies readonly ExceptionStatus[]
+const KINDS = ['unmatched_payment', 'ambiguous_match', 'posting_failed', 'tieout_difference', 'mapping_needed'] as const satisfies readonly ExceptionKind[]
+const idParams = Type.Object({ id: Type.String() })
+const invoiceId = Type.String({ maxLength: 100 })
 
 const uuid = (v: unknown, what: string): string => {
   if (typeof v !== 'string' || !isUuid(v)) throw new AppError('VALIDATION_FAILED', `${what} must be a UUID.`)
   return v
 }
 
-export default async function reconciliationRoutes (app: FastifyInstance, { accountingFor }: { accountingFor: AccountingFactory }): Promise<void> {
-  const { who, actor } = guardWithApiKeys(app)
+export default async function reconciliationRoutes (root: FastifyInstance, { accountingFor }: { accountingFor: AccountingFactory }): Promise<void> {
+  const { who, actor } = guardWithApiKeys(root)
+  const app = root.withTypeProvider<TypeBoxTypeProvider>()
 
-  app.get<{ Querystring: { status?: string, kind?: string, customer?: string } }>('/api/v1/reconciliation/exceptions', async request => {
+  const listQuery = Strict({ status: Type.Optional(OneOf(STATUSES)), kind: Type.Optional(OneOf(KINDS)), customer: Type.Optional(Type.String({ maxLength: 100 })) })
+  app.get('/api/v1/reconciliation/exceptions', { schema: { querystring: listQuery } }, async request => {
     const p = who(request, 'payments:read')
     const { status, kind, customer } = request.query
-    if (status !== undefined && !STATUSES.has(status)) throw new AppError('VALIDATION_FAILED', `status must be one of ${[...STATUSES].join(', ')}.`)
-    if (kind !== undefined && !KINDS.has(kind)) throw new AppError('VALIDATION_FAILED', `kind must be one of ${[...KINDS].join(', ')}.`)
     if (customer !== undefined) uuid(customer, 'customer')
     const exceptions = await listExceptions(app.db, p.tenantId, {
-      ...(status === undefined ? {} : { status: status as ExceptionStatus }),
-      ...(kind === undefined ? {} : { kind: kind as ExceptionKind }),
+      ...(status === undefined ? {} : { status }),
+      ...(kind === undefined ? {} : { kind }),
       ...(customer === undefined ? {} : { customerId: customer })
     })
     return { exceptions }
   })
 
-  app.post('/api/v1/reconciliation/statements', async (request, reply) => {
+  const statementUpload = Strict({
+    text: Type.String({ description: 'the statement file\'s contents' }),
+    currency: Type.String({ minLength: 1, maxLength: 10, description: 'a currency code such as "USD"' }),
+    format: Type.Optional(OneOf(['csv', 'ofx'] as const))
+  })
+  app.post('/api/v1/reconciliation/statements', { schema: { body: statementUpload } }, async (request, reply) => {
     const p = who(request, 'reconciliation:write')
-    const b = body(request)
-    if (typeof b.text !== 'string') throw new AppError('VALIDATION_FAILED', 'text must be the statement file\'s contents.')
-    if (typeof b.currency !== 'string') throw new AppError('VALIDATION_FAILED', 'currency is required, e.g. "USD".')
+    const b = request.body
     const format = b.format ?? (/<OFX>|OFXHEADER/i.test(b.text) ? 'ofx' : 'csv')
     if (format !== 'csv' && format !== 'ofx') throw new AppError('VALIDATION_FAILED', 'format must be csv or ofx.')
     const result = await importBankStatement(app.db, p.tenantId, { text: b.text, currency: b.currency, actor: actor(p), source: format === 'ofx' ? 'bank_ofx' : 'bank_csv' })
@@ -62,41 +59,37 @@ export default async function reconciliationRoutes (app: FastifyInstance, { acco
   })
 
   // Payments entered in QuickBooks, read now rather than at the daily run; it applies money, so the write scope.
-  app.post('/api/v1/reconciliation/quickbooks-payments/sync', async request => {
+  app.post('/api/v1/reconciliation/quickbooks-payments/sync', { schema: { body: OptionalBody(Strict({})) } }, async request => {
     const p = who(request, 'reconciliation:write')
     return await pullQuickBooksPayments(app.db, p.tenantId, await accountingFor(p.tenantId), { actor: actor(p) })
   })
 
-  app.post<{ Params: { id: string } }>('/api/v1/reconciliation/exceptions/:id/accept', async request => {
+  const acceptBody = Strict({ rank: Type.Integer({ minimum: 1, maximum: 1000, description: 'a suggestion\'s rank (1, 2, …)' }) })
+  app.post('/api/v1/reconciliation/exceptions/:id/accept', { schema: { params: idParams, body: acceptBody } }, async request => {
     const p = who(request, 'reconciliation:write')
-    const rank = body(request).rank
-    if (typeof rank !== 'number' || !Number.isSafeInteger(rank) || rank < 1) throw new AppError('VALIDATION_FAILED', 'rank must be a suggestion\'s rank (1, 2, …).')
+    const { rank } = request.body
     await acceptSuggestion(app.db, p.tenantId, uuid(request.params.id, 'The exception id'), rank, actor(p))
     return { ok: true }
   })
 
-  app.post<{ Params: { id: string } }>('/api/v1/reconciliation/exceptions/:id/split', async request => {
+  const splitBody = Strict({ applications: Type.Array(Strict({ invoiceId, amount: Cents() }), { minItems: 1, maxItems: 500, description: 'a list of {invoiceId, amount}' }) })
+  app.post('/api/v1/reconciliation/exceptions/:id/split', { schema: { params: idParams, body: splitBody } }, async request => {
     const p = who(request, 'reconciliation:write')
-    const list = body(request).applications
-    if (!Array.isArray(list) || list.length === 0) throw new AppError('VALIDATION_FAILED', 'applications must be a list of {invoiceId, amount}.')
-    const applications = list.map((a: { invoiceId?: unknown, amount?: unknown } | null, i) => ({
-      invoiceId: uuid(a?.invoiceId, `applications[${i}].invoiceId`), amount: cents(a?.amount, `applications[${i}].amount`)
-    }))
+    const applications = request.body.applications.map((a, i) => ({ invoiceId: uuid(a.invoiceId, `applications[${i}].invoiceId`), amount: a.amount }))
     await splitManually(app.db, p.tenantId, uuid(request.params.id, 'The exception id'), applications, actor(p))
     return { ok: true }
   })
 
-  app.post<{ Params: { id: string } }>('/api/v1/reconciliation/exceptions/:id/write-off', async request => {
+  app.post('/api/v1/reconciliation/exceptions/:id/write-off', { schema: { params: idParams, body: Strict({ invoiceId, amount: Cents() }) } }, async request => {
     const p = who(request, 'reconciliation:write')
-    const b = body(request)
-    await writeOff(app.db, p.tenantId, uuid(request.params.id, 'The exception id'), { invoiceId: uuid(b.invoiceId, 'invoiceId'), amount: cents(b.amount, 'amount') }, actor(p))
+    const b = request.body
+    await writeOff(app.db, p.tenantId, uuid(request.params.id, 'The exception id'), { invoiceId: uuid(b.invoiceId, 'invoiceId'), amount: b.amount }, actor(p))
     return { ok: true }
   })
 
-  app.post<{ Params: { id: string } }>('/api/v1/reconciliation/exceptions/:id/dismiss', async request => {
+  app.post('/api/v1/reconciliation/exceptions/:id/dismiss', { schema: { params: idParams, body: Strict({ reason: Text(500) }) } }, async request => {
     const p = who(request, 'reconciliation:write')
-    const reason = body(request).reason
-    if (typeof reason !== 'string') throw new AppError('VALIDATION_FAILED', 'reason is required.')
+    const { reason } = request.body
     await dismiss(app.db, p.tenantId, uuid(request.params.id, 'The exception id'), reason, actor(p))
     return { ok: true }
   })

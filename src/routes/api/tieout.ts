@@ -5,6 +5,7 @@ import { audit } from '../../db/audit.js'
 import { AppError } from '../../errors.js'
 import { guardWithApiKeys } from '../../security/api-keys.js'
 import type { AccountingFactory } from '../../ports/accounting.js'
+import { OptionalBody, Strict } from '../schemas.js'
 import { getTieoutRun, latestTieoutRun, runTieout } from '../../services/tieout.js'
 
 /**
@@ -19,7 +20,7 @@ export default async function tieoutRoutes (app: FastifyInstance, { accountingFo
     (await listExceptions(app.db, tenantId, { kind: 'tieout_difference', status: 'open', limit: 500 }))
       .map(e => ({ id: e.id, summary: e.summary, likelyCause: e.likelyCause, suggestedRepair: e.suggestedRepair, amount: e.amount, customerId: e.customerId, invoiceId: e.invoiceId, details: e.details, createdAt: e.createdAt, updatedAt: e.updatedAt }))
 
-  app.get('/api/v1/tieout', async request => {
+  app.get('/api/v1/tieout', { schema: { querystring: Strict({}) } }, async request => {
     const p = who(request, 'payments:read')
     const latest = await latestTieoutRun(app.db, p.tenantId)
     const running = await app.db('tieout_runs').where({ tenant_id: p.tenantId, status: 'running' }).first('id', 'started_at')
@@ -39,7 +40,7 @@ export default async function tieoutRoutes (app: FastifyInstance, { accountingFo
     return await getTieoutRun(app.db, p.tenantId, request.params.runId)
   })
 
-  app.post('/api/v1/tieout/runs', async (request, reply) => {
+  app.post('/api/v1/tieout/runs', { schema: { body: OptionalBody(Strict({})) } }, async (request, reply) => {
     const p = who(request, 'exceptions:resolve')
     const accounting = await accountingFor(p.tenantId)
     const outcome = await runTieout(app.db, p.tenantId, accounting, { trigger: 'manual' })

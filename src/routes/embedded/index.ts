@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from '@sinclair/typebox'
 import { AppError } from '../../errors.js'
 import { versionedCache } from '../../cache.js'
 import { audit } from '../../db/audit.js'
@@ -7,7 +8,7 @@ import { getAttempt, listPaymentMethods, type PaymentMethod } from '../../db/pay
 import { isUuid } from '../../db/tenants.js'
 import { formatMoney } from '../../domain/money.js'
 import { payLinkUrl } from '../../jobs/notice-jobs.js'
-import { verifyHostedMember } from '../../adapters/connectwise/member.js'
+import { MEMBER_FIELD_PATTERN, verifyHostedMember } from '../../adapters/connectwise/member.js'
 import { authenticateApiKey } from '../../security/api-keys.js'
 import {
   checkCsrf, CSRF_HEADER, issueSession, liveLinkValid, requirePermission, sessionEnded, SESSION_HEADER, SIGN_IN_MAX_AGE_MS, verifySession,
@@ -64,6 +65,13 @@ function allowFraming (reply: FastifyReply, origins: readonly string[]): void {
  * needs a signed link or a sign-in. Either way the result is a session token
  * the script sends as a header, and each change also needs its CSRF token.
  */
+/** The Hosted API handshake as the page script sends it: member fields are cookie values, refused as the client's mistake before ConnectWise is called. */
+const memberField = Type.Optional(Type.String({ pattern: MEMBER_FIELD_PATTERN, description: 'what ConnectWise sends: up to 512 letters, digits or . _ ~ + / = % -' }))
+const memberProof = Type.Object({
+  tenant: Type.Optional(Type.String({ maxLength: 100 })), site: Type.Optional(Type.String({ maxLength: 2048 })),
+  companyid: memberField, memberid: memberField, memberHash: memberField, memberContext: memberField
+}, { additionalProperties: false })
+
 export default async function embeddedRoutes (app: FastifyInstance, options: EmbeddedRouteOptions): Promise<void> {
   // QuickBooks through app.accountingFor once the reconciliation side decorates it; until then "not connected".
   const qb: QuickBooksDeps = { db: app.db, accountingFor: () => app.hasDecorator('accountingFor') ? (app as unknown as { accountingFor: AccountingFactory }).accountingFor : null }
@@ -92,7 +100,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     return await shell(request, reply, 'connectwise', surface, t, recordId(request.query.id, surface))
   })
 
-  app.post<{ Body: Record<string, unknown> }>('/embedded/cw/session', async request => {
+  app.post<{ Body: Record<string, unknown> }>('/embedded/cw/session', { schema: { body: memberProof } }, async request => {
     const b = request.body ?? {}
     const t = await embedTenant(app.db, b.tenant)
     const cw = await connectWiseEmbedding(app.db, t.tenant.id, options.sandboxOrigin())

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { verifyStripeEvent } from '../../adapters/stripe/webhook.js'
+import { stripeEventEssentials, StripeEventMalformed, verifyStripeEvent } from '../../adapters/stripe/webhook.js'
 import { storeWebhookEvent } from '../../db/webhooks.js'
 import { readThroughCache } from '../../cache.js'
 import { getSecret } from '../../db/secrets.js'
@@ -33,9 +33,14 @@ export default async function stripeWebhook (app: FastifyInstance): Promise<void
     const signature = request.headers['stripe-signature']
     let event
     try { event = verifyStripeEvent(raw, typeof signature === 'string' ? signature : undefined, secret) } catch { throw refuse() }
-    const object = event.data.object as { id?: string, object?: string }
-    const fresh = await storeWebhookEvent(app.db, tenant.id, { source: 'stripe', eventId: event.id, kind: event.type, raw: raw.toString('utf8') }, {
-      queue: 'stripe.event', payload: { eventId: event.id, type: event.type, objectType: object.object ?? null, objectId: object.id ?? null }, dedupeKey: `stripe:${event.id}`
+    let essentials
+    try { essentials = stripeEventEssentials(event) } catch (error) {
+      if (error instanceof StripeEventMalformed) throw new AppError('VALIDATION_FAILED', `Signed, but not a Stripe event: ${error.message}.`)
+      throw error
+    }
+    const { id, type, objectType, objectId } = essentials
+    const fresh = await storeWebhookEvent(app.db, tenant.id, { source: 'stripe', eventId: id, kind: type, raw: raw.toString('utf8') }, {
+      queue: 'stripe.event', payload: { eventId: id, type, objectType, objectId }, dedupeKey: `stripe:${id}`
     })
     return { received: true, duplicate: !fresh }
   })

@@ -1,3 +1,4 @@
+import { installFaultSwitch, isRestWrite, SANDBOX_FAULTS_PATH } from '../faults.js'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { AutotaskStore, WireRecord } from './store.js'
 
@@ -23,6 +24,7 @@ type Entity = typeof ENTITIES[number]
 const INVOICE_WRITABLE = new Set(['id', 'paidDate', 'webServiceDate', 'invoiceNumber'])
 
 interface Query { filter: unknown[], IncludeFields?: string[], MaxRecords?: number }
+type RouteHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
 class WireError extends Error {
   constructor (readonly status: number, message: string) { super(message) }
 }
@@ -43,8 +45,18 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
   })
   app.setNotFoundHandler(async (request, reply) => await reply.code(404).send({ errors: [`No route for ${request.method} ${request.url}`] }))
 
+  installFaultSwitch(app, {
+    faults: store.faults,
+    seed: store.seed,
+    onReseed: seed => { store.reseedFaults(seed) },
+    isWrite: isRestWrite,
+    badGateway: { contentType: 'text/html', body: '<html><head><title>502 - Web server received an invalid response while acting as a gateway or proxy server.</title></head><body><h1>Server Error</h1><h2>502 - Web server received an invalid response while acting as a gateway or proxy server.</h2></body></html>' },
+    refusal: message => ({ errors: [message] })
+  })
+
   // Fault switch and hourly limit first, as Autotask's gateway would, then auth.
   app.addHook('onRequest', async (request, reply) => {
+    if (request.routeOptions.url?.endsWith(SANDBOX_FAULTS_PATH) === true) return
     const waitSeconds = store.countCall()
     if (waitSeconds !== null) {
       return await reply.code(429).header('retry-after', String(waitSeconds)).send({ errors: ['Request limit exceeded: 10000 requests per hour.'] })
@@ -57,7 +69,7 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
     if (store.faults.errorRate > 0 && store.nextFaultDraw() < store.faults.errorRate) {
       return await reply.code(503).send({ errors: ['The service is temporarily unavailable.'] })
     }
-    if (/\/zoneInformation/i.test(request.url)) return
+    if (/\/zoneInformation(\?|$)/i.test(request.url)) return
     const h = request.headers
     const user = header(h.username)
     const secret = header(h.secret)
@@ -71,6 +83,32 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
     }
   })
 
+  // Autotask matches URL paths without regard to case (`atservicesrest/V1.0/invoices/1`), which fastify's
+  // router (case-sensitive for the whole server) cannot do per plugin: this stand-in routes its own paths.
+  const routes: Array<{ method: string, pattern: RegExp, handler: RouteHandler }> = []
+  function route<R extends FastifyRequest<any>> (method: string, path: string, handler: (request: R, reply: FastifyReply) => Promise<unknown>): void {
+    const pattern = new RegExp('^' + path.split('/').map(seg => seg.startsWith(':') ? `(?<${seg.slice(1)}>[^/]+)` : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('/') + '/?$', 'i')
+    routes.push({ method, pattern, handler: handler as unknown as RouteHandler })
+  }
+  app.route({
+    method: ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'],
+    url: '/*',
+    handler: async (request, reply) => {
+      const path = (request.url.split('?')[0] ?? '').slice(prefix.length)
+      let otherMethod = false
+      for (const r of routes) {
+        const m = r.pattern.exec(decodePath(path))
+        if (m === null) continue
+        if (r.method !== request.method) { otherMethod = true; continue }
+        ;(request as { params: unknown }).params = { ...m.groups }
+        return await r.handler(request, reply)
+      }
+      // ASP.NET Web API's answer to a path that exists for other methods only.
+      if (otherMethod) return await reply.code(405).send({ Message: `The requested resource does not support http method '${request.method}'.` })
+      return await reply.code(404).send({ errors: [`No route for ${request.method} ${request.url}`] })
+    }
+  })
+
   const zoneBase = (request: FastifyRequest): string => {
     const origin = opts.publicBase ?? `${request.protocol}://${request.headers.host ?? '127.0.0.1'}`
     return `${origin.replace(/\/$/, '')}${prefix}/ATServicesRest/`
@@ -80,8 +118,7 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
     if (typeof request.query.user !== 'string' || request.query.user === '') throw new WireError(400, "The 'user' parameter is required.")
     return { zoneName: 'Sandbox', url: zoneBase(request), webUrl: `${zoneBase(request).replace(/ATServicesRest\/$/, '')}`, ci: 0 }
   }
-  app.get('/ATServicesRest/V1.0/zoneInformation', zoneHandler)
-  app.get('/atservicesrest/v1.0/zoneInformation', zoneHandler)
+  route('GET', '/ATServicesRest/V1.0/zoneInformation', zoneHandler)
 
   const v1 = '/ATServicesRest/V1.0'
 
@@ -111,11 +148,11 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
     }
   }
 
-  app.post<{ Params: { entity: string }, Body: Query }>(`${v1}/:entity/query`, async request => {
+  route('POST', `${v1}/:entity/query`, async (request: FastifyRequest<{ Params: { entity: string }, Body: Query }>) => {
     return runQuery(request, entityOf(request.params.entity), asQuery(request.body), -Infinity)
   })
 
-  // Autotask's next-page URL carries the query in `search`; clients GET it or POST it with the original body.
+  // Autotask's next-page URL carries the query in `search`; it is POSTed with the original body (a GET answers 405).
   const nextHandler = async (request: FastifyRequest<{ Params: { entity: string }, Querystring: { paging?: string, search?: string } }>): Promise<unknown> => {
     const paging = parseJson(request.query.paging, 'paging') as { nextIds?: unknown[] }
     const after = Number(paging.nextIds?.[0])
@@ -125,10 +162,9 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
       : asQuery(parseJson(request.query.search, 'search'))
     return runQuery(request, entityOf(request.params.entity), query, after)
   }
-  app.get(`${v1}/:entity/query/next`, nextHandler)
-  app.post(`${v1}/:entity/query/next`, nextHandler)
+  route('POST', `${v1}/:entity/query/next`, nextHandler)
 
-  app.post<{ Params: { entity: string }, Body: Query }>(`${v1}/:entity/query/count`, async request => {
+  route('POST', `${v1}/:entity/query/count`, async (request: FastifyRequest<{ Params: { entity: string }, Body: Query }>) => {
     const entity = entityOf(request.params.entity)
     const query = asQuery(request.body)
     validateQuery(query)
@@ -137,7 +173,7 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
     return { queryCount }
   })
 
-  app.get<{ Params: { entity: string, id: string } }>(`${v1}/:entity/:id`, async request => {
+  route('GET', `${v1}/:entity/:id`, async (request: FastifyRequest<{ Params: { entity: string, id: string } }>) => {
     const entity = entityOf(request.params.entity)
     const id = Number(request.params.id)
     if (!Number.isInteger(id)) throw new WireError(400, `Invalid id '${request.params.id}'.`)
@@ -145,7 +181,7 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
     return { item: byId(store, entity, id) }
   })
 
-  app.patch<{ Params: { entity: string }, Body: Record<string, unknown> }>(`${v1}/:entity`, async request => {
+  route('PATCH', `${v1}/:entity`, async (request: FastifyRequest<{ Params: { entity: string }, Body: Record<string, unknown> }>) => {
     const entity = entityOf(request.params.entity)
     if (entity !== 'Invoices') throw new WireError(405, `Updating ${entity} is not supported by this sandbox.`)
     const body = request.body
@@ -182,8 +218,8 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
     })
     return await reply.code(200).send({ itemId: note.id })
   }
-  app.post(`${v1}/Companies/:parentId/Notes`, createNote)
-  app.post<{ Params: { entity: string }, Body: Record<string, unknown> }>(`${v1}/:entity`, async (request, reply) => {
+  route('POST', `${v1}/Companies/:parentId/Notes`, createNote)
+  route('POST', `${v1}/:entity`, async (request: FastifyRequest<{ Params: { entity: string }, Body: Record<string, unknown> }>, reply: FastifyReply) => {
     const entity = entityOf(request.params.entity)
     if (entity !== 'CompanyNotes') throw new WireError(405, `The requested resource does not support http method 'POST' for ${entity}.`)
     return await createNote(request as FastifyRequest<{ Params: { parentId?: string }, Body: Record<string, unknown> }>, reply)
@@ -346,4 +382,8 @@ function project (record: WireRecord, fields: string[] | undefined): WireRecord 
     if (key !== undefined) out[key] = record[key]
   }
   return out
+}
+
+function decodePath (path: string): string {
+  try { return decodeURIComponent(path) } catch { return path }
 }

@@ -5,6 +5,7 @@
  * stored at all but regenerated from (seed, invoice id) when asked for, so
  * they always add up to the stored totals.
  */
+import { LOST_ANSWER_DEFAULTS, type LostAnswerFaults } from '../faults.js'
 import { pick, prng } from '../random.js'
 export interface AutotaskStoreOptions {
   seed?: number
@@ -14,7 +15,7 @@ export interface AutotaskStoreOptions {
   now?: Date
 }
 
-export interface AutotaskFaults {
+export interface AutotaskFaults extends LostAnswerFaults {
   /** Added to every request. */
   latencyMs: number
   /** Share of requests answered 500/503 (0..1), chosen by a seeded sequence, so runs repeat. */
@@ -70,6 +71,8 @@ export interface AutotaskStore {
   /** Counts one call; returns seconds to wait when the hourly limit is spent. */
   countCall: (atMs?: number) => number | null
   callsThisHour: () => number
+  /** Restarts the errorRate draws from another seed (the fault switch's `seed`). */
+  reseedFaults: (seed: number) => void
   /** Deterministic draw for the errorRate fault. */
   nextFaultDraw: () => number
 }
@@ -184,7 +187,7 @@ export function createAutotaskStore (options: AutotaskStoreOptions = {}): Autota
   const notes: StoredNote[] = []
   let hourStart = 0
   let hourCalls = 0
-  const faultRand = prng(seed ^ 0x5eed)
+  let faultRand = prng(seed ^ 0x5eed)
 
   function toWire (inv: StoredInvoice): WireRecord {
     return {
@@ -296,7 +299,7 @@ export function createAutotaskStore (options: AutotaskStoreOptions = {}): Autota
   const store: AutotaskStore = {
     seed,
     now,
-    faults: { latencyMs: 0, errorRate: 0, burst429: 0, retryAfterSeconds: 1 },
+    faults: { latencyMs: 0, errorRate: 0, burst429: 0, retryAfterSeconds: 1, ...LOST_ANSWER_DEFAULTS },
     hourlyLimit: 10_000,
     invoiceCount: () => invoices.length,
     companies: () => companies.map(companyWire),
@@ -343,6 +346,7 @@ export function createAutotaskStore (options: AutotaskStoreOptions = {}): Autota
       return null
     },
     callsThisHour: () => hourCalls,
+    reseedFaults: s => { faultRand = prng(s ^ 0x5eed) },
     nextFaultDraw: () => faultRand()
   }
   return store

@@ -176,3 +176,20 @@ export function getPath (record: unknown, field: string): Scalar | undefined {
   if (current === undefined || current === null || typeof current === 'string' || typeof current === 'number' || typeof current === 'boolean') return current
   return undefined
 }
+
+/** Every field path a wire record has (`company/id`), plus the `_info` stamps conditions name bare. */
+export function wirePaths (record: Record<string, unknown>): Set<string> {
+  const out = new Set<string>(['lastUpdated', 'dateEntered'])
+  const walk = (o: Record<string, unknown>, prefix: string): void => {
+    for (const [k, v] of Object.entries(o)) {
+      out.add(prefix + k)
+      if (v !== null && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, `${prefix}${k}/`)
+    }
+  }
+  walk(record, '')
+  return out
+}
+
+export function fieldsOf (node: Node): string[] {
+  return node.kind === 'cmp' ? [node.field] : [...fieldsOf(node.left), ...fieldsOf(node.right)]
+}

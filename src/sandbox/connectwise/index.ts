@@ -1,5 +1,6 @@
+import { installFaultSwitch, isRestWrite } from '../faults.js'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ConditionSyntaxError, evaluate, getPath, parseConditions, type Node } from './conditions.js'
+import { ConditionSyntaxError, evaluate, fieldsOf, getPath, parseConditions, wirePaths, type Node } from './conditions.js'
 import { SANDBOX_API_MEMBER, STATUSES, type ConnectWiseStore, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment } from './store.js'
 import { simplePdf } from '../pdf.js'
 
@@ -264,6 +265,19 @@ function callbackWire (c: SandboxCallback): Record<string, unknown> {
   return { ...rest, _info: { lastUpdated: iso(lastUpdatedMs), updatedBy: 'SettleAPI' } }
 }
 
+const CALLBACK_TEMPLATE = callbackWire({ id: 0, description: '', url: '', objectId: null, type: '', level: '', memberId: null, payloadVersion: '', inactiveFlag: false, isSoapCallbackFlag: false, isSelfSuppressedFlag: false, connectWiseID: '', lastUpdatedMs: 0 })
+
+/** ConnectWise refuses a field its model does not have (it never answers an empty page for it); null when all are known. */
+function unknownFieldRefusal (reply: FastifyReply, filter: Node | null, order: ReadonlyArray<{ field: string }>, sample: Record<string, unknown> | undefined): FastifyReply | null {
+  if (sample === undefined) return null
+  const known = wirePaths(sample)
+  const badCondition = filter === null ? undefined : fieldsOf(filter).find(f => !known.has(f))
+  if (badCondition !== undefined) return cwError(reply, 400, 'InvalidObject', `conditions: ${badCondition} is not a valid field`, [{ code: 'InvalidField', message: `Unknown field ${badCondition}`, resource: 'conditions', field: 'conditions' }])
+  const badOrder = order.find(t => !known.has(t.field))
+  if (badOrder !== undefined) return cwError(reply, 400, 'InvalidObject', `orderBy: ${badOrder.field} is not a valid field`, [{ code: 'InvalidField', message: `Unknown field ${badOrder.field}`, resource: 'orderBy', field: 'orderBy' }])
+  return null
+}
+
 function hostedSetupWire (h: SandboxHostedSetup): Record<string, unknown> {
   const { lastUpdatedMs, dateCreatedMs, ...rest } = h
   return { ...rest, dateCreated: iso(dateCreatedMs), _info: { lastUpdated: iso(lastUpdatedMs), updatedBy: 'SettleAPI' } }
@@ -331,6 +345,15 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
     return { CompanyName: store.companyName, Codebase: store.codebase, VersionCode: 'v2025.1', VersionNumber: 'v4.6.92000', CompanyID: credentials.companyId, IsCloud: true, SiteUrl: request.headers.host ?? '127.0.0.1' }
   })
 
+  installFaultSwitch(app, {
+    faults: store.faults,
+    seed: 1,
+    isWrite: isRestWrite,
+    // ConnectWise Cloud sits behind Cloudflare, whose gateway errors are HTML pages.
+    badGateway: { contentType: 'text/html', body: '<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>' },
+    refusal: message => ({ code: 'InvalidObject', message })
+  })
+
   // The key URL named in callback deliveries (Metadata.key_url).
   app.get('/callback-key/:keyId', async () => ({ signing_key: store.callbackSigningKey }))
 
@@ -355,7 +378,8 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
       if (request.headers.clientid !== credentials.clientId) return await cwError(reply, 401, 'Unauthorized', 'A valid clientId header is required; register one at developer.connectwise.com.')
     })
 
-    function list<T> (request: FastifyRequest, reply: FastifyReply, items: readonly T[], get: (item: T, field: string) => unknown, wire: (item: T) => unknown, idOf: (item: T) => number, presorted?: string): unknown {
+    /** `template`: one record's wire form, whose field paths are the ones conditions and orderBy may name. */
+    function list<T> (request: FastifyRequest, reply: FastifyReply, items: readonly T[], get: (item: T, field: string) => unknown, wire: (item: T) => unknown, idOf: (item: T) => number, presorted?: string, template?: Record<string, unknown>): unknown {
       const q = request.query as ListQuery
       let filter: Node | null = null
       try { filter = q.conditions === undefined || q.conditions.trim() === '' ? null : parseConditions(q.conditions) } catch (error) {
@@ -364,6 +388,10 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
       }
       const order = parseOrderBy(q.orderBy)
       if (order === null) return cwError(reply, 400, 'InvalidObject', `orderBy ${q.orderBy ?? ''} is not valid`)
+      // ConnectWise refuses a field the model does not have; it never answers an empty page for it.
+      const sample = template ?? (items[0] === undefined ? undefined : wire(items[0]) as Record<string, unknown>)
+      const refused = unknownFieldRefusal(reply, filter, order, sample)
+      if (refused !== null) return refused
       const pageSize = q.pageSize === undefined ? 25 : Number(q.pageSize)
       if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) return cwError(reply, 400, 'InvalidObject', 'pageSize must be between 1 and 1000')
       const orderKey = order.map(t => `${t.field} ${t.desc ? 'desc' : 'asc'}`).join(', ')
@@ -457,9 +485,16 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
       return list(request, reply, wantsUpdate ? byUpdate : store.invoices, invoiceField, inv => invoiceWire(store, inv), inv => inv.id, wantsUpdate ? 'lastUpdated asc, id asc' : 'id asc')
     })
 
-    api.get('/finance/invoices/count', async request => {
+    api.get('/finance/invoices/count', async (request, reply) => {
       const q = request.query as ListQuery
-      const filter = q.conditions === undefined ? null : parseConditions(q.conditions)
+      let filter: Node | null = null
+      try { filter = q.conditions === undefined || q.conditions.trim() === '' ? null : parseConditions(q.conditions) } catch (error) {
+        if (error instanceof ConditionSyntaxError) return cwError(reply, 400, 'InvalidObject', error.message, [{ code: 'InvalidConditions', message: error.message, resource: 'conditions', field: 'conditions' }])
+        throw error
+      }
+      const first = store.invoices[0]
+      const refused = unknownFieldRefusal(reply, filter, [], first === undefined ? undefined : invoiceWire(store, first))
+      if (refused !== null) return refused
       return { count: store.invoices.filter(inv => filter === null || evaluate(filter, f => invoiceField(inv, f) as never)).length }
     })
 
@@ -486,7 +521,8 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
     api.get('/finance/invoices/:id/payments', async (request, reply) => {
       const inv = lookup(reply, (request.params as { id: string }).id)
       if (inv === null) return reply
-      return list(request, reply, store.paymentsOf(inv.id), (p, f) => getPath(paymentWire(store, p), f), p => paymentWire(store, p), p => p.id, 'id asc')
+      const template = paymentWire(store, { id: 0, invoiceId: inv.id, amountCents: 0, paymentDateMs: 0, type: 'P', source: '', appliedBy: '', lastUpdatedMs: 0 })
+      return list(request, reply, store.paymentsOf(inv.id), (p, f) => getPath(paymentWire(store, p), f), p => paymentWire(store, p), p => p.id, 'id asc', template)
     })
 
     api.delete('/finance/invoices/:id/payments/:paymentId', async (request, reply) => {
@@ -516,7 +552,7 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
     })
 
     api.get('/system/callbacks', async (request, reply) =>
-      list(request, reply, store.callbacks, (c, f) => getPath(callbackWire(c), f), callbackWire, c => c.id, 'id asc'))
+      list(request, reply, store.callbacks, (c, f) => getPath(callbackWire(c), f), callbackWire, c => c.id, 'id asc', CALLBACK_TEMPLATE))
 
     const callbackBody = (reply: FastifyReply, raw: unknown): Omit<SandboxCallback, 'id' | 'lastUpdatedMs'> | null => {
       const b = (raw ?? {}) as Record<string, unknown>

@@ -4,6 +4,7 @@
  * lines regenerated from a per-invoice seed on demand) so 50,000 of them fit
  * in a few tens of MB; wire JSON is built per response.
  */
+import { LOST_ANSWER_DEFAULTS, type LostAnswerFaults } from '../faults.js'
 import { pick, prng } from '../random.js'
 export type InvoiceType = 'Agreement' | 'Standard' | 'CreditMemo'
 
@@ -91,7 +92,7 @@ export interface SandboxHostedSetup {
   lastUpdatedMs: number
 }
 
-export interface Faults {
+export interface Faults extends LostAnswerFaults {
   latencyMs: number
   /** Share of API requests answered 500, 0..1, spread evenly (deterministic). */
   errorRate: number
@@ -345,7 +346,7 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
     companies,
     invoices,
     callbacks,
-    faults: { latencyMs: 0, errorRate: 0, burst429: 0 },
+    faults: { latencyMs: 0, errorRate: 0, burst429: 0, ...LOST_ANSWER_DEFAULTS },
     callbackSigningKey: `sandbox-signing-key-${seed}`,
     invoice: id => index.get(id),
     company: id => companies.find(c => c.id === id),

@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { entityName, QboFault, qboTime, type Obj, type QuickBooksStore } from './store.js'
+import { validateEntityBody } from './validate.js'
+import { installFaultSwitch, isRestWrite } from '../faults.js'
 
 export { createQuickBooksStore, QboFault, ENTITIES } from './store.js'
 export type { QuickBooksStore, QuickBooksStoreOptions, QuickBooksFaults, SeedCustomer, SeedInvoice, SeedPayment, TokenPair, EntityName } from './store.js'
@@ -36,6 +38,22 @@ export default async function quickbooksSandbox (app: FastifyInstance, { store }
   if (app.hasContentTypeParser(FORM)) app.removeContentTypeParser(FORM)
   app.addContentTypeParser(FORM, { parseAs: 'string' }, (_req, body, done) => { done(null, Object.fromEntries(new URLSearchParams(body as string))) })
   app.addContentTypeParser(['application/text', 'text/plain'], { parseAs: 'string' }, (_req, body, done) => { done(null, body) })
+  // Malformed JSON is answered as QBO answers it, in a Fault body, never in the host's error format.
+  if (app.hasContentTypeParser('application/json')) app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body)
+    if (text.trim() === '') { done(null, undefined); return }
+    try { done(null, JSON.parse(text)) } catch (err) {
+      done(new QboFault(400, '2010', 'Request has invalid or unsupported property', `Property Name:Failed to parse JSON: ${(err as Error).message} specified value is not supported`), undefined)
+    }
+  })
+  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+    if (err instanceof QboFault) return fault(reply, err)
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
+    // A body QBO cannot read (too large, wrong content type) is a 500-series "unsupported operation" in its catalogue.
+    if (status < 500) return fault(reply, new QboFault(status, '500', 'Unsupported Operation', `Operation could not be read: ${err.message}`))
+    return reply.code(500).send({ Fault: { Error: [{ Message: 'An application error has occurred while processing your request', Detail: 'System Failure Error: An unexpected error occurred', code: '10000', element: '' }], type: 'SystemFault' }, time: time() })
+  })
 
   const time = (): string => qboTime(store.now(), true)
   const fault = (reply: FastifyReply, f: QboFault): FastifyReply => {
@@ -44,6 +62,16 @@ export default async function quickbooksSandbox (app: FastifyInstance, { store }
   }
   const authFault = (reply: FastifyReply, detail: string): FastifyReply => reply.code(401).header('www-authenticate', 'Bearer realm="Intuit", error="invalid_token"').send({
     fault: { error: [{ message: 'message=AuthenticationFailed; errorCode=003200; statusCode=401', detail, code: '3200' }], type: 'AUTHENTICATION' }, time: time()
+  })
+
+  const throttled = (reply: FastifyReply, retryAfterSeconds: number): FastifyReply => reply.code(429).header('retry-after', String(retryAfterSeconds)).send({ Fault: { Error: [{ Message: 'message=ThrottleExceeded; errorCode=003001; statusCode=429', Detail: 'The request limit was reached.', code: '3001', element: '' }], type: 'ThrottleExceeded' }, time: time() })
+
+  const { errorDraw } = installFaultSwitch(app, {
+    faults: store.faults,
+    seed: 1,
+    isWrite: req => isRestWrite(req) && !req.url.includes('/oauth2/') && !req.url.includes('/connect/'),
+    badGateway: { contentType: 'text/html', body: '<html><body><h1>502 Bad Gateway</h1></body></html>' },
+    refusal: message => ({ Fault: { Error: [{ Message: 'Request has invalid or unsupported property', Detail: message, code: '2010', element: '' }], type: 'ValidationFault' }, time: time() })
   })
 
   // ---- OAuth 2.0 (appcenter / oauth.platform / developer.api on the real thing) ----
@@ -100,10 +128,15 @@ export default async function quickbooksSandbox (app: FastifyInstance, { store }
       if (f.latencyMs > 0) await sleep(f.latencyMs)
       if (f.burst429 > 0 || !store.admit(realm)) {
         if (f.burst429 > 0) f.burst429--
-        return reply.code(429).header('retry-after', '1').send({ Fault: { Error: [{ Message: 'message=ThrottleExceeded; errorCode=003001; statusCode=429', Detail: 'The request limit was reached.', code: '3001', element: '' }], type: 'ThrottleExceeded' }, time: time() })
+        return throttled(reply, 1)
       }
-      if (f.burst5xx > 0) {
-        f.burst5xx--
+      if (req.method === 'POST' && /\/batch(\?|$)/.test(req.url)) {
+        // QBO throttles batch separately: 40 batch requests per minute per realm.
+        const wait = store.admitBatch(realm)
+        if (wait !== null) return throttled(reply, wait)
+      }
+      if (f.burst5xx > 0 || (f.errorRate > 0 && errorDraw() < f.errorRate)) {
+        if (f.burst5xx > 0) f.burst5xx--
         return reply.code(503).header('content-type', 'text/html').send('<html><body><h1>503 Service Unavailable</h1></body></html>')
       }
     })
@@ -147,6 +180,7 @@ export default async function quickbooksSandbox (app: FastifyInstance, { store }
           if (key === undefined || entity === undefined) throw new QboFault(400, '2020', 'Required param missing, need to supply the required value for the API', 'A batch item needs an entity or a Query')
           const op = (item.operation ?? 'create') as 'create' | 'update' | 'delete'
           if (!['create', 'update', 'delete'].includes(op)) throw new QboFault(400, '500', 'Unsupported Operation', `Operation ${String(op)} is not supported here`)
+          validateEntityBody(entity, item[key])
           out.push({ bId, [entity]: op === 'update' && item.optionsData === 'void' ? store.voidTxn(realm, entity, item[key]) : store.write(realm, entity, op, item[key]) })
         } catch (err) {
           if (!(err instanceof QboFault)) throw err
@@ -179,6 +213,7 @@ export default async function quickbooksSandbox (app: FastifyInstance, { store }
       try {
         const voiding = op === 'void' || (op === 'update' && q.include === 'void')
         if (!voiding && op !== 'create' && op !== 'update' && op !== 'delete') throw new QboFault(400, '500', 'Unsupported Operation', `Operation ${op} is not supported by the stand-in`)
+        validateEntityBody(entity, req.body)
         const result = voiding ? store.voidTxn(p.realm, entity, req.body as Obj) : store.write(p.realm, entity, op as 'create' | 'update' | 'delete', req.body as Obj)
         body = { [entity]: result, time: time() }
       } catch (err) {

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { matches, parseQuery, QuerySyntaxError, sortBy } from './query.js'
 import { prng } from '../random.js'
+import { validateQueryFields } from './validate.js'
+import { LOST_ANSWER_DEFAULTS, type LostAnswerFaults } from '../faults.js'
 
 /** Entities the stand-in knows, in QBO's casing (URL paths are lower-case). */
 export const ENTITIES = ['Account', 'Customer', 'Invoice', 'CreditMemo', 'Payment', 'Deposit', 'PaymentMethod', 'Item', 'JournalEntry'] as const
@@ -31,14 +33,18 @@ export interface QuickBooksStoreOptions {
   /** A fixed refresh token that always works (it never retires), so a demo survives restarts of this in-memory store. */
   demoRefreshToken?: string
   rateLimit?: { perSecond: number, perMinute: number } | false
+  /** Batch requests per realm in any minute (QBO: 40); false turns it off. */
+  batchLimitPerMinute?: number | false
 }
 
-export interface QuickBooksFaults {
+export interface QuickBooksFaults extends LostAnswerFaults {
   latencyMs: number
   /** The next N API requests get 429 ThrottleExceeded. */
   burst429: number
   /** The next N API requests get 503. */
   burst5xx: number
+  /** Share of API requests (0..1) answered 503, drawn from the fault switch's seeded generator. */
+  errorRate: number
   /** Validation faults answer HTTP 200 with the Fault body (QBO does this for some answers). */
   faultsAs200: boolean
 }
@@ -73,6 +79,7 @@ interface Realm {
   /** Payment Id → Deposit Id. */
   depositedIn: Map<string, string>
   hits: number[]
+  batchHits: number[]
 }
 
 interface AccessToken { realm: string, expiresMs: number, family: string }
@@ -95,6 +102,8 @@ export interface QuickBooksStore {
   checkAccess: (accessToken: string, realmId: string) => 'ok' | 'expired' | 'unknown'
   /** Rate limiting per realm; true when the request may run. */
   admit: (realmId: string) => boolean
+  /** The batch throttle per realm: null when a batch may run, else the seconds until one may. */
+  admitBatch: (realmId: string) => number | null
   read: (realmId: string, entity: EntityName, id: string) => Obj
   /** create or update (body has Id) or delete, as QBO does it; throws QboFault. */
   write: (realmId: string, entity: EntityName, operation: 'create' | 'update' | 'delete', body: Obj) => Obj
@@ -123,6 +132,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
   const accessTtl = options.accessTokenTtlS ?? 3600
   const graceMs = (options.refreshGraceS ?? 3600) * 1000
   const limit = options.rateLimit === undefined ? { perSecond: 10, perMinute: 500 } : options.rateLimit
+  const batchLimit = options.batchLimitPerMinute ?? 40
   const realms = new Map<string, Realm>()
   const access = new Map<string, AccessToken>()
   const refreshTokens = new Map<string, RefreshToken>()
@@ -153,7 +163,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
   const ref = (o: Obj, name = o.DisplayName ?? o.Name): Obj => ({ value: o.Id, name })
 
   function seedRealm (id: string): Realm {
-    const r: Realm = { id, entities: new Map(), tombstones: [], nextId: 1, replies: new Map(), depositedIn: new Map(), hits: [] }
+    const r: Realm = { id, entities: new Map(), tombstones: [], nextId: 1, replies: new Map(), depositedIn: new Map(), hits: [], batchHits: [] }
     const acct = (Name: string, AccountType: string, AccountSubType: string, Classification: string): Obj =>
       insert(r, 'Account', { Name, FullyQualifiedName: Name, Active: true, SubAccount: false, AccountType, AccountSubType, Classification, CurrentBalance: 0, CurrentBalanceWithSubAccounts: 0, CurrencyRef: { value: 'USD', name: 'United States Dollar' } })
     acct('Operating Checking', 'Bank', 'Checking', 'Asset')
@@ -242,7 +252,11 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
   function paymentApplications (p: Obj): Array<{ invoiceId: string, amount: number }> {
     const out: Array<{ invoiceId: string, amount: number }> = []
     for (const l of p.Line ?? []) {
-      for (const lt of l.LinkedTxn ?? []) if (lt.TxnType === 'Invoice') out.push({ invoiceId: String(lt.TxnId), amount: cents(l.Amount) })
+      for (const lt of l.LinkedTxn ?? []) {
+        if (lt.TxnType === 'Invoice') out.push({ invoiceId: String(lt.TxnId), amount: cents(l.Amount) })
+        // Refused loudly rather than left unapplied: QBO would apply these, the stand-in does not model it.
+        else throw new QboFault(400, '500', 'Unsupported Operation', `Applying a payment to a ${String(lt.TxnType)} is not modelled by the stand-in; only Invoice links are`, 'Line.LinkedTxn.TxnType')
+      }
     }
     return out
   }
@@ -533,6 +547,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
     }
     const entity = entityName(q.entity)
     if (entity === undefined) throw new QboFault(400, '4001', 'Invalid query', `QueryValidationError: Invalid entity name : ${q.entity}`)
+    validateQueryFields(entity, q)
     const rows = sortBy([...table(r, entity).values()].filter(o => q.where.every(c => matches(o, c))), q.orderBy)
     if (q.count) return { totalCount: rows.length }
     const page = rows.slice(q.startPosition - 1, q.startPosition - 1 + q.maxResults)
@@ -567,7 +582,7 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
     realmId,
     clientId: options.clientId ?? 'ABsandboxClientIdSettleDemo0000000000000000000000',
     clientSecret: options.clientSecret ?? 'sandboxClientSecretSettleDemo000000000000',
-    faults: { latencyMs: 0, burst429: 0, burst5xx: 0, faultsAs200: false },
+    faults: { latencyMs: 0, burst429: 0, burst5xx: 0, errorRate: 0, faultsAs200: false, ...LOST_ANSWER_DEFAULTS },
     now,
     realm: id => realms.get(id),
     issueTokens: (id = realmId) => { realmOf(id); return tokenPair(id, token('fam')) },
@@ -611,6 +626,16 @@ export function createQuickBooksStore (options: QuickBooksStoreOptions = {}): Qu
       if (lastSecond >= limit.perSecond || r.hits.length >= limit.perMinute) return false
       r.hits.push(t)
       return true
+    },
+    admitBatch (id) {
+      if (batchLimit === false) return null
+      const r = realms.get(id)
+      if (r === undefined) return null
+      const t = now()
+      r.batchHits = r.batchHits.filter(h => h > t - 60_000)
+      if (r.batchHits.length >= batchLimit) return Math.max(1, Math.ceil(((r.batchHits[0] as number) + 60_000 - t) / 1000))
+      r.batchHits.push(t)
+      return null
     },
     read: (id, entity, objId) => clone(get(realmOf(id), entity, objId)),
     write,

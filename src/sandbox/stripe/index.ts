@@ -1,6 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { FormError, parseForm } from './form.js'
 import { API_VERSION, StripeApiError, type RequestContext, type StripeStore } from './store.js'
+import { listEvents, listPaymentMethods, listRefunds } from './lists.js'
+import { createWebhookEndpoints } from './webhook-endpoints.js'
+import { installFaultSwitch, isRestWrite, LOST_ANSWER_DEFAULTS, SANDBOX_FAULTS_PATH, type LostAnswerFaults } from '../faults.js'
 
 export { createStripeStore, cardFee, achFee, divRound, API_VERSION, DISPUTE_FEE, StripeApiError } from './store.js'
 export type { StripeStore, StripeStoreOptions, DeliveryConfig, DeliveryResult, PendingDelivery } from './store.js'
@@ -22,7 +25,18 @@ export interface StripeSandboxOptions {
   /** delayMs unset: nothing moves until store.advance/settleAch/runAll/flushEvents (for tests). */
   events?: { delayMs?: number, shuffle?: boolean, duplicates?: number }
   prefix?: string
+  /** The fault switch (also controllable at `/_sandbox/faults`); a fresh, quiet one when absent. */
+  faults?: StripeFaults
 }
+
+export interface StripeFaults extends LostAnswerFaults {
+  latencyMs: number
+  /** Share of API requests (0..1) answered 500 api_error, drawn from the seeded generator. */
+  errorRate: number
+  /** The next N API requests get 429 rate_limit. */
+  burst429: number
+}
+export const quietStripeFaults = (): StripeFaults => ({ latencyMs: 0, errorRate: 0, burst429: 0, ...LOST_ANSWER_DEFAULTS })
 
 type Obj = Record<string, unknown>
 type Handler = (params: Obj, ctx: RequestContext, req: FastifyRequest<{ Params: { id: string } }>) => Obj
@@ -49,7 +63,28 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
   const { store } = opts
   const keys = new Set(opts.apiKeys ?? [STRIPE_SANDBOX_API_KEY])
   const publishable = new Set(opts.publishableKeys ?? [STRIPE_SANDBOX_PUBLISHABLE_KEY])
-  store.configure({ webhook: opts.webhook, delayMs: opts.events?.delayMs, shuffle: opts.events?.shuffle, duplicates: opts.events?.duplicates })
+  const endpoints = createWebhookEndpoints(store.now)
+  store.configure({ webhook: opts.webhook, endpoints: endpoints.deliveryTargets, delayMs: opts.events?.delayMs, shuffle: opts.events?.shuffle, duplicates: opts.events?.duplicates })
+  const faults = opts.faults ?? quietStripeFaults()
+  const { errorDraw } = installFaultSwitch(app, {
+    faults,
+    seed: store.seed,
+    isWrite: isRestWrite,
+    badGateway: { contentType: 'text/html', body: '<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>' },
+    refusal: message => ({ error: { type: 'invalid_request_error', message } })
+  })
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.routeOptions.url?.endsWith(SANDBOX_FAULTS_PATH) === true) return
+    if (faults.latencyMs > 0) await new Promise(resolve => setTimeout(resolve, faults.latencyMs))
+    const requestId = store.requestId()
+    if (faults.burst429 > 0) {
+      faults.burst429--
+      return send(reply.header('request-id', requestId), 429, errorBody({ status: 429, error: { type: 'invalid_request_error', code: 'rate_limit', message: 'Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.' } }, requestId))
+    }
+    if (faults.errorRate > 0 && errorDraw() < faults.errorRate) {
+      return send(reply.header('request-id', requestId), 500, errorBody({ status: 500, error: { type: 'api_error', message: 'An unknown error occurred' } }, requestId))
+    }
+  })
   app.addHook('onClose', async () => { store.close() })
 
   // Stripe's bracket syntax needs our parser; removing an inherited one only affects this scope
@@ -106,7 +141,7 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
     if (rest.length > 0) expandInto(v as Obj, rest, full, depth + 1)
   }
 
-  function route (method: 'GET' | 'POST', url: string, handler: Handler, { browser = false }: { browser?: boolean } = {}): void {
+  function route (method: 'GET' | 'POST' | 'DELETE', url: string, handler: Handler, { browser = false }: { browser?: boolean } = {}): void {
     app.route<{ Params: { id: string } }>({
       method,
       url,
@@ -127,7 +162,7 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
         }
 
         let params: Obj
-        if (method === 'GET') {
+        if (method === 'GET' || method === 'DELETE') {
           const q = req.raw.url?.split('?')[1] ?? ''
           try { params = parseForm(q) } catch (err) { return fail(new StripeApiError(400, { type: 'invalid_request_error', message: (err as Error).message })) }
         } else if (req.body === undefined || req.body === null || req.body === '') {
@@ -213,6 +248,14 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
   route('GET', '/v1/events/:id', (p, _c, req) => { noParams(p); return store.retrieveEvent(id(req)) })
   route('GET', '/v1/payouts/:id', (p, _c, req) => { noParams(p); return store.retrievePayout(id(req)) })
   route('GET', '/v1/balance_transactions', p => store.listBalanceTransactions(p))
+  route('GET', '/v1/payment_methods', p => listPaymentMethods(store, p))
+  route('GET', '/v1/refunds', p => listRefunds(store, p))
+  route('GET', '/v1/events', p => listEvents(store, p))
+  route('POST', '/v1/webhook_endpoints', p => endpoints.create(p))
+  route('GET', '/v1/webhook_endpoints', p => endpoints.list(p))
+  route('GET', '/v1/webhook_endpoints/:id', (p, _c, req) => { noParams(p); return endpoints.retrieve(id(req)) })
+  route('POST', '/v1/webhook_endpoints/:id', (p, _c, req) => endpoints.update(id(req), p))
+  route('DELETE', '/v1/webhook_endpoints/:id', (p, _c, req) => { noParams(p); return endpoints.remove(id(req)) })
   // Stand-in only (Stripe pays out on its own schedule): run the automatic payout now, or fail one.
   route('POST', '/v1/test_helpers/payouts/run', p => {
     const extra = Object.keys(p).find(k => !['include_pending', 'arrival_date', 'currency', 'status'].includes(k))
@@ -231,4 +274,5 @@ export default async function stripeSandbox (app: FastifyInstance, opts: StripeS
   }
   route('GET', '/v1/*', unknown)
   route('POST', '/v1/*', unknown)
+  route('DELETE', '/v1/*', unknown)
 }

@@ -55,8 +55,13 @@ interface StripeEventRecord { id: string, created: number, type: string, object:
 
 interface Task { id: number, dueAt: number, kind: 'ach' | 'dispute', ref: string }
 
+/** A webhook endpoint registered through the API (POST /v1/webhook_endpoints), as the store delivers to it. */
+export interface DeliveryEndpoint { url: string, secret: string, enabledEvents: readonly string[] }
+
 export interface DeliveryConfig {
   webhook?: { url: string, secret: string } | undefined
+  /** Endpoints registered through the API; each gets the events it enabled, signed with its own secret. */
+  endpoints?: () => readonly DeliveryEndpoint[]
   /** Real-time delay before ACH outcomes, disputes and webhook deliveries. Unset: nothing happens until advance/settleAch/runAll/flushEvents. */
   delayMs?: number | undefined
   shuffle?: boolean | undefined
@@ -64,7 +69,7 @@ export interface DeliveryConfig {
 }
 
 export interface DeliveryResult { eventId: string, type: string, status: number | null, error?: string }
-export interface PendingDelivery { eventId: string, type: string, attempts: number }
+export interface PendingDelivery { eventId: string, type: string, attempts: number, url: string }
 
 export interface StripeStoreOptions {
   seed?: number
@@ -565,7 +570,7 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
       created: e.created,
       data: { object: clone(e.object) },
       livemode: false,
-      pending_webhooks: config.webhook === undefined ? 0 : 1,
+      pending_webhooks: targets(e.type).length,
       request: { id: e.request.requestId, idempotency_key: e.request.idempotencyKey },
       type: e.type
     }
@@ -623,11 +628,19 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
     timers.add(timer)
   }
 
+  /** Where an event of this type goes: the configured webhook, and every registered endpoint that enabled it. */
+  function targets (type: string): Array<{ url: string, secret: string }> {
+    const out = config.webhook === undefined ? [] : [config.webhook]
+    for (const e of config.endpoints?.() ?? []) if (e.enabledEvents.includes('*') || e.enabledEvents.includes(type)) out.push({ url: e.url, secret: e.secret })
+    return out
+  }
+
   function emit (type: string, object: Obj, ctx: RequestContext): void {
     const e: StripeEventRecord = { id: newId('evt'), created: ts(), type, object, request: ctx }
     events.set(e.id, e)
-    if (config.webhook === undefined) return
-    outbox.push({ eventId: e.id, type, attempts: 0 })
+    const to = targets(type)
+    if (to.length === 0) return
+    for (const t of to) outbox.push({ eventId: e.id, type, attempts: 0, url: t.url })
     scheduleFlush(0)
   }
 
@@ -667,8 +680,6 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
   }
 
   async function flushEvents (): Promise<DeliveryResult[]> {
-    const webhook = config.webhook
-    if (webhook === undefined) return []
     const batch = outbox.splice(0, outbox.length)
     const copies: PendingDelivery[] = []
     for (const d of batch) for (let i = 0; i <= Math.max(0, config.duplicates ?? 0); i++) copies.push(d)
@@ -685,7 +696,9 @@ export function createStripeStore (opts: StripeStoreOptions = {}) {
     // one at a time, so the receiver sees exactly the order chosen here
     for (const d of copies) {
       const e = events.get(d.eventId)
-      if (e === undefined) continue
+      // An endpoint deleted (or no longer enabled for the type) since the event gets nothing more.
+      const webhook = targets(d.type).find(t => t.url === d.url)
+      if (e === undefined || webhook === undefined) { delivered.add(d); continue }
       const payload = JSON.stringify(eventWire(e), null, 2)
       try {
         const res = await fetch(webhook.url, {

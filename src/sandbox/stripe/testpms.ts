@@ -35,6 +35,14 @@ export const TEST_PAYMENT_METHODS: Readonly<Record<string, TestPm>> = {
   pm_card_chargeDeclinedInsufficientFunds: { type: 'card', card: visa('9995', 'If9Rk2Xw7Tq3Lm5N'), behaviour: { kind: 'decline', decline: { code: 'card_declined', decline_code: 'insufficient_funds', advice_code: null, message: 'Your card has insufficient funds.' } } },
   pm_card_chargeDeclinedExpiredCard: { type: 'card', card: visa('0069', 'Ex6Hn1Vb8Jc4Kw2P'), behaviour: { kind: 'decline', decline: { code: 'expired_card', decline_code: 'expired_card', advice_code: null, message: 'Your card has expired.', param: 'exp_month' } } },
   pm_card_chargeDeclinedFraudulent: { type: 'card', card: visa('0019', 'Fr4Ud7Lm2Qs9Xz1C'), behaviour: { kind: 'decline', decline: { code: 'card_declined', decline_code: 'fraudulent', advice_code: 'do_not_try_again', message: 'Your card was declined.' } } },
+  // The same declines as Stripe documents them under their visa-named aliases, and the other decline reasons.
+  pm_card_visa_chargeDeclined: { type: 'card', card: visa('0002', 'Vd2Gk7Lq1Ws8Zx3N'), behaviour: { kind: 'decline', decline: { code: 'card_declined', decline_code: 'generic_decline', advice_code: null, message: 'Your card was declined.' } } },
+  pm_card_visa_chargeDeclinedInsufficientFunds: { type: 'card', card: visa('9995', 'Vi5Nf3Kd8Qa2Lm7R'), behaviour: { kind: 'decline', decline: { code: 'card_declined', decline_code: 'insufficient_funds', advice_code: 'try_again_later', message: 'Your card has insufficient funds.' } } },
+  pm_card_chargeDeclinedProcessingError: { type: 'card', card: visa('0119', 'Pe1Rr9Ox4Cs6Tq2B'), behaviour: { kind: 'decline', decline: { code: 'processing_error', decline_code: 'processing_error', advice_code: 'try_again_later', message: 'An error occurred while processing your card. Try again in a little bit.' } } },
+  pm_card_chargeDeclinedLostCard: { type: 'card', card: visa('9987', 'Lc8Ds2Wm5Hn1Kq4V'), behaviour: { kind: 'decline', decline: { code: 'card_declined', decline_code: 'lost_card', advice_code: 'do_not_try_again', message: 'Your card was declined.' } } },
+  pm_card_chargeDeclinedStolenCard: { type: 'card', card: visa('9979', 'Sc3Tl7Pv9Jb2Fy6M'), behaviour: { kind: 'decline', decline: { code: 'card_declined', decline_code: 'stolen_card', advice_code: 'do_not_try_again', message: 'Your card was declined.' } } },
+  // 3D Secure 2 on every payment (4000000000003220): on-session it asks, off-session it declines authentication_required.
+  pm_card_threeDSecure2Required: { type: 'card', card: visa('3220', 'Ts2Rq6Hn4Bx8Vc1K'), behaviour: { kind: 'authentication_required' }, setupNeedsAuthentication: true },
   // attaches and sets up fine; every charge afterwards declines (4000000000000341)
   pm_card_chargeCustomerFail: { type: 'card', card: visa('0341', 'Cf8Ms3Jd6Wq2Xe4T'), behaviour: { kind: 'decline', decline: { code: 'card_declined', decline_code: 'generic_decline', advice_code: null, message: 'Your card was declined.' } }, setupSucceeds: true },
   // asks for 3D Secure when set up on-session, then charges off-session without it (4000002500003155)
@@ -66,7 +74,11 @@ export const TEST_CARD_NUMBERS: Readonly<Record<string, string>> = {
   '4000000000000341': 'pm_card_chargeCustomerFail',
   '4000002760003184': 'pm_card_authenticationRequired',
   '4000002500003155': 'pm_card_authenticationRequiredSetupForOffSession',
-  '4000000000000259': 'pm_card_createDispute'
+  '4000000000000259': 'pm_card_createDispute',
+  '4000000000000119': 'pm_card_chargeDeclinedProcessingError',
+  '4000000000009987': 'pm_card_chargeDeclinedLostCard',
+  '4000000000009979': 'pm_card_chargeDeclinedStolenCard',
+  '4000000000003220': 'pm_card_threeDSecure2Required'
 }
 
 export const TEST_ROUTING_NUMBER = '110000000'
