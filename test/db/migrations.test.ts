@@ -47,6 +47,7 @@ t.test(`migrations go up, down and up again (${onPostgres ? 'PostgreSQL' : 'PGli
     'processor_customers',
     'psa_call_budget',
     'psa_connections',
+    'psa_payment_push_intents',
     'psa_payment_pushes',
     'rate_limit_hits',
     'reconciliation_exceptions',

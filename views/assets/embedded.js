@@ -297,9 +297,15 @@
       result.textContent = 'Charging…'
       api('POST', prefix + '/' + path + '/charge', chosen).then(function (res) {
         confirmBox.hidden = true
-        if (res.status === 409 || !res.data.attempt) { result.textContent = errorText(res); form.hidden = false; e.target.disabled = false; return }
-        show(res.data.attempt, res.data.amountText)
+        // A payment already in flight (this click's, after a lost answer, or another) is shown as processing, not as an error.
+        if (!res.data || !res.data.attempt) { result.textContent = errorText(res); form.hidden = false; e.target.disabled = false; return }
+        show(res.data.attempt, res.data.amountText || '')
         if (['succeeded', 'failed'].indexOf(res.data.attempt.status) < 0) poll(res.data.attempt.id, 0)
+      }).catch(function () {
+        // No answer (Settle restarting): the payment may be under way; the pod, reloaded, shows it as processing.
+        confirmBox.hidden = true
+        result.textContent = 'Settle did not answer; checking whether the payment went through…'
+        load(result.textContent)
       })
     })
     function show (attempt, amountText) {
