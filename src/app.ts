@@ -9,6 +9,7 @@ import inputPlugin, { AJV_OPTIONS } from './plugins/input.js'
 import securityPlugin from './plugins/security.js'
 import viewPlugin from './plugins/view.js'
 import workerPlugin from './plugins/worker.js'
+import rateLimitsPlugin from './plugins/rate-limits.js'
 import healthRoutes from './routes/health/index.js'
 import homeRoutes from './routes/home/index.js'
 import { seedDemo } from './demo/seed.js'
@@ -95,6 +96,8 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(formbody)
   await app.register(dbPlugin, { config, ...deps })
   await app.register(viewPlugin, { production })
+  // Before any route: it marks the sign-in, session and pay routes as they are added.
+  await app.register(rateLimitsPlugin)
   app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), autotaskZoneUrl: config.autotaskZoneUrl }))
   app.decorate('paymentsFor', deps.paymentsFor ?? createPaymentsFactory({
     keyring: app.keyring,
@@ -112,7 +115,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     ...tieoutJobHandlers(accountingFor),
     ...quickBooksPaymentJobHandlers(accountingFor),
     ...postingJobHandlers(accountingFor),
-    ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
+    ...noticeJobHandlers({ keyring: app.keyring, publicUrl: config.publicUrl, payLinkDays: config.payLinkDays, mailer: deps.mailer ?? createLogMailer(app.log.child({ component: 'mailer' })) }),
     ...(config.demo ? { 'demo.collection-setup': demoCollectionSetup(() => listeningOrigin(app), app.accountingFor) } : {})
   })
   await app.register(workerPlugin, { config })
@@ -133,14 +136,14 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     const tenants = await seedDemo(app.db, app.keyring)
     app.log.info({ tenants: tenants.map(t => t.slug) }, 'demo tenants ready')
   }
-  await app.register(healthRoutes)
+  await app.register(healthRoutes, { config })
   await app.register(homeRoutes, { config })
   await app.register(stripeWebhook)
-  await app.register(payRoutes, { publicUrl: config.publicUrl })
+  await app.register(payRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays })
   await app.register(brandRoutes)
   await app.register(quickbooksConnectRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), endpoints: qbo })
-  await app.register(apiRoutes, { publicUrl: config.publicUrl })
-  await app.register(embeddedRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
+  await app.register(apiRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays })
+  await app.register(embeddedRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
   await app.register(tieoutRoutes, { accountingFor })
   await app.register(reconciliationRoutes, { accountingFor })
   await app.register(quickbooksWebhook, { verifierToken: () => process.env.SETTLE_QBO_WEBHOOK_VERIFIER ?? (config.demo ? QUICKBOOKS_SANDBOX_WEBHOOK_VERIFIER : null) })

@@ -22,10 +22,12 @@ const USAGE = `Usage: settle <command> [options]
   tenants:time-zone --tenant SLUG --zone America/Chicago   ("today" for auto-pay and installments)
   tenants:installments --tenant SLUG --min-amount DOLLARS|off [--max-parts 2-12]
   api-keys:create --tenant SLUG --name NAME --scopes payments:read,payments:charge,…
+  api-keys:list --tenant SLUG      (ids, scopes, last use; never the secrets)
+  api-keys:revoke --tenant SLUG --id KEY_ID   (refused from its next request)
   install connectwise --tenant SLUG
                      (registers the pods, tab, toolbar button and callback in manifest/connectwise/; re-run to update)
   uninstall connectwise --tenant SLUG
-  members:grant --tenant SLUG --system connectwise|autotask --member ID|livelink|* --permissions charge,sync
+  members:grant --tenant SLUG --system connectwise|autotask --member ID|livelink|* --permissions charge,sync,paylink
   members:revoke --tenant SLUG --system … --member … --permissions …
   members:list --tenant SLUG      (who may charge and sync from the PSA pages; everyone may view)
   livelinks --tenant SLUG [--rotate-key]
@@ -43,7 +45,7 @@ const USAGE = `Usage: settle <command> [options]
 `
 
 const TENANT_COMMANDS = [
-  'tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'connect', 'install', 'uninstall', 'sync', 'sync:status',
+  'tenants:create', 'tenants:surcharge', 'tenants:brand', 'tenants:time-zone', 'tenants:installments', 'api-keys:create', 'api-keys:list', 'api-keys:revoke', 'connect', 'install', 'uninstall', 'sync', 'sync:status',
   'members:grant', 'members:revoke', 'members:list', 'livelinks', 'livelinks:sign'
 ]
 

@@ -24,6 +24,7 @@ export interface Config {
   workerPollMs: number
   syncIntervalMinutes: number
   shutdownGraceMs: number
+  payLinkDays: number
   /** Where the adapters send their calls; null is the real service. */
   stripeApiBase: string | null
   quickbooksApiBase: string | null
@@ -178,6 +179,7 @@ export const SETTINGS = {
   workerPollMs: integer('WORKER_POLL_MS', 50, 60_000, 1000, 'How often an idle worker looks for due jobs.'),
   syncIntervalMinutes: integer('SYNC_INTERVAL_MINUTES', 1, 1440, 15, 'How often each PSA connection is polled for changed invoices (ConnectWise callbacks also re-sync single invoices at once).'),
   shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 100, 120_000, 10_000, 'How long a stopping server waits for requests and jobs in flight.'),
+  payLinkDays: integer('PAY_LINK_DAYS', 1, 90, 14, 'How many days a pay link stays valid: every link Settle makes (pods, API, emails, the demo overview) and the validity they show.'),
   stripeApiBase: url('STRIPE_API_BASE', ['http:', 'https:'], "Where the Stripe adapter sends its calls, for every tenant's key (the stand-ins' server: `http://127.0.0.1:4010`).", () => null, 'https://api.stripe.com'),
   quickbooksApiBase: url('QUICKBOOKS_API_BASE', ['http:', 'https:'], 'Where QuickBooks Online API calls go; `/v3/company/…` is appended (the stand-ins\' server: `http://127.0.0.1:4010/sandbox/quickbooks`).', () => null, 'https://quickbooks.api.intuit.com'),
   quickbooksOauthBase: url('QUICKBOOKS_OAUTH_BASE', ['http:', 'https:'], "Where QuickBooks sign-in and tokens go: `/connect/oauth2`, `/oauth2/v1/tokens/bearer` and `/oauth2/v1/tokens/revoke` under it. Unset: Intuit's own three hosts.", () => null, null),

@@ -26,10 +26,28 @@ export const REDACT_PATHS = [
   ...SENSITIVE_KEYS.flatMap(key => [key, `*.${key}`, `*.*.${key}`])
 ]
 
+/** Query parameters that are bearer credentials: LiveLink signatures, OAuth codes and states, tokens. */
+const SECRET_PARAMS = /([?&](?:sig|code|state|token|access_token|refresh_token|apikey|api_key)=)[^&#]*/gi
+/** Path segments that are bearer credentials: the signed token of a pay link. */
+const SECRET_PATHS = /^(\/pay\/)[^/?#]+/
+
+/** A URL as it may be logged: every credential it carries replaced, the rest kept for reading. */
+export function redactUrl (url: string): string {
+  return url.replace(SECRET_PATHS, '$1[redacted]').replace(SECRET_PARAMS, '$1[redacted]')
+}
+
+interface LoggedRequest { method: string, url: string, host?: string, ip?: string, socket?: { remotePort?: number } }
+
+/** Fastify's request serializer with the URL redacted (the default logs the full URL). */
+const serializeRequest = (req: LoggedRequest): Record<string, unknown> => ({
+  method: req.method, url: redactUrl(req.url), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort
+})
+
 export function loggerOptions (level: string, production: boolean): LoggerOptions {
   return {
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { req: serializeRequest as (req: unknown) => unknown },
     ...(production ? {} : { timestamp: () => `,"time":"${new Date().toISOString()}"` })
   }
 }

@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import { ConfigProblems, loadConfig, loadDotEnv } from './config.js'
 import { buildApp } from './app.js'
+import { startupBanner } from './startup.js'
 
 /** Starts Settle: config is checked first, and a bad value stops here with one line per problem. */
 async function main (): Promise<void> {
@@ -22,7 +23,7 @@ async function main (): Promise<void> {
     await app.close()
   })
   const address = await app.listen({ host: config.host, port: config.port })
-  process.stdout.write(`\n  Settle is running: open ${address}/\n${config.demo ? '  Demo tenant: Brightline Managed IT (embedded PGlite in ' + config.dataDir + ')\n' : ''}\n`)
+  process.stdout.write(startupBanner(config, address))
 }
 
 main().catch((error: unknown) => {

@@ -168,9 +168,9 @@ t.test('connect quickbooks: proves the refresh token at Intuit, keeps the rotate
   t.teardown(() => { for (const k of Object.keys(env)) delete process.env[k] })
   const printed: string[] = []
   const write = process.stdout.write.bind(process.stdout)
-  const run = async (slug: string): Promise<number> => {
+  const run = async (slug: string, realm = REALM): Promise<number> => {
     process.stdout.write = ((chunk: string) => { printed.push(String(chunk)); return true }) as typeof process.stdout.write
-    try { return await runTenantCommand('connect', ['quickbooks', '--tenant', slug, '--realm', REALM], deps) } finally { process.stdout.write = write }
+    try { return await runTenantCommand('connect', ['quickbooks', '--tenant', slug, '--realm', realm], deps) } finally { process.stdout.write = write }
   }
 
   // Intuit's production endpoints, answered by the stand-in's store in QBO's own shapes.
@@ -199,8 +199,9 @@ t.test('connect quickbooks: proves the refresh token at Intuit, keeps the rotate
   t.ok(settings.undepositedFundsAccountId !== null && settings.bankAccountId !== null, 'Undeposited Funds and the bank account proposed')
 
   const other = await makeTenant(db, 'Refused MSP')
+  await t.rejects(run(other.slug), { code: 'ACCOUNTING_REALM_TAKEN' }, 'a company connected to another tenant is refused before any token is used')
   process.env.SETTLE_QBO_REFRESH_TOKEN = 'RT1-not-a-token'
-  await t.rejects(run(other.slug), { code: 'ACCOUNTING_RECONNECT_REQUIRED', message: /invalid_grant/ })
+  await t.rejects(run(other.slug, '9130000000000777'), { code: 'ACCOUNTING_RECONNECT_REQUIRED', message: /invalid_grant/ })
   t.equal(await getAccountingConnection(db, other.id), null, 'a refused token stores nothing')
   t.notMatch(printed.join(''), 'RT1-not-a-token', 'the token is never printed')
 })

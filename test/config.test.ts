@@ -47,6 +47,7 @@ t.test('every malformed variable gives its own line naming it and what it expect
     WORKER_POLL_MS: '-5',
     SYNC_INTERVAL_MINUTES: '0',
     SHUTDOWN_GRACE_MS: '1.5',
+    PAY_LINK_DAYS: '0',
     STRIPE_API_BASE: 'api.stripe.com',
     QUICKBOOKS_API_BASE: 'file:///etc',
     QUICKBOOKS_OAUTH_BASE: 'nope',

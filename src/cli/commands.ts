@@ -15,8 +15,9 @@ import { extname } from 'node:path'
 import { setBrand, type LogoType } from '../db/branding.js'
 import { setInstallmentSettings } from '../db/installments.js'
 import { putSecret } from '../db/secrets.js'
-import { createApiKey } from '../security/api-keys.js'
-import { QBO_PRODUCTION, type QboEndpoints, connectQuickBooks, createAccountingFactory, discoverSettings, saveAccountingSettings, tokenRequest } from '../services/accounting-connections.js'
+import { createApiKey, listKeys, revokeApiKey } from '../security/api-keys.js'
+import { audit } from '../db/audit.js'
+import { QBO_PRODUCTION, type QboEndpoints, assertRealmFree, connectQuickBooks, createAccountingFactory, discoverSettings, saveAccountingSettings, tokenRequest } from '../services/accounting-connections.js'
 import { syncInvoices, type SyncProgress } from '../services/sync.js'
 import { grantMember, listMemberGrants, liveLinkKey, liveLinkTemplates, revokeMember, signedLiveLinkUrl } from '../services/embedded.js'
 import type { EmbeddedPermission, EmbeddedSystem } from '../security/embedded-sessions.js'
@@ -65,8 +66,8 @@ function systemOf (value: unknown): EmbeddedSystem {
 
 function permissionsOf (value: unknown): EmbeddedPermission[] {
   const list = String(value ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
-  const bad = list.filter(p => p !== 'charge' && p !== 'sync')
-  if (list.length === 0 || bad.length > 0) throw new AppError('VALIDATION_FAILED', `--permissions is charge, sync or charge,sync (everyone may view)${bad.length > 0 ? `; not ${bad.join(', ')}` : ''}.`)
+  const bad = list.filter(p => p !== 'charge' && p !== 'sync' && p !== 'paylink')
+  if (list.length === 0 || bad.length > 0) throw new AppError('VALIDATION_FAILED', `--permissions is some of charge, sync, paylink, comma separated (everyone may view)${bad.length > 0 ? `; not ${bad.join(', ')}` : ''}.`)
   return [...new Set(list)] as EmbeddedPermission[]
 }
 
@@ -84,7 +85,7 @@ export async function runTenantCommand (command: string, args: string[], deps: D
       rate: { type: 'string' }, block: { type: 'string' },
       'publishable-key': { type: 'string' }, realm: { type: 'string' }, accent: { type: 'string' }, logo: { type: 'string' }, 'support-email': { type: 'string' },
       'min-amount': { type: 'string' }, 'max-parts': { type: 'string' }, scopes: { type: 'string' }, zone: { type: 'string' },
-      member: { type: 'string' }, permissions: { type: 'string' }, kind: { type: 'string' }, id: { type: 'string' }, days: { type: 'string' }, 'rotate-key': { type: 'boolean' }
+      member: { type: 'string' }, permissions: { type: 'string' }, kind: { type: 'string' }, id: { type: 'string' }, days: { type: 'string' }, 'rotate-key': { type: 'boolean' }, move: { type: 'boolean' }
     },
     strict: true
   })
@@ -140,6 +141,21 @@ export async function runTenantCommand (command: string, args: string[], deps: D
   if (command === 'api-keys:create') {
     const created = await createApiKey(db, tenant.id, required(values, 'name'), (values.scopes ?? '').split(',').map(s => s.trim()).filter(s => s !== ''))
     out(`Key "${String(values.name)}" for ${tenant.slug} (id ${created.id}). Shown once; store it now:\n${created.key}`)
+    return 0
+  }
+  if (command === 'api-keys:list') {
+    const keys = await listKeys(db, tenant.id)
+    const when = (d: Date | null): string => d === null ? 'never used' : `last used ${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`
+    out(keys.length === 0
+      ? `${tenant.slug} has no API keys; make one with settle api-keys:create.`
+      : keys.map(k => `${k.id}  ${k.name}  ${k.scopes.join(',')}  ${k.revokedAt !== null ? `revoked ${k.revokedAt.toISOString().slice(0, 10)}` : when(k.lastUsedAt)}`).join('\n'))
+    return 0
+  }
+  if (command === 'api-keys:revoke') {
+    const id = required(values, 'id')
+    const name = await revokeApiKey(db, tenant.id, id)
+    await audit(db, tenant.id, 'cli', 'api_key.revoke', id, { name })
+    out(`Revoked "${name}" (${id}) for ${tenant.slug}: it is refused from its next request.`)
     return 0
   }
   if (command === 'members:grant' || command === 'members:revoke' || command === 'members:list') {
@@ -225,9 +241,11 @@ Opened from these, a person signs in with a Settle API key (payments:read; payme
       const app = { clientId: secretFromEnv('SETTLE_QBO_CLIENT_ID', 'Intuit app client id'), clientSecret: secretFromEnv('SETTLE_QBO_CLIENT_SECRET', 'Intuit app client secret') }
       const refreshToken = secretFromEnv('SETTLE_QBO_REFRESH_TOKEN', 'QuickBooks refresh token for the company')
       const realmId = required(values, 'realm')
+      const moveRealm = values.move === true
+      await assertRealmFree(db, tenant.id, realmId, moveRealm)
       // Prove the refresh token (and rotate it) before saving anything.
       const tokens = await tokenRequest(deps.qbo ?? QBO_PRODUCTION, app, { grant_type: 'refresh_token', refresh_token: refreshToken })
-      await connectQuickBooks(db, keyring, { tenantId: tenant.id, realmId, tokens })
+      await connectQuickBooks(db, keyring, { tenantId: tenant.id, realmId, tokens, moveRealm, actor: 'cli' })
       const port = await createAccountingFactory({ db, keyring, app, endpoints: deps.qbo })(tenant.id)
       const settings = port === null ? null : await saveAccountingSettings(db, tenant.id, await discoverSettings(port))
       out(`Connected ${tenant.slug} to QuickBooks company ${realmId}; proposed settings: ${JSON.stringify(settings)}. Confirm them in settings.`)

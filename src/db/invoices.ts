@@ -41,6 +41,9 @@ export interface InvoiceRow {
 export const isoDate = (value: string | Date | null): string | null =>
   value === null ? null : value instanceof Date ? `${value.getFullYear()}-${String(value.getMonth() + 1).padStart(2, '0')}-${String(value.getDate()).padStart(2, '0')}` : value.slice(0, 10)
 
+/** `openBalance` in SQL, over an `invoices` row. */
+export const OPEN_BALANCE_SQL = '(ledger_billed - paid_via_settle - ledger_paid_elsewhere)'
+
 /** What Settle can still collect on an invoice: billed, less what Settle collected, less what was paid elsewhere. */
 export function openBalance (row: { ledger_billed: number | string, paid_via_settle: number | string, ledger_paid_elsewhere: number | string }): number {
   return Number(row.ledger_billed) - Number(row.paid_via_settle) - Number(row.ledger_paid_elsewhere)

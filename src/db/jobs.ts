@@ -80,7 +80,9 @@ function checkJob (job: JobInput): void {
  * its own by `enqueue` and as a step of the ledger's single-statement write,
  * where `from` adds the new entry and `sourceEntryId` points at it.
  * Bindings, in order: tenant id, then (when `sourceEntryId` is `?`) the
- * entry id, then the jobs JSON from `jobsJson`.
+ * entry id, then the jobs JSON from `jobsJson`. A job that would break any
+ * unique rule is skipped: its dedupe key, or one pending retry per invoice
+ * (migrations/20261208011000_one_retry_per_invoice.ts).
  */
 export function jobInsertSql (options: { sourceEntryId: string, from?: string, where?: string }): string {
   return `insert into jobs (tenant_id, queue, payload, dedupe_key, run_at, max_attempts, source_entry_id)
@@ -89,7 +91,7 @@ export function jobInsertSql (options: { sourceEntryId: string, from?: string, w
     from ${options.from !== undefined ? `${options.from}, ` : ''}jsonb_array_elements(?::jsonb) with ordinality as j(job, n)
     ${options.where !== undefined ? `where ${options.where}` : ''}
     order by j.n
-    on conflict (tenant_id, queue, dedupe_key) do nothing`
+    on conflict do nothing`
 }
 
 /** Validates jobs and serialises them for `jobInsertSql` (`entryKey` ties a job to its entry in a batch). */
@@ -270,4 +272,10 @@ export async function jobCounts (db: Db, tenantId: string): Promise<Record<JobSt
   const counts: Record<JobState, number> = { pending: 0, running: 0, done: 0, dead: 0 }
   for (const r of rows) counts[r.state] = Number(r.n)
   return counts
+}
+
+/** Closes a job that is no longer needed before it ran (its work happened another way); a job already claimed is left alone. */
+export async function closePendingJob (db: Db, tenantId: string, queue: string, dedupeKey: string): Promise<void> {
+  await db('jobs').where({ tenant_id: requireTenantId(tenantId), queue, dedupe_key: dedupeKey, state: 'pending' })
+    .update({ state: 'done', finished_at: db.fn.now(), last_error: null })
 }

@@ -166,6 +166,37 @@ export async function allocationsByAttempt (db: Db, tenantId: string, attemptIds
   return byAttempt
 }
 
+/** Why scheduled collection must leave an invoice alone: a plan collects it, a retry is scheduled, or a payment is in flight. */
+export type CollectionUnderway = 'installments' | 'retrying' | 'in_flight'
+
+/** Of these invoices, the ones some collection is already working on, and which. */
+export async function collectionsUnderway (db: Db, tenantId: string, invoiceIds: readonly string[]): Promise<Map<string, CollectionUnderway>> {
+  requireTenantId(tenantId)
+  const underway = new Map<string, CollectionUnderway>()
+  if (invoiceIds.length === 0) return underway
+  const ids = [...invoiceIds]
+  const [plans, retries, inFlight] = await Promise.all([
+    db('installment_plans').where({ tenant_id: tenantId, status: 'active' }).whereIn('invoice_id', ids).pluck('invoice_id') as Promise<string[]>,
+    (db('jobs').where({ tenant_id: tenantId, queue: 'payments.retry', state: 'pending' }).whereRaw("payload->>'invoiceId' = any(?::text[])", [ids])
+      .select(db.raw("payload->>'invoiceId' as invoice_id")) as Promise<Array<{ invoice_id: string }>>).then(rows => rows.map(r => r.invoice_id)),
+    db('payment_attempt_allocations').where({ tenant_id: tenantId, in_flight: true }).whereIn('invoice_id', ids).pluck('invoice_id') as Promise<string[]>
+  ])
+  for (const id of inFlight) underway.set(id, 'in_flight')
+  for (const id of retries) underway.set(id, 'retrying')
+  for (const id of plans) underway.set(id, 'installments')
+  return underway
+}
+
+/** When each attempt on the invoice in the last `sinceDays` days started, whatever its trigger (statement payments included). */
+export async function attemptTimesOn (db: Db, tenantId: string, invoiceId: string, sinceDays: number): Promise<Date[]> {
+  const rows = await db('payment_attempts as a')
+    .join('payment_attempt_allocations as al', function () { this.on('al.tenant_id', 'a.tenant_id').andOn('al.attempt_id', 'a.id') })
+    .where({ 'al.tenant_id': requireTenantId(tenantId), 'al.invoice_id': invoiceId })
+    .where('a.created_at', '>', db.raw(`now() - make_interval(days => ?)`, [sinceDays]))
+    .select('a.created_at') as Array<{ created_at: Date }>
+  return rows.map(r => r.created_at)
+}
+
 /**
  * The attempt in flight on any of these invoices, single or statement: the
  * one payment the database allows per invoice at a time.

@@ -164,3 +164,17 @@ export async function getSyncState (db: Db, tenantId: string, system: PsaSystem)
   const row = await db('sync_state').where({ tenant_id: requireTenantId(tenantId), system }).first()
   return row === undefined ? null : toState(row)
 }
+
+/** The PSA payment ids an invoice had before Settle first tried to post the payment `reference`; null before any try. */
+export async function paymentIdsBeforePush (db: Db, tenantId: string, system: PsaSystem, reference: string): Promise<string[] | null> {
+  const row = await db('psa_payment_push_intents').where({ tenant_id: requireTenantId(tenantId), psa_system: system, reference }).first('payment_ids_before') as { payment_ids_before: unknown } | undefined
+  if (row === undefined) return null
+  const ids = typeof row.payment_ids_before === 'string' ? JSON.parse(row.payment_ids_before) as unknown : row.payment_ids_before
+  return Array.isArray(ids) ? ids.map(String) : []
+}
+
+/** Keeps the ids from before the first try; a later try never replaces them (by then one of them may be ours). */
+export async function rememberPaymentIdsBeforePush (db: Db, tenantId: string, system: PsaSystem, reference: string, ids: readonly string[]): Promise<void> {
+  await db('psa_payment_push_intents').insert({ tenant_id: requireTenantId(tenantId), psa_system: system, reference, payment_ids_before: JSON.stringify(ids) })
+    .onConflict(['tenant_id', 'psa_system', 'reference']).ignore()
+}

@@ -56,7 +56,7 @@ export async function seedDemo (db: Knex, keyring: Keyring): Promise<Tenant[]> {
     if (demo.psa === 'connectwise') {
       await connectConnectWise(db, keyring, tenant.id, { site: 'sandbox', ...CONNECTWISE_SANDBOX_CREDENTIALS })
       // The demo host page's member may view, charge and sync inside ConnectWise.
-      await grantMember(db, tenant.id, 'connectwise', CONNECTWISE_SANDBOX_MEMBER.memberId, ['view', 'charge', 'sync'])
+      await grantMember(db, tenant.id, 'connectwise', CONNECTWISE_SANDBOX_MEMBER.memberId, ['view', 'charge', 'sync', 'paylink'])
     } else {
       await connectAutotask(db, keyring, tenant.id, { ...AUTOTASK_SANDBOX_CREDENTIALS, sandbox: true })
     }

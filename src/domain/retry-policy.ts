@@ -143,8 +143,20 @@ export function decideRetry (input: RetryInput, policy: RetryPolicy = DEFAULT_RE
     if (offset === undefined) return { retry: false, why: 'schedule_exhausted', verdict }
     at = new Date(Math.max(input.firstFailedAt.getTime() + offset * DAY, input.failedAt.getTime() + 60 * 60_000))
   }
-  const windowStart = at.getTime() - policy.capWindowDays * DAY
-  const inWindow = input.attemptTimes.filter(t => t.getTime() > windowStart).length
-  if (inWindow + 1 > policy.maxAttemptsInWindow) return { retry: false, why: 'attempt_cap', verdict }
+  if (chargeAllowedFrom(input.attemptTimes, at, policy) !== null) return { retry: false, why: 'attempt_cap', verdict }
   return { retry: true, at, retryNumber: input.retriesSoFar + 1 }
+}
+
+/**
+ * The cap on charges per invoice, whatever started them: null when one more
+ * attempt at `at` stays within it, else when the oldest attempt in the
+ * window leaves it and a charge is allowed again.
+ */
+export function chargeAllowedFrom (attemptTimes: readonly Date[], at: Date, policy: RetryPolicy = DEFAULT_RETRY_POLICY): Date | null {
+  const windowMs = policy.capWindowDays * DAY
+  const inWindow = attemptTimes.map(t => t.getTime()).filter(t => t > at.getTime() - windowMs).sort((a, b) => a - b)
+  if (inWindow.length + 1 <= policy.maxAttemptsInWindow) return null
+  // Enough of the oldest must leave the window for one more to fit.
+  const mustLeave = inWindow.length + 1 - policy.maxAttemptsInWindow
+  return new Date((inWindow[mustLeave - 1] as number) + windowMs)
 }

@@ -275,15 +275,17 @@ export function compareTieout (input: TieoutInput): TieoutResult {
     }
     const who = `${i.customerName}'s ${what} ${i.number}`
 
+    // Settle collected money the PSA does not show: the one cause of any gap it explains, QuickBooks' included.
+    const paidInSettleOnly = psa > settle && psa - settle <= i.paidViaSettle
     if (psa !== settle) {
       const gap = psa - settle
-      if (gap > 0 && gap <= i.paidViaSettle) {
+      if (paidInSettleOnly) {
         if (i.pushInFlight !== true) add({
           cause: 'psa_not_updated',
           difference: { amount: gap, currency: c },
-          figures: { psa, settle },
+          figures: { psa, settle, qbo },
           summary: `The PSA shows ${who} with ${fmt(psa, c)} open; Settle shows ${fmt(settle, c)} after collecting ${fmt(i.paidViaSettle, c)}.`,
-          likelyCause: 'A payment Settle collected has not been recorded in the PSA yet: the push-back is queued, retrying or failed.',
+          likelyCause: `Paid in Settle, not recorded in the PSA: ${fmt(gap, c)} Settle collected is missing from the invoice in the PSA (the push-back is queued, retrying or failed).`,
           suggestedRepair: `Check the psa.push-payment jobs for invoice ${i.number}; they retry on their own. If one is dead, fix what its error names (PSA credentials, a closed period) and run it again, or record ${fmt(gap, c)} against invoice ${i.number} in the PSA by hand.`
         })
       } else {
@@ -402,7 +404,7 @@ export function compareTieout (input: TieoutInput): TieoutResult {
         likelyCause: `A payment or credit of ${fmt(settle - qbo, c)} was probably applied by hand in QuickBooks and never recorded in the PSA.`,
         suggestedRepair: `Open QBO invoice ${q.id} (DocNumber ${doc}) and check what was applied to it. If the client really paid, record the payment in the PSA (Settle picks it up on the next sync); if it was applied to the wrong invoice, unapply it in QuickBooks and apply it where it belongs.`
       })
-    } else if (qbo > settle && i.postingInFlight !== true) {
+    } else if (qbo > settle && i.postingInFlight !== true && !(paidInSettleOnly && qbo === psa)) {
       add({
         cause: 'payment_missing_in_qbo',
         difference: { amount: qbo - settle, currency: c },

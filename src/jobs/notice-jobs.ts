@@ -1,4 +1,5 @@
 import { formatMoney } from '../domain/money.js'
+import { formatDay } from '../domain/dates.js'
 import { classifyFailure } from '../domain/retry-policy.js'
 import { getAttempt, getPaymentMethod } from '../db/payments.js'
 import { getTenant } from '../db/tenants.js'
@@ -7,18 +8,47 @@ import type { Keyring } from '../security/keyring.js'
 import { signPayLink } from '../security/pay-links.js'
 import { PermanentJobError, type JobHandler } from './worker.js'
 
-/** How long a pay link sent after a failed collection stays valid. */
-export const PAY_LINK_DAYS = 14
+/** `payLinkDays` is PAY_LINK_DAYS: one validity for every link Settle makes, and the one every page states. */
+export interface NoticeDeps { keyring: Keyring, publicUrl: string, mailer: Mailer, payLinkDays: number }
 
-export interface NoticeDeps { keyring: Keyring, publicUrl: string, mailer: Mailer }
+export type PayLinkDeps = Pick<NoticeDeps, 'keyring' | 'publicUrl' | 'payLinkDays'>
 
-export function payLinkUrl (deps: Pick<NoticeDeps, 'keyring' | 'publicUrl'>, tenantId: string, invoiceId: string, now = new Date()): { url: string, expiresAt: Date } {
-  const expiresAt = new Date(now.getTime() + PAY_LINK_DAYS * 86_400_000)
-  return { url: `${deps.publicUrl}/pay/${signPayLink(deps.keyring, { tenantId, invoiceId, expiresAt })}`, expiresAt }
+export function payLinkUrl (deps: PayLinkDeps, tenantId: string, invoiceId: string, now = new Date()): { url: string, expiresAt: Date, validDays: number } {
+  const expiresAt = new Date(now.getTime() + deps.payLinkDays * 86_400_000)
+  return { url: `${deps.publicUrl}/pay/${signPayLink(deps.keyring, { tenantId, invoiceId, expiresAt })}`, expiresAt, validDays: deps.payLinkDays }
 }
+
+/** A client asked, from an expired or broken link, for a fresh one: sent to the billing contact on file, never to an address the request named. */
+export const RESEND_PAY_LINK_QUEUE = 'pay-link.resend'
 
 export function noticeJobHandlers (deps: NoticeDeps): Record<string, JobHandler> {
   return {
+    [RESEND_PAY_LINK_QUEUE]: async (job, { db }) => {
+      if (job.tenantId === null || typeof job.payload.invoiceId !== 'string') throw new PermanentJobError(`${RESEND_PAY_LINK_QUEUE} needs a tenant and an invoice`)
+      const tenant = await getTenant(db, job.tenantId)
+      const invoice = await db('invoices as i').join('customers as c', function () { this.on('c.tenant_id', 'i.tenant_id').andOn('c.id', 'i.customer_id') })
+        .where({ 'i.tenant_id': job.tenantId, 'i.id': job.payload.invoiceId }).first('i.id', 'i.number', 'c.name', 'c.billing_email') as { id: string, number: string, name: string, billing_email: string | null } | undefined
+      if (invoice === undefined || invoice.billing_email === null) return // nothing to send to: the request page said the same either way
+      const link = payLinkUrl(deps, job.tenantId, invoice.id)
+      await deps.mailer.send({
+        kind: 'pay_link.resent',
+        to: invoice.billing_email,
+        toName: invoice.name,
+        subject: `A new link to pay invoice ${invoice.number}`,
+        text: [
+          `Hello ${invoice.name},`,
+          '',
+          `Here is a new link to pay invoice ${invoice.number}, as asked for on our payment page: ${link.url}`,
+          `(This link works until ${formatDay(link.expiresAt)}.)`,
+          '',
+          'If you did not ask for it, you can ignore this message.',
+          '',
+          'Thank you,',
+          tenant.name
+        ].join('\n')
+      })
+    },
+
     /**
      * A scheduled collection has run out of road (hard decline, the client must
      * act, retries spent): the invoice goes on the exceptions list with the
@@ -53,7 +83,7 @@ export function noticeJobHandlers (deps: NoticeDeps): Record<string, JobHandler>
           `We tried to collect ${formatMoney(attempt.amount)} for invoice ${invoice.number} from your ${methodName}, but it did not go through. ${verdict.explanation}`,
           '',
           `You can pay securely here: ${link.url}`,
-          `(This link works until ${link.expiresAt.toISOString().slice(0, 10)}.)`,
+          `(This link works until ${formatDay(link.expiresAt)}.)`,
           '',
           `Thank you,`,
           tenant.name

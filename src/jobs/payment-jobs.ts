@@ -2,11 +2,11 @@ import type { Knex } from 'knex'
 import type { FastifyBaseLogger } from 'fastify'
 import { enqueue } from '../db/jobs.js'
 import { openBalance } from '../db/invoices.js'
-import { hasActivePlan, partCollectible } from '../db/installments.js'
-import { getAttempt, getPaymentMethod, type AttemptRow } from '../db/payments.js'
+import { partCollectible } from '../db/installments.js'
+import { collectionsUnderway, getAttempt, getPaymentMethod, type AttemptRow } from '../db/payments.js'
 import type { PaymentsPort } from '../ports/payments.js'
 import { chargeInputFor, chargeInvoice, followUp, invoiceNumbersOf, recordOutcome } from '../services/charge.js'
-import { runAutopay } from '../services/autopay.js'
+import { runAutopay, UNDERWAY_REASON } from '../services/autopay.js'
 import { removeMethod } from '../services/checkout.js'
 import { tenantToday } from '../db/tenants.js'
 import { queueDailyRuns } from './daily.js'
@@ -14,6 +14,7 @@ import { recordDispute } from '../services/disputes.js'
 import { applyPayout } from '../services/payouts.js'
 import { scheduleInstallmentRuns } from './installment-jobs.js'
 import { PermanentJobError, RetryLaterError, type JobHandler } from './worker.js'
+import { AppError } from '../errors.js'
 
 /** Builds the processor adapter for a tenant (its own Stripe keys). */
 export type PaymentsFactory = (db: Knex, tenantId: string) => Promise<PaymentsPort>
@@ -117,12 +118,18 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: invoiceId }).first() as { ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number } | undefined
       const open = invoice === undefined ? 0 : openBalance(invoice)
       if (open <= 0) { log.info({ invoiceId }, 'auto-pay: nothing open any more'); return }
-      // The client chose installments after this charge was queued: the plan collects it.
-      if (await hasActivePlan(db, job.tenantId, invoiceId)) { log.info({ invoiceId }, 'auto-pay: the invoice is paid in installments'); return }
-      const result = await chargeInvoice(db, await paymentsFor(db, job.tenantId), {
-        tenantId: job.tenantId, invoiceId, paymentMethodId, amount: Math.min(amount, open), actor: 'autopay', trigger: 'autopay'
-      })
-      log.info({ invoiceId, outcome: result.outcome }, 'auto-pay charge')
+      // Since this charge was queued a plan, a retry schedule or another payment took the invoice on: that one collects it.
+      const busy = (await collectionsUnderway(db, job.tenantId, [invoiceId])).get(invoiceId)
+      if (busy !== undefined) { log.info({ invoiceId, reason: UNDERWAY_REASON[busy] }, 'auto-pay: skipped'); return }
+      try {
+        const result = await chargeInvoice(db, await paymentsFor(db, job.tenantId), {
+          tenantId: job.tenantId, invoiceId, paymentMethodId, amount: Math.min(amount, open), actor: 'autopay', trigger: 'autopay'
+        })
+        log.info({ invoiceId, outcome: result.outcome }, 'auto-pay charge')
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'CHARGE_LIMIT_REACHED')) throw error
+        log.info({ invoiceId, reason: error.message }, 'auto-pay: skipped')
+      }
     },
     /** The next scheduled try after a soft decline: same method, at most what is still open. */
     'payments.retry': async (job, { db, log }) => {
@@ -138,6 +145,12 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
       const invoice = await db('invoices').where({ tenant_id: job.tenantId, id: failed.invoiceId }).first() as { ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number }
       const open = openBalance(invoice)
       if (open <= 0) { log.info({ attempt: failed.id }, 'nothing left to retry: the invoice was paid another way'); return }
+      // Other triggers used up the invoice's charges for the window meanwhile: the schedule gives up, as when it runs out.
+      const capped = async (error: unknown): Promise<null> => {
+        if (!(error instanceof AppError && error.code === 'CHARGE_LIMIT_REACHED')) throw error
+        await enqueue(db, job.tenantId as string, [{ queue: 'collection.give-up', payload: { attemptId: failed.id, why: 'attempt_cap' }, dedupeKey: `give-up:${failed.id}` }])
+        return null
+      }
       const result = await chargeInvoice(db, await paymentsFor(db, job.tenantId), {
         tenantId: job.tenantId,
         invoiceId: failed.invoiceId,
@@ -148,19 +161,21 @@ export function paymentJobHandlers (paymentsFor: PaymentsFactory): Record<string
         retryOf: firstAttemptId,
         retryNumber: failed.retryNumber + 1,
         ...(failed.installmentPartId === null ? {} : { installmentPartId: failed.installmentPartId })
-      })
+      }).catch(capped)
+      if (result === null) { log.info({ attempt: failed.id }, 'retry given up: the invoice reached its charge limit'); return }
       log.info({ attempt: result.attempt.id, outcome: result.outcome }, 'payment retry ran')
     }
   }
 }
 
 /**
- * Finds attempts stuck in `created` or `unknown` (a crash between the
- * processor call and our write, a lost job) and queues their resolution.
+ * Finds attempts stuck in `created` or `unknown` for a minute (a crash
+ * between the processor call and our write whose recovery job was lost, or
+ * an attempt written before those jobs existed) and queues their resolution.
  * Runs from every process; the dedupe key makes it one job per attempt and
  * sweep window.
  */
-export async function sweepUnresolvedAttempts (db: Knex, olderThanMs = 5 * 60_000): Promise<number> {
+export async function sweepUnresolvedAttempts (db: Knex, olderThanMs = 60_000): Promise<number> {
   const stuck = await db('payment_attempts').whereIn('status', ['created', 'unknown'])
     .where('updated_at', '<', new Date(Date.now() - olderThanMs)).limit(500) as AttemptRow[]
   const window = Math.floor(Date.now() / olderThanMs)
@@ -182,6 +197,8 @@ export function startPaymentSweeps (db: Knex, log: FastifyBaseLogger, everyMs = 
     scheduleAutopayRuns(db).catch((error: unknown) => { log.error({ err: error }, 'could not schedule auto-pay') })
     scheduleInstallmentRuns(db).catch((error: unknown) => { log.error({ err: error }, 'could not schedule installments') })
   }
+  // At once on start as well: attempts a crashed process left behind are found now, not a minute later.
+  run()
   const timer = setInterval(run, everyMs)
   timer.unref()
   return () => { clearInterval(timer) }

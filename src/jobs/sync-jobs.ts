@@ -1,7 +1,7 @@
 import type { Knex } from 'knex'
 import type { FastifyBaseLogger } from 'fastify'
 import { enqueue } from '../db/jobs.js'
-import { getSyncState, listPsaConnections } from '../db/psa.js'
+import { getSyncState, listPsaConnections, paymentIdsBeforePush, rememberPaymentIdsBeforePush } from '../db/psa.js'
 import { isUuid } from '../db/tenants.js'
 import { AppError } from '../errors.js'
 import type { PsaPaymentInput, PsaPort, PsaSystem } from '../ports/psa.js'
@@ -43,7 +43,13 @@ function systemOf (payload: Record<string, unknown>): PsaSystem {
 async function pushPayment (db: Knex, psa: PsaPort, tenantId: string, system: PsaSystem, push: PushPayment): Promise<void> {
   const key = { tenant_id: tenantId, psa_system: system, reference: push.reference }
   if (await db('psa_payment_pushes').where(key).first('reference') !== undefined) return
-  const recorded = await psa.recordPayment(push)
+  const before = await paymentIdsBeforePush(db, tenantId, system, push.reference)
+  const recorded = await psa.recordPayment({
+    ...push,
+    ...(before === null ? {} : { paymentIdsBefore: before }),
+    // Kept before the post: after a lost answer the next try can tell our payment from a person's.
+    beforePost: async ids => { await rememberPaymentIdsBeforePush(db, tenantId, system, push.reference, ids) }
+  })
   if (push.settlesInvoice) await psa.markPaid({ invoiceExternalId: push.invoiceExternalId, paidOn: push.paidOn, reference: push.reference })
   await db('psa_payment_pushes').insert({
     ...key,

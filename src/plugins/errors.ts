@@ -65,7 +65,8 @@ function classify (error: FastifyError): AppError {
   return toAppError(error)
 }
 
-const wantsHtml = (request: FastifyRequest): boolean =>
+/** A person's browser asking for a page (errors answer it with a page); anyone else gets the catalogue's JSON. */
+export const wantsHtml = (request: FastifyRequest): boolean =>
   request.method === 'GET' && (request.headers.accept ?? '').includes('text/html')
 
 async function send (request: FastifyRequest, reply: FastifyReply, error: AppError): Promise<FastifyReply> {

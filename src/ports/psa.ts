@@ -72,6 +72,14 @@ export interface PsaPaymentInput {
   /** Our reference (payment attempt id); used to find a payment we already recorded. */
   reference: string
   method: 'card' | 'ach' | 'check' | 'wire' | 'other'
+  /**
+   * The PSA's payment ids on the invoice before Settle's first try to post
+   * this payment, kept by the caller from `beforePost`. A repeat after a lost
+   * answer adopts only a payment that is new since then and Settle's own.
+   */
+  paymentIdsBefore?: readonly string[]
+  /** Called once, before the first post, with the ids already there; the caller keeps them for a repeat. */
+  beforePost?: (paymentIds: readonly string[]) => Promise<void>
 }
 
 export interface PsaPaymentResult {

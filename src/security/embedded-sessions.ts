@@ -15,8 +15,12 @@ import type { Keyring } from './keyring.js'
  * one session is useless in another and a forged form (which cannot set
  * headers) carries neither.
  */
-export type EmbeddedPermission = 'view' | 'charge' | 'sync'
+export type EmbeddedPermission = 'view' | 'charge' | 'sync' | 'paylink'
+export const EMBEDDED_PERMISSIONS: readonly EmbeddedPermission[] = ['view', 'charge', 'sync', 'paylink']
 export type EmbeddedSystem = 'connectwise' | 'autotask'
+
+/** What a signed LiveLink opened: one Autotask invoice, or one company and its invoices. */
+export interface LinkScope { kind: 'invoice' | 'company', record: string }
 
 export interface EmbeddedSession {
   tenantId: string
@@ -28,6 +32,10 @@ export interface EmbeddedSession {
   /** When the member was last proven (handshake, signed link or sign-in); renewals keep it. */
   signedInAt: Date
   nonce: string
+  /** Set for a session a signed LiveLink issued: it reaches only that record. Staff sessions reach the tenant. */
+  scope?: LinkScope
+  /** For a LiveLink session: which LiveLink key signed the link (a fingerprint), so a rotation ends its renewals. */
+  linkKey?: string
 }
 
 export const SESSION_TTL_MS = 15 * 60_000
@@ -43,7 +51,8 @@ const equal = (a: Buffer, b: Buffer): boolean => a.length === b.length && timing
 export function issueSession (keyring: Keyring, input: Omit<EmbeddedSession, 'expiresAt' | 'nonce' | 'signedInAt'> & { signedInAt?: Date }, now = new Date()): { token: string, csrf: string, session: EmbeddedSession } {
   const session: EmbeddedSession = { ...input, signedInAt: input.signedInAt ?? now, expiresAt: new Date(now.getTime() + SESSION_TTL_MS), nonce: b64(randomBytes(12)) }
   const payload = Buffer.from(JSON.stringify({
-    t: session.tenantId, s: session.system, m: session.member, p: session.permissions, e: Math.floor(session.expiresAt.getTime() / 1000), a: Math.floor(session.signedInAt.getTime() / 1000), n: session.nonce
+    t: session.tenantId, s: session.system, m: session.member, p: session.permissions, e: Math.floor(session.expiresAt.getTime() / 1000), a: Math.floor(session.signedInAt.getTime() / 1000), n: session.nonce,
+    ...(session.scope !== undefined ? { r: [session.scope.kind, session.scope.record] } : {}), ...(session.linkKey !== undefined ? { k: session.linkKey } : {})
   }))
   const keyId = keyring.activeKeyId
   const mac = createHmac('sha256', keyring.derivedKey(keyId, 'embedded-sessions v1')).update(payload).digest()
@@ -83,12 +92,23 @@ function checkSessionToken (keyring: Keyring, token: string, now: Date): Embedde
   if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw sessionEnded()
   const payload = Buffer.from(payloadText, 'base64url')
   if (!equal(Buffer.from(macText, 'base64url'), createHmac('sha256', keyring.derivedKey(keyId, 'embedded-sessions v1')).update(payload).digest())) throw sessionEnded()
-  let p: { t?: unknown, s?: unknown, m?: unknown, p?: unknown, e?: unknown, a?: unknown, n?: unknown }
+  let p: { t?: unknown, s?: unknown, m?: unknown, p?: unknown, e?: unknown, a?: unknown, n?: unknown, r?: unknown, k?: unknown }
   try { p = JSON.parse(payload.toString('utf8')) as typeof p } catch { throw sessionEnded() }
   if (typeof p.t !== 'string' || (p.s !== 'connectwise' && p.s !== 'autotask') || typeof p.m !== 'string' || !Array.isArray(p.p) || typeof p.e !== 'number' || typeof p.a !== 'number' || typeof p.n !== 'string') throw sessionEnded()
   const expiresAt = new Date(p.e * 1000)
   if (expiresAt <= now) throw sessionEnded()
-  return { tenantId: p.t, system: p.s, member: p.m, permissions: p.p.filter((x): x is EmbeddedPermission => x === 'view' || x === 'charge' || x === 'sync'), expiresAt, signedInAt: new Date(p.a * 1000), nonce: p.n }
+  const scope = scopeOf(p.r)
+  if (p.r !== undefined && scope === undefined) throw sessionEnded()
+  return {
+    tenantId: p.t, system: p.s, member: p.m, permissions: p.p.filter((x): x is EmbeddedPermission => (EMBEDDED_PERMISSIONS as readonly unknown[]).includes(x)), expiresAt, signedInAt: new Date(p.a * 1000), nonce: p.n,
+    ...(scope !== undefined ? { scope } : {}), ...(typeof p.k === 'string' ? { linkKey: p.k } : {})
+  }
+}
+
+function scopeOf (value: unknown): LinkScope | undefined {
+  if (!Array.isArray(value) || value.length !== 2) return undefined
+  const [kind, record] = value as unknown[]
+  return (kind === 'invoice' || kind === 'company') && typeof record === 'string' ? { kind, record } : undefined
 }
 
 /** Throws FORBIDDEN unless the CSRF token belongs to this session. */
@@ -103,7 +123,9 @@ export function requirePermission (session: EmbeddedSession, permission: Embedde
   if (!session.permissions.includes(permission)) {
     throw new AppError('FORBIDDEN', permission === 'charge'
       ? 'You are not allowed to charge cards for this company. Ask a Settle admin to grant you "charge".'
-      : `You are not allowed to ${permission} here. Ask a Settle admin to grant you "${permission}".`)
+      : permission === 'paylink'
+        ? 'You are not allowed to create pay links. Ask a Settle admin to grant you "paylink".'
+        : `You are not allowed to ${permission} here. Ask a Settle admin to grant you "${permission}".`)
   }
 }
 
@@ -114,6 +136,11 @@ export function requirePermission (session: EmbeddedSession, permission: Embedde
 export function signLiveLink (key: string, input: { tenantSlug: string, kind: string, recordId: string, expiresAt: Date }): { exp: number, sig: string } {
   const exp = Math.floor(input.expiresAt.getTime() / 1000)
   return { exp, sig: b64(createHmac('sha256', key).update(`${input.tenantSlug}\n${input.kind}\n${input.recordId}\n${exp}`).digest()) }
+}
+
+/** Names a LiveLink key without revealing it: sessions carry it, renewals compare it with the current key. */
+export function liveLinkKeyFingerprint (key: string): string {
+  return b64(createHmac('sha256', key).update('livelink-session v1').digest().subarray(0, 12))
 }
 
 export function liveLinkValid (key: string, input: { tenantSlug: string, kind: string, recordId: string, exp: unknown, sig: unknown }, now = new Date()): boolean {

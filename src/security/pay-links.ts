@@ -22,6 +22,17 @@ export function signPayLink (keyring: Keyring, link: PayLink): string {
 }
 
 export function verifyPayLink (keyring: Keyring, token: string, now: Date): PayLink {
+  const link = readPayLink(keyring, token)
+  if (link.expiresAt <= now) throw new AppError('PAY_LINK_EXPIRED', 'This payment link has expired. Ask your IT provider for a new one.')
+  return link
+}
+
+/**
+ * A link whose signature holds, expired or not: an expired link still names
+ * the MSP (for its brand on the error page) and the invoice (to send a fresh
+ * link to the client's billing contact). Anything unsigned is PAY_LINK_INVALID.
+ */
+export function readPayLink (keyring: Keyring, token: string): PayLink {
   const invalid = new AppError('PAY_LINK_INVALID', 'This payment link is not valid. Ask your IT provider for a new one.')
   const [payloadText, keyId, macText] = token.split('.')
   if (payloadText === undefined || keyId === undefined || macText === undefined || !keyring.hasKey(keyId)) throw invalid
@@ -33,7 +44,5 @@ export function verifyPayLink (keyring: Keyring, token: string, now: Date): PayL
   try { parsed = JSON.parse(payload.toString('utf8')) as typeof parsed } catch { throw invalid }
   // Signed is not well-formed: a token minted with ids that are not UUIDs (a shared key, an old format) names nothing.
   if (!isUuid(parsed.t) || !isUuid(parsed.i) || typeof parsed.e !== 'number' || !Number.isFinite(parsed.e)) throw invalid
-  const expiresAt = new Date(parsed.e * 1000)
-  if (expiresAt <= now) throw new AppError('PAY_LINK_EXPIRED', 'This payment link has expired. Ask your IT provider for a new one.')
-  return { tenantId: parsed.t, invoiceId: parsed.i, expiresAt }
+  return { tenantId: parsed.t, invoiceId: parsed.i, expiresAt: new Date(parsed.e * 1000) }
 }

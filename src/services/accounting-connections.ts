@@ -2,7 +2,8 @@ import axios from 'axios'
 import type { Knex } from 'knex'
 import { AppError } from '../errors.js'
 import { dbCallBudget } from '../db/call-budget.js'
-import { getSecret, putSecret } from '../db/secrets.js'
+import { deleteSecret, getSecret, putSecret } from '../db/secrets.js'
+import { audit } from '../db/audit.js'
 import { requireTenantId } from '../db/tenants.js'
 import type { Keyring } from '../security/keyring.js'
 import type { AccountingFactory, AccountingPort, AccountingSettings } from '../ports/accounting.js'
@@ -106,12 +107,41 @@ async function storeTokens (db: Knex | Knex.Transaction, keyring: Keyring, tenan
   })
 }
 
-export interface ConnectQuickBooksInput { tenantId: string, realmId: string, companyName?: string | null, sandbox?: boolean, tokens: TokenAnswer }
+export interface ConnectQuickBooksInput {
+  tenantId: string, realmId: string, companyName?: string | null, sandbox?: boolean, tokens: TokenAnswer
+  /** Take the company from another tenant it is connected to (asked for when the flow was started; audited in both). */
+  moveRealm?: boolean
+  /** Who connected, for the audit of a move. */
+  actor?: string
+}
+
+/** Other tenants this QuickBooks company is connected to (disconnected ones do not count). */
+async function realmHolders (db: Knex | Knex.Transaction, tenantId: string, realmId: string): Promise<string[]> {
+  return await db('accounting_connections').where({ system: 'quickbooks', realm_id: realmId }).whereNot('tenant_id', tenantId).whereNot('status', 'disconnected').pluck('tenant_id') as string[]
+}
+
+const realmTaken = (): AppError => new AppError('ACCOUNTING_REALM_TAKEN', 'This QuickBooks company is already connected to another Settle account. Disconnect it there, or start connecting again and choose to move it here.')
+
+/** Refuses early (before any token is fetched) a company connected to another tenant, unless a move was asked for. */
+export async function assertRealmFree (db: Knex, tenantId: string, realmId: string, moveRealm: boolean): Promise<void> {
+  if (!moveRealm && (await realmHolders(db, tenantId, realmId)).length > 0) throw realmTaken()
+}
 
 /** Saves a connection from tokens (an OAuth callback's exchange or the CLI's refresh token), sealed in tenant_secrets. */
 export async function connectQuickBooks (db: Knex, keyring: Keyring, input: ConnectQuickBooksInput, now = Date.now()): Promise<AccountingConnection> {
   requireTenantId(input.tenantId)
   await db.transaction(async trx => {
+    // One company, one tenant: connections of the same realm wait for each other here.
+    await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [`quickbooks-realm:${input.realmId}`])
+    const holders = await realmHolders(trx, input.tenantId, input.realmId)
+    if (holders.length > 0 && input.moveRealm !== true) throw realmTaken()
+    for (const other of holders) {
+      await trx('accounting_connections').where({ tenant_id: other, system: 'quickbooks' }).update({ status: 'disconnected', last_error: 'This QuickBooks company was moved to another Settle account.', updated_at: trx.fn.now() })
+      await deleteSecret(trx, other, 'quickbooks.access_token')
+      await deleteSecret(trx, other, 'quickbooks.refresh_token')
+      await audit(trx, other, input.actor ?? 'system', 'quickbooks.realm_moved_away', input.realmId, { toTenant: input.tenantId })
+    }
+    if (holders.length > 0) await audit(trx, input.tenantId, input.actor ?? 'system', 'quickbooks.realm_moved_here', input.realmId, { fromTenants: holders })
     const existing = await getAccountingConnection(trx, input.tenantId)
     const settings = { ...(existing?.settings ?? {}), ...(input.sandbox === true ? { site: 'sandbox' } : {}) }
     await trx('accounting_connections').insert({ tenant_id: input.tenantId, system: 'quickbooks', realm_id: input.realmId, company_name: input.companyName ?? null, status: 'active', settings: JSON.stringify(settings) })

@@ -3,7 +3,7 @@ import { requireTenantId } from '../db/tenants.js'
 import { AppError } from '../errors.js'
 import { activeConsents, enrolledCustomers, getTenantRule } from '../db/autopay.js'
 import { enqueue } from '../db/jobs.js'
-import { listPaymentMethods } from '../db/payments.js'
+import { collectionsUnderway, listPaymentMethods, type CollectionUnderway } from '../db/payments.js'
 import { isoDate, openBalance } from '../db/invoices.js'
 import { decideAutopay, effectiveRule, type AutopayDecision, type StoredMethod } from '../domain/autopay.js'
 
@@ -12,6 +12,13 @@ export interface AutopayRunSummary {
   awaitingApproval: number
   waiting: number
   skipped: Array<{ invoiceId: string, reason: string }>
+}
+
+/** Why auto-pay leaves an invoice alone, in words for the run's summary and log. */
+export const UNDERWAY_REASON: Record<CollectionUnderway, string> = {
+  installments: 'The client is paying this invoice in installments.',
+  retrying: 'A retry of an earlier failed payment is already scheduled for this invoice.',
+  in_flight: 'A payment on this invoice is already processing.'
 }
 
 /**
@@ -39,10 +46,11 @@ export async function runAutopay (db: Knex, tenantId: string, today: string): Pr
       .whereIn('status', ['open', 'partially_paid']).orderBy([{ column: 'due_on', order: 'asc' }, { column: 'number', order: 'asc' }]) as Array<{
       id: string, kind: string, agreement_name: string | null, issued_on: string | Date, due_on: string | Date | null, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number
     }>
-    // An invoice the client is paying in installments is collected by its plan, never by auto-pay as well.
-    const onPlans = new Set(await db('installment_plans').where({ tenant_id: tenantId, customer_id: customerId, status: 'active' }).pluck('invoice_id') as string[])
+    // An invoice a plan, a retry schedule or a payment in flight is collecting is never charged by auto-pay as well.
+    const underway = await collectionsUnderway(db, tenantId, invoices.map(i => i.id))
     for (const invoice of invoices) {
-      if (onPlans.has(invoice.id)) { summary.skipped.push({ invoiceId: invoice.id, reason: 'The client is paying this invoice in installments.' }); continue }
+      const busy = underway.get(invoice.id)
+      if (busy !== undefined) { summary.skipped.push({ invoiceId: invoice.id, reason: UNDERWAY_REASON[busy] }); continue }
       const decision: AutopayDecision = decideAutopay(rule, {
         kind: invoice.kind,
         agreementName: invoice.agreement_name,

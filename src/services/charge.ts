@@ -1,9 +1,9 @@
 import type { Knex } from 'knex'
-import { enqueue, type JobInput } from '../db/jobs.js'
+import { closePendingJob, enqueue, type JobInput } from '../db/jobs.js'
 import { postEntry } from '../db/ledger.js'
 import { isoDate, openBalance } from '../db/invoices.js'
 import { applyPaymentToPlan, failPart } from '../db/installments.js'
-import { allocationsOf, attemptInFlightOn, getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
+import { allocationsOf, attemptInFlightOn, attemptTimesOn, getPaymentMethod, toAttempt, type AttemptRow, type PaymentAttempt, type PaymentMethod } from '../db/payments.js'
 import { pgError } from '../db/knex.js'
 import { getTenantSurcharge, isUuid, requireTenantId } from '../db/tenants.js'
 import { allocateOldestFirst, type Allocation } from '../domain/allocation.js'
@@ -11,7 +11,7 @@ import { AppError } from '../errors.js'
 import { invoiceStatus, type InvoiceStatus } from '../domain/invoice-sync.js'
 import { Accounts, type PostingInput } from '../domain/ledger.js'
 import { add, asCurrency, formatMoney, negate, toDecimalString, type Money } from '../domain/money.js'
-import { classifyFailure, decideRetry, DEFAULT_RETRY_POLICY, type FailureVerdict, type RetryDecision, type RetryPolicy } from '../domain/retry-policy.js'
+import { chargeAllowedFrom, classifyFailure, decideRetry, DEFAULT_RETRY_POLICY, type FailureVerdict, type RetryDecision, type RetryPolicy } from '../domain/retry-policy.js'
 import { surchargeFor, type SurchargeQuote } from '../domain/surcharge.js'
 import type { ChargeInput, ChargeOutcome, PaymentsPort } from '../ports/payments.js'
 
@@ -58,6 +58,9 @@ interface InvoiceForCharge {
 
 
 export const idempotencyKeyFor = (attemptId: string): string => `settle_attempt_${attemptId}`
+
+/** When an attempt whose process died before recording an outcome is resolved: one processor timeout after it was written. */
+export const RECOVER_AFTER_MS = 30_000
 
 /** The processor's ledger account name; Stripe is the only one Settle speaks to. */
 const PROCESSOR = 'stripe'
@@ -133,6 +136,7 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
     const inFlight = await attemptInFlightOn(trx, request.tenantId, [invoice.id])
     if (inFlight !== undefined) return { alreadyProcessing: inFlight }
     const { amount, method, quote } = await priceCharge(trx, request.tenantId, invoice, request)
+    await checkChargeCap(trx, request.tenantId, [invoice])
     confirmSurcharge(request.expectedSurcharge, quote)
     return {
       method,
@@ -152,6 +156,21 @@ export async function chargeInvoice (db: Knex, payments: PaymentsPort, request: 
       }
     }
   })
+}
+
+/**
+ * No invoice is charged more than the cap in its window (15 in 30 days),
+ * whoever starts the charge: auto-pay, retries, installments, a technician
+ * or the client. Checked under the invoices' row locks.
+ */
+async function checkChargeCap (trx: Knex.Transaction, tenantId: string, invoices: ReadonlyArray<Pick<InvoiceForCharge, 'id' | 'number'>>, policy: RetryPolicy = DEFAULT_RETRY_POLICY): Promise<void> {
+  for (const invoice of invoices) {
+    const times = await attemptTimesOn(trx, tenantId, invoice.id, policy.capWindowDays)
+    const from = chargeAllowedFrom(times, new Date(), policy)
+    if (from !== null) {
+      throw new AppError('CHARGE_LIMIT_REACHED', `Invoice ${invoice.number} has had ${times.length} payment attempts in the last ${policy.capWindowDays} days, the most Settle makes (card networks penalise more). Nothing was charged; it can be charged again from ${from.toISOString().slice(0, 10)}, or collect it another way (a check, a bank transfer).`)
+    }
+  }
 }
 
 function checkExpectedSurcharge (expected: number | undefined): void {
@@ -184,6 +203,9 @@ async function runAttempt (db: Knex, payments: PaymentsPort, tenantId: string, r
       if ('alreadyProcessing' in planned) return planned
       const [row] = await trx('payment_attempts').insert({ tenant_id: tenantId, payment_method_id: planned.method.id, ...planned.row }).returning('*') as AttemptRow[]
       const attempt = toAttempt(row as AttemptRow)
+      // Committed with the attempt: if this process dies before it hears from the processor, any worker resends
+      // the same request (same idempotency key) within the minute, instead of the sweep finding it minutes later.
+      await enqueue(trx, tenantId, [{ queue: 'payments.resolve', payload: { attemptId: attempt.id }, runAt: new Date(Date.now() + RECOVER_AFTER_MS), dedupeKey: `recover:${attempt.id}`, maxAttempts: 5 }])
       if (planned.allocations !== null) {
         await trx('payment_attempt_allocations').insert(planned.allocations.map((a, position) => ({
           tenant_id: tenantId, attempt_id: attempt.id, invoice_id: a.invoiceId, position, amount: a.amount, currency: attempt.amount.currency, in_flight: true
@@ -199,7 +221,9 @@ async function runAttempt (db: Knex, payments: PaymentsPort, tenantId: string, r
   }
   if ('alreadyProcessing' in started) return { outcome: 'already_processing', attempt: started.alreadyProcessing }
   const { attempt, method, invoiceNumbers } = started
+  // Whatever goes wrong on the way to the processor, the attempt exists: the person is told it is being checked, never that it failed.
   const outcome = await payments.charge(chargeInputFor(attempt, method, invoiceNumbers))
+    .catch((error: unknown): ChargeOutcome => ({ status: 'unknown', error: error instanceof Error ? error.message : String(error) }))
   const result = await recordOutcome(db, tenantId, attempt.id, outcome)
   await followUp(db, result, method.type)
   return result
@@ -294,6 +318,7 @@ export async function chargeStatement (db: Knex, payments: PaymentsPort, request
     const { method, invoices, allocations, amount, quote } = await priceStatement(trx, request, true)
     const inFlight = await attemptInFlightOn(trx, request.tenantId, allocations.map(a => a.invoiceId))
     if (inFlight !== undefined) return { alreadyProcessing: inFlight }
+    await checkChargeCap(trx, request.tenantId, invoices.filter(i => allocations.some(a => a.invoiceId === i.id)))
     confirmSurcharge(request.expectedSurcharge, quote)
     const numbers = new Map(invoices.map(i => [i.id, i.number]))
     return {
@@ -356,6 +381,8 @@ export async function recordOutcome (db: Knex, tenantId: string, attemptId: stri
       return toAttempt(next as AttemptRow)
     }
     if (outcome.status === 'unknown') return { outcome: 'unknown' as const, attempt: await update({ status: 'unknown', failure_message: outcome.error.slice(0, 500) }) }
+    // The processor answered: the crash recovery committed with the attempt has nothing left to do.
+    await closePendingJob(trx, tenantId, 'payments.resolve', `recover:${attemptId}`)
     if (outcome.status === 'processing') return { outcome: 'processing' as const, attempt: await update({ status: 'processing', processor_intent_ref: outcome.intentId }) }
     if (outcome.status === 'failed') {
       const verdict = classifyFailure({ method: method.type, code: outcome.failure.code, declineCode: outcome.failure.declineCode, adviceCode: outcome.failure.adviceCode })
@@ -488,19 +515,22 @@ export async function invoiceNumbersOf (db: Knex, attempt: PaymentAttempt): Prom
  * last word (its failure class says whether the client must act).
  */
 export async function scheduleRetry (db: Knex, attempt: PaymentAttempt, methodType: 'card' | 'ach', policy: RetryPolicy = DEFAULT_RETRY_POLICY): Promise<RetryDecision> {
-  const history = await db('payment_attempts').where({ tenant_id: attempt.tenantId, invoice_id: attempt.invoiceId }).orderBy('created_at') as AttemptRow[]
-  const chainStart = attempt.retryOf === null ? attempt : toAttempt(history.find(r => r.id === attempt.retryOf) ?? (history[0] as AttemptRow))
+  const invoiceId = attempt.invoiceId as string
+  const chainStart = attempt.retryOf === null
+    ? attempt
+    : await db('payment_attempts').where({ tenant_id: attempt.tenantId, id: attempt.retryOf }).first().then((row: AttemptRow | undefined) => row === undefined ? attempt : toAttempt(row))
   const decision = decideRetry({
     failure: { method: methodType, code: attempt.failure.code, declineCode: attempt.failure.declineCode, adviceCode: attempt.failure.adviceCode },
     firstFailedAt: chainStart.updatedAt,
     failedAt: attempt.updatedAt,
     retriesSoFar: attempt.retryNumber,
-    attemptTimes: history.map(r => r.created_at)
+    attemptTimes: await attemptTimesOn(db, attempt.tenantId, invoiceId, policy.capWindowDays * 2)
   }, policy)
   if (decision.retry) {
+    // One retry schedule per invoice: while one is pending (from whatever failure), the database skips this one.
     await enqueue(db, attempt.tenantId, [{
       queue: 'payments.retry',
-      payload: { attemptId: attempt.id, firstAttemptId: chainStart.id },
+      payload: { attemptId: attempt.id, firstAttemptId: chainStart.id, invoiceId },
       runAt: decision.at,
       dedupeKey: `retry:${attempt.id}`,
       maxAttempts: 3

@@ -12,6 +12,7 @@ import { getSecret, putSecret } from '../db/secrets.js'
 import { AppError } from '../errors.js'
 import { asCurrency, formatMoney, type Money } from '../domain/money.js'
 import { classifyFailure } from '../domain/retry-policy.js'
+import { actorWords, consentWords, methodPreferenceWords, planStateWords } from '../domain/words.js'
 import type { Keyring } from '../security/keyring.js'
 import { signLiveLink, type EmbeddedPermission, type EmbeddedSystem } from '../security/embedded-sessions.js'
 import { randomBytes } from 'node:crypto'
@@ -72,10 +73,10 @@ export async function autotaskOrigins (db: Knex, tenantId: string, sandboxOrigin
   return ['https://*.autotask.net']
 }
 
-/** Everyone may view; charge and sync only where granted to the member or to `*` (everyone in that PSA). */
+/** Everyone may view; charge, sync and paylink only where granted to the member or to `*` (everyone in that PSA). */
 export async function memberPermissions (db: Knex, tenantId: string, system: EmbeddedSystem, memberRefs: readonly string[]): Promise<EmbeddedPermission[]> {
   const rows = await db('embedded_member_permissions').where({ tenant_id: tenantId, psa_system: system }).whereIn('member_ref', [...memberRefs, '*']).select('permission') as Array<{ permission: EmbeddedPermission }>
-  return ['view', ...(['charge', 'sync'] as const).filter(p => rows.some(r => r.permission === p))]
+  return ['view', ...(['charge', 'sync', 'paylink'] as const).filter(p => rows.some(r => r.permission === p))]
 }
 
 /** Who may be granted: a PSA member id, `livelink` (whoever opens a signed Autotask link) or `*`. */
@@ -109,7 +110,12 @@ export async function listMemberGrants (db: Knex, tenantId: string): Promise<Arr
   return grants
 }
 
-/** The tenant's LiveLink key (created on first use), kept encrypted. */
+/** The tenant's LiveLink key if one was made; checking a link never makes one (that would be a stranger's write). */
+export async function existingLiveLinkKey (db: Knex, keyring: Keyring, tenantId: string): Promise<string | null> {
+  return await getSecret(db, keyring, tenantId, 'autotask.livelink_key')
+}
+
+/** The tenant's LiveLink key (created on first use by an operator or a signer), kept encrypted. */
 export async function liveLinkKey (db: Knex, keyring: Keyring, tenantId: string, options: { rotate?: boolean } = {}): Promise<string> {
   const existing = options.rotate === true ? null : await getSecret(db, keyring, tenantId, 'autotask.livelink_key')
   if (existing !== null) return existing
@@ -139,7 +145,7 @@ export async function signedLiveLinkUrl (db: Knex, keyring: Keyring, publicUrl: 
   return `${publicUrl.replace(/\/+$/, '')}/embedded/autotask/${kind}?tenant=${encodeURIComponent(tenant.slug)}&id=${recordId}&exp=${exp}&sig=${sig}`
 }
 
-const STATUS_LABEL: Record<string, string> = { open: 'Open', partially_paid: 'Open', paid: 'Paid', voided: 'Voided', disputed: 'Disputed', in_collections: 'In collections', processing: 'Processing', failed: 'Failed' }
+const STATUS_LABEL: Record<string, string> = { open: 'Open', overdue: 'Overdue', partially_paid: 'Open', paid: 'Paid', voided: 'Voided', disputed: 'Disputed', in_collections: 'In collections', processing: 'Processing' }
 
 const methodLabel = (m: PaymentMethod): string => m.type === 'ach'
   ? `${m.brand ?? 'Bank account'} ····${m.last4}`
@@ -179,7 +185,7 @@ export function attemptView (a: AttemptSummary, methods: readonly PaymentMethod[
   const labels: Record<string, string> = { created: 'Processing', processing: 'Processing', unknown: 'Checking', succeeded: 'Paid', failed: 'Declined', refunded: 'Refunded', disputed: 'Disputed' }
   return {
     id: a.id, when: a.createdAt, amount: a.amount, surcharge: a.surcharge.amount > 0 ? a.surcharge : null, status: a.status, statusLabel: labels[a.status] ?? a.status,
-    method: method !== undefined ? methodLabel(method) : 'Removed method', actor: a.actor, explanation, nextStep, statementOf: a.statementOf ?? null
+    method: method !== undefined ? methodLabel(method) : 'Removed method', actor: actorWords(a.actor), explanation, nextStep, statementOf: a.statementOf ?? null
   }
 }
 
@@ -271,9 +277,10 @@ export async function invoiceModel (db: Knex, tenantId: string, system: Embedded
   const today = localDate(new Date(), row.time_zone)
   const overdue = invoice.dueOn !== null && open > 0 ? Math.max(0, daysBetween(invoice.dueOn, today)) : 0
   const latest = attempts[0]
+  // The badge is the invoice's state; a declined attempt leaves it open (or overdue) and shows in the history.
   const status = latest !== undefined && (latest.status === 'processing' || latest.status === 'created' || latest.status === 'unknown')
     ? 'processing'
-    : invoice.status === 'open' && latest?.status === 'failed' ? 'failed' : invoice.status === 'partially_paid' ? 'open' : invoice.status
+    : (invoice.status === 'open' || invoice.status === 'partially_paid') ? (overdue > 0 ? 'overdue' : 'open') : invoice.status
   return {
     invoice: { id: invoice.id, psaId: invoice.psaInvoiceId, number: invoice.number, customer: row.customer_name, dueOn: invoice.dueOn, issuedOn: invoice.issuedOn },
     total: invoice.total,
@@ -286,7 +293,8 @@ export async function invoiceModel (db: Knex, tenantId: string, system: Embedded
     chargeable: open > 0 && !invoice.voided && status !== 'processing' && methods.length > 0,
     methods: methods.map(methodView),
     attempts: attempts.map(a => attemptView(a, methods)),
-    retries: parsed(row.retries).map(r => new Date(r))
+    retries: parsed(row.retries).map(r => new Date(r)),
+    timeZone: row.time_zone
   }
 }
 
@@ -332,8 +340,8 @@ export async function companyModel (db: Knex, tenantId: string, system: Embedded
   return {
     customer,
     statement: statementPayable ? { currency, openCents: open.reduce((sum, x) => sum + x.open, 0) } : null,
-    autopay: { enrolled: enrolment?.enrolled === true, paused: rule.paused === true, preference: String(rule.methodPreference ?? '').replace(/_/g, ' '), cap: typeof rule.amountCap === 'number' ? { amount: rule.amountCap, currency } : null },
-    methods: methods.map(m => ({ ...methodView(m), consents: consents.filter(c => c.paymentMethodId === m.id).map(c => ({ kind: c.kind.replace(/_/g, ' '), acceptedAt: c.acceptedAt })) })),
+    autopay: { enrolled: enrolment?.enrolled === true, paused: rule.paused === true, preference: methodPreferenceWords(String(rule.methodPreference ?? '')), cap: typeof rule.amountCap === 'number' ? { amount: rule.amountCap, currency } : null },
+    methods: methods.map(m => ({ ...methodView(m), consents: consents.filter(c => c.paymentMethodId === m.id).map(c => ({ kind: consentWords(c.kind), acceptedAt: c.acceptedAt })) })),
     openInvoices,
     aging,
     attempts,
@@ -342,7 +350,8 @@ export async function companyModel (db: Knex, tenantId: string, system: Embedded
       ...collection.map(c => ({ source: 'Collection', title: `Invoice ${c.number}: ${c.explanation}`, hint: c.next_step, at: c.created_at })),
       ...reconciliation.map(e => ({ source: 'Reconciliation', title: e.summary, hint: e.suggestedRepair ?? e.likelyCause, at: e.createdAt }))
     ],
-    plans: plans.map(p => ({ invoice: p.number, parts: p.part_count, status: p.status }))
+    plans: plans.map(p => ({ invoice: p.number, parts: p.part_count, status: planStateWords(p.status) })),
+    timeZone: (await db('tenants').where({ id: tenantId }).first('time_zone') as { time_zone: string } | undefined)?.time_zone ?? 'UTC'
   }
 }
 
@@ -364,6 +373,9 @@ const postedView = (p: SyncNowResult['posted'][number]): SyncDocument => ({
   label: `${kindLabel(p.kind)} #${p.externalId} (${formatMoney(p.amount)})`, ok: true,
   url: p.docUrl !== undefined && /^https:\/\//.test(p.docUrl) ? p.docUrl : null, error: null, hint: null
 })
+
+/** Where Intuit shows a sandbox company's documents. */
+const QUICKBOOKS_SANDBOX_APP = 'https://app.sandbox.qbo.intuit.com/'
 
 const failedView = (f: SyncNowResult['failed'][number]): SyncDocument => ({ label: kindLabel(f.kind), ok: false, url: null, error: f.reason, hint: f.fixHint })
 
@@ -388,8 +400,10 @@ export async function syncQuickBooks (deps: QuickBooksDeps, tenantId: string, cu
     return { connected: false, posted: [], failed: [], pending: 0, message: 'QuickBooks is not connected. Connect it in Settle\'s settings, then sync.' }
   }
   const result = await syncNow(deps.db, accounting, tenantId, customerId !== undefined ? { customerId } : {})
-  const posted = result.posted.map(postedView)
+  // Sandbox books (Intuit's sandbox, or the built-in stand-in) open in sandbox QuickBooks, never in production QuickBooks.
+  const sandbox = (await getAccountingConnection(deps.db, tenantId))?.settings.site === 'sandbox'
+  const posted = result.posted.map(p => postedView(sandbox && p.docUrl !== undefined ? { ...p, docUrl: p.docUrl.replace(/^https:\/\/app\.qbo\.intuit\.com\//, QUICKBOOKS_SANDBOX_APP) } : p))
   const failed = result.failed.map(failedView)
   const pending = result.pending.payments + result.pending.deposits + result.pending.reversals
-  return { connected: true, posted, failed, pending, message: `${posted.length} posted, ${failed.length} failed, ${pending} still pending.` }
+  return { connected: true, posted, failed, pending, message: `${posted.length} posted, ${failed.length} failed, ${pending === 0 ? 'nothing' : pending} still waiting.` }
 }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex'
 import { listCustomers } from '../db/customers.js'
+import { OPEN_BALANCE_SQL } from '../db/invoices.js'
 import { allocationsByAttempt } from '../db/payments.js'
 import { jobCounts, type JobState } from '../db/jobs.js'
 import { listEntries, trialBalance } from '../db/ledger.js'
@@ -125,7 +126,7 @@ const BUCKETS = [
 
 const TITLES: Record<string, string> = { connectwise: 'ConnectWise PSA', autotask: 'Autotask PSA' }
 
-/** The overview page's figures, each read from the ledger or the invoice mirror, never kept on the side. */
+/** The overview page's figures, every one from Settle's ledger (and the invoice rows kept with it), never kept on the side. */
 export async function ledgerOverview (db: Knex, tenant: Tenant, today: Date): Promise<LedgerOverview> {
   const currency: Currency = tenant.defaultCurrency
   const trial = await trialBalance(db, tenant.id)
@@ -143,13 +144,14 @@ export async function ledgerOverview (db: Knex, tenant: Tenant, today: Date): Pr
     .slice(0, 10)
   const largest = owing[0]?.balance.amount ?? 1
 
-  // Days past due per open invoice, bucketed in SQL so the page stays fast on large tenants.
+  // Days past due per invoice Settle's ledger holds open, bucketed in SQL so the page stays fast on large tenants.
+  // The ledger, not the PSA's balance: the buckets then add up to the receivables above them, also while a
+  // push-back is on its way to the PSA.
   const day = today.toISOString().slice(0, 10)
   const open = await db('invoices')
-    .where({ tenant_id: tenant.id, currency, voided: false })
-    .whereNot('psa_balance', 0)
-    .select(db.raw('coalesce(?::date - due_on, 0) as days_late', [day]))
-    .sum({ amount: 'psa_balance' }).count({ n: '*' })
+    .where({ tenant_id: tenant.id, currency })
+    .whereRaw(`${OPEN_BALANCE_SQL} <> 0`)
+    .select(db.raw('coalesce(?::date - due_on, 0) as days_late', [day]), db.raw(`sum(${OPEN_BALANCE_SQL}) as amount`), db.raw('count(*) as n'))
     .groupByRaw('1') as Array<{ days_late: number, amount: number | string, n: number | string }>
   const aging = BUCKETS.map(b => {
     const rows = open.filter(r => Number(r.days_late) >= b.min && Number(r.days_late) <= b.max)

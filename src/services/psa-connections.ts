@@ -62,7 +62,10 @@ export function createPsaFactory (options: PsaFactoryOptions): PsaFactory {
         publicKey: String(s.publicKey),
         privateKey,
         clientId: String(s.clientId),
-        ...(typeof s.codebase === 'string' ? { codebase: s.codebase } : {})
+        ...(typeof s.codebase === 'string' ? { codebase: s.codebase } : {}),
+        // Who ConnectWise says applied our payments: how a re-statement tells Settle's payments from a person's.
+        ...(typeof s.apiMember === 'string' ? { apiMember: s.apiMember } : {}),
+        onApiMemberLearned: async (member: string) => { await updatePsaSettings(db, tenantId, 'connectwise', { apiMember: member }) }
       })
     }
     const secret = await getSecret(db, options.keyring, tenantId, 'autotask.secret')

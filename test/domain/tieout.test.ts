@@ -163,6 +163,20 @@ t.test('a PSA figure behind a push-back still in flight is not a difference; onc
   t.ok(stuck.differences.some(d => d.cause === 'psa_not_updated'), 'no push on its way: a person should look')
 })
 
+t.test('paid in Settle, open in the PSA and in QuickBooks alike: named as paid in Settle, not recorded in the PSA', async t => {
+  // The push-back was taken for a client's check (or failed), so the PSA and the books made from it still show the invoice open.
+  const r = compareTieout(input({
+    invoices: [ours('1006', { psaBalance: 50_000, settleOpen: 0, paidViaSettle: 50_000, pushInFlight: false })],
+    customers: [{ customerId: 'c1', name: 'Harbor Dental', receivable: [] }],
+    qboInvoices: [qbo('1006', 50_000, 50_000)],
+    qboCustomers: [{ id: 'qc1', displayName: 'Harbor Dental', balance: { amount: 50_000, currency: 'USD' }, settleCustomerId: 'c1' }]
+  }))
+  const onInvoice = r.differences.filter(d => d.invoiceId === 'inv-1006')
+  t.same(onInvoice.map(d => d.cause), ['psa_not_updated'], 'one difference, on the PSA side')
+  t.match(onInvoice[0]?.likelyCause, /^Paid in Settle, not recorded in the PSA/)
+  t.notOk(r.differences.some(d => /has not reached QuickBooks/.test(d.likelyCause)))
+})
+
 t.test('QuickBooks behind a payment Settle is still posting is not a difference; once the posting is done it is', async t => {
   // Settle collected 20,000; the PSA heard; QuickBooks still shows the whole invoice open.
   const invoice = { psaBalance: 30_000, settleOpen: 30_000, paidViaSettle: 20_000 }

@@ -75,8 +75,8 @@ t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the 
   t.match(await dialog.locator('#charge-confirm-text').innerText(), /\$[\d,]+\.\d{2}/, 'the confirm step says what will be charged')
   await page.screenshot({ path: `${SHOTS}/psa-charge-confirm.png` })
   await dialog.getByRole('button', { name: 'Confirm charge' }).click()
-  await dialog.locator('#charge-result[data-status="succeeded"]').waitFor({ timeout: 20_000 })
-  t.match(await dialog.locator('#charge-result').innerText(), /Paid/)
+  await dialog.locator('#emb-status[data-result="succeeded"]').waitFor({ timeout: 20_000 })
+  t.match(await dialog.locator('#emb-status').innerText(), /Paid/)
   await page.screenshot({ path: `${SHOTS}/psa-charge-paid.png` })
   // Reopening the same record (as ConnectWise does after a save or refreshScreen): the pod shows it paid.
   const recordId = await page.locator('body').getAttribute('data-record-id')
@@ -94,8 +94,8 @@ t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the 
   await achPod.locator('#charge-form').waitFor({ timeout: 15_000 })
   await achPod.getByRole('button', { name: 'Review charge' }).click()
   await achPod.getByRole('button', { name: 'Confirm charge' }).click()
-  await achPod.locator('#charge-result[data-status="processing"]').waitFor({ timeout: 20_000 })
-  t.match(await achPod.locator('#charge-result').innerText(), /Processing/)
+  await achPod.locator('#emb-status[data-result="processing"]').waitFor({ timeout: 20_000 })
+  t.match(await achPod.locator('#emb-status').innerText(), /Processing/)
   await page.screenshot({ path: `${SHOTS}/psa-ach-processing.png`, fullPage: true })
 
   // The QuickBooks sync pod slot answers the handshake too.

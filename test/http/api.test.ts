@@ -62,11 +62,13 @@ t.test('the admin API: scoped keys, Charge card, refunds, pay links, all audited
   t.equal(over.statusCode, 409, 'never more than was collected')
   t.equal((await call(full.key, 'POST', `/api/v1/payments/${attemptId}/refunds`, { amount: 1000 })).statusCode, 400, 'a refund needs a reason')
 
-  const link = await call(readOnly.key, 'POST', `/api/v1/invoices/${invoice.id}/pay-link`)
+  t.equal((await call(readOnly.key, 'POST', `/api/v1/invoices/${invoice.id}/pay-link`)).statusCode, 403, 'a read-only key mints no pay link')
+  const linker = await createApiKey(db, tenant.id, 'dunning', ['paylinks:write'])
+  const link = await call(linker.key, 'POST', `/api/v1/invoices/${invoice.id}/pay-link`)
   t.match(link.json().url, /^https:\/\/pay\.brightline\.example\/pay\//)
 
   const log = await db('audit_log').where({ tenant_id: tenant.id }).orderBy('id').select('actor', 'action')
-  t.same(log.map(r => `${r.actor as string} ${r.action as string}`), ['api:back office payment.charge', 'api:back office payment.refund', 'api:reports pay_link.create'])
+  t.same(log.map(r => `${r.actor as string} ${r.action as string}`), ['api:back office payment.charge', 'api:back office payment.refund', 'api:dunning pay_link.create'])
 
   await revokeApiKey(db, tenant.id, readOnly.id)
   t.equal((await call(readOnly.key, 'GET', `/api/v1/invoices/${invoice.id}`)).statusCode, 401, 'a revoked key stops working')

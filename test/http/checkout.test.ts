@@ -63,8 +63,15 @@ async function setUp (f: Fixture, url: string, data: Record<string, string>): Pr
 const CARD = { 'payment_method_data[type]': 'card', 'payment_method_data[card][number]': '4242424242424242', 'payment_method_data[card][exp_month]': '9', 'payment_method_data[card][exp_year]': '2031', 'payment_method_data[card][cvc]': '314', 'payment_method_data[billing_details][address][state]': 'NY' }
 const BANK = { 'payment_method_data[type]': 'us_bank_account', 'payment_method_data[us_bank_account][routing_number]': '110000000', 'payment_method_data[us_bank_account][account_number]': '000123456789', 'payment_method_data[billing_details][name]': 'Harbor Dental LLC', 'mandate_data[customer_acceptance][type]': 'online', 'mandate_data[customer_acceptance][online][infer_from_client]': 'true' }
 
+/** A form post as a browser makes it: the page's answer is a redirect (POST/redirect/GET), followed to the page. */
+async function post (f: Fixture, options: { url: string, headers: Record<string, string>, payload?: Record<string, string | undefined> }): Promise<{ statusCode: number, body: string }> {
+  const posted = await f.app.inject({ method: 'POST', ...options })
+  if (posted.statusCode !== 303) return posted
+  return await f.app.inject({ url: String(posted.headers.location), headers: { accept: 'text/html' } })
+}
+
 const submit = async (f: Fixture, url: string, form: Record<string, string>): Promise<{ statusCode: number, body: string }> =>
-  await f.app.inject({ method: 'POST', url: `${url}/methods`, headers: { origin: ORIGIN, 'user-agent': BROWSER, 'x-forwarded-for': '198.51.100.9' }, payload: form })
+  await post(f, { url: `${url}/methods`, headers: { origin: ORIGIN, 'user-agent': BROWSER, 'x-forwarded-for': '198.51.100.9' }, payload: form })
 
 const drain = async (f: Fixture): Promise<void> => {
   const worker = new Worker({ db: f.db, handlers: f.app.jobHandlers, log: pino({ level: 'silent' }), concurrency: 1 })
@@ -85,7 +92,7 @@ t.test('a client adds a card, turns on auto-pay and pays, all from the pay page'
   const setupId = await setUp(f, url, CARD)
   const done = await submit(f, url, { setup_intent: setupId, name: 'Dana Whitfield', email: 'dana@harbor.example', keep: 'on', autopay: 'on', pay_now: 'on' })
   t.equal(done.statusCode, 200, done.body.slice(0, 300))
-  t.match(done.body, /Thank you: your payment went through/)
+  t.match(done.body, /Thank you: your payment of \$1,234\.56 went through/)
   t.match(done.body, /Visa ending 4242, expires 09\/2031/)
   t.match(done.body, /Auto-pay is on since/)
 
@@ -109,7 +116,7 @@ t.test('a client adds a card, turns on auto-pay and pays, all from the pay page'
   t.equal(await countRows(f.db, 'payment_attempts'), 1)
 
   // Turning auto-pay off from the same page.
-  const off = await f.app.inject({ method: 'POST', url: `${url}/autopay/cancel`, headers: { origin: ORIGIN } })
+  const off = await post(f, { url: `${url}/autopay/cancel`, headers: { origin: ORIGIN } })
   t.match(off.body, /Auto-pay is off/)
   t.equal((await f.db('autopay_rules').where({ tenant_id: f.tenantId, customer_id: method.customer_id }).first()).enrolled, false)
   t.match(await f.db('payment_consents').where({ tenant_id: f.tenantId, kind: 'autopay' }).first(), { revoked_by: 'client' })
@@ -121,7 +128,7 @@ t.test('a bank account records the mandate in the words shown, and pays as proce
   const url = await f.url('1')
   const setupId = await setUp(f, url, BANK)
   const done = await submit(f, url, { setup_intent: setupId, name: 'Dana Whitfield', keep: 'on', pay_now: 'on' })
-  t.match(done.body, /Your payment is processing/)
+  t.match(done.body, /Your payment of \$1,234\.56 is processing/)
   const mandate = await f.db('payment_consents').where({ tenant_id: f.tenantId, kind: 'ach_mandate' }).first()
   t.equal(mandate.text, achMandateFormText('Brightline Managed IT'))
   t.equal(mandate.user_agent, BROWSER)
@@ -226,9 +233,10 @@ t.test('installments from the pay page: see the schedule, agree in those words, 
   t.equal(stale.statusCode, 409, 'terms that differ from what was shown are refused')
   t.equal(await countRows(f.db, 'installment_plans'), 0)
 
-  const agreed = await f.app.inject({ method: 'POST', url: `${url}/installments`, headers: { origin: ORIGIN, 'user-agent': BROWSER }, payload: { parts: '3', method: methodId, name: 'Dana Whitfield', text_shown: text } })
+  const agreed = await post(f, { url: `${url}/installments`, headers: { origin: ORIGIN, 'user-agent': BROWSER }, payload: { parts: '3', method: methodId, name: 'Dana Whitfield', text_shown: text } })
   t.equal(agreed.statusCode, 200, agreed.body.slice(0, 200))
-  t.match(agreed.body, /Your plan of 3 payments is set up and the first payment went through/)
+  t.match(agreed.body, /Your plan of 3 payments is set up\./)
+  t.match(agreed.body, /The first payment of \$[\d,.]+ went through/)
   t.match(agreed.body, /Installment plan/)
   t.equal((agreed.body.match(/<td>Paid<\/td>/g) ?? []).length, 1)
   t.equal((agreed.body.match(/<td>Scheduled<\/td>/g) ?? []).length, 2)
@@ -237,7 +245,7 @@ t.test('installments from the pay page: see the schedule, agree in those words, 
   t.equal(consent.user_agent, BROWSER)
 
   const planId = (await f.db('installment_plans').first('id')).id as string
-  const cancelled = await f.app.inject({ method: 'POST', url: `${url}/installments/${planId}/cancel`, headers: { origin: ORIGIN } })
+  const cancelled = await post(f, { url: `${url}/installments/${planId}/cancel`, headers: { origin: ORIGIN } })
   t.match(cancelled.body, /remaining payments are cancelled/)
   t.equal((await f.db('installment_plans').first('status')).status, 'cancelled')
   t.equal((await f.db('installment_parts').where({ status: 'cancelled' })).length, 2)
@@ -259,8 +267,8 @@ t.test('a credit card surcharge is shown before paying, and charged only as show
   t.equal(stale.statusCode, 409, 'a surcharge different from the one shown is refused')
   t.equal(await countRows(f.db, 'payment_attempts'), 0)
 
-  const paid = await f.app.inject({ method: 'POST', url, headers: { origin: ORIGIN }, payload: { method: `${methodId}:3703` } })
-  t.match(paid.body, /your payment went through/)
+  const paid = await post(f, { url, headers: { origin: ORIGIN }, payload: { method: `${methodId}:3703` } })
+  t.match(paid.body, /your payment of \$1,271\.59 went through/)
   t.match(await f.db('payment_attempts').first(), { amount: '123456', surcharge_amount: '3703', status: 'succeeded' })
   const intent = await f.stripe.paymentIntents.retrieve((await f.db('payment_attempts').first('processor_intent_ref')).processor_intent_ref as string)
   t.equal(intent.amount, 127_159, 'the processor charged the total shown')
@@ -289,8 +297,8 @@ t.test('a client who owes several invoices pays them all in one payment from the
   t.equal(offsite.statusCode, 400, 'a form from another site is refused')
   t.equal(await countRows(f.db, 'payment_attempts'), 0)
 
-  const paid = await f.app.inject({ method: 'POST', url: `${url}/statement`, headers: { origin: ORIGIN }, payload: { method: `${methodId}:4453` } })
-  t.match(paid.body, /your payment went through/)
+  const paid = await post(f, { url: `${url}/statement`, headers: { origin: ORIGIN }, payload: { method: `${methodId}:4453` } })
+  t.match(paid.body, /your payment of \$1,529\.09 went through/)
   t.match(paid.body, 'Paid in full')
   const attempt = await f.db('payment_attempts').first() as { invoice_id: string | null, amount: string, surcharge_amount: string, actor: string, trigger: string, processor_intent_ref: string }
   t.match(attempt, { invoice_id: null, amount: '148456', surcharge_amount: '4453', actor: 'client', trigger: 'checkout' })

@@ -75,7 +75,7 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
 
   const ok = await signIn(app)
   t.equal(ok.statusCode, 200, 'the demo member is verified')
-  t.same(ok.body.permissions, ['view', 'charge', 'sync'])
+  t.same(ok.body.permissions, ['view', 'charge', 'sync', 'paylink'])
   const session = ok.body.session as string
   const csrf = ok.body.csrf as string
   const headers = { 'x-settle-session': session, 'x-csrf-token': csrf }
@@ -89,7 +89,7 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
     t.match(inv.body, '&lt;script&gt;alert(&quot;co&quot;)&lt;/script&gt;')
     t.notMatch(inv.body, '<img src=x')
     t.notMatch(inv.body, '<script>alert')
-    t.match(inv.body, /class="badge badge-open">Open/)
+    t.match(inv.body, /class="badge badge-(open|overdue)">(Open|Overdue)/)
     const co = await app.inject({ method: 'GET', url: `/embedded/cw/company/view?id=${psaCompany}`, headers })
     t.equal(co.statusCode, 200)
     t.match(co.body, '&lt;script&gt;alert(&quot;co&quot;)&lt;/script&gt;')
@@ -281,12 +281,16 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
     t.equal((await app.inject({ method: 'POST', url: '/embedded/cw/quickbooks/connect', headers: { 'x-settle-session': session }, payload: {} })).statusCode, 403, 'needs the CSRF token')
     const started = await app.inject({ method: 'POST', url: '/embedded/cw/quickbooks/connect', headers, payload: {} })
     t.equal(started.statusCode, 200)
-    const authorize = new URL(started.json().url)
+    const begin = new URL(started.json().url)
+    t.equal(begin.pathname, '/connect/quickbooks/begin', 'the new window opens Settle first, which binds the flow to that browser')
+    const opened = await app.inject({ url: begin.pathname + begin.search })
+    const cookie = String(opened.headers['set-cookie']).split(';')[0]!
+    const authorize = new URL(String(opened.headers.location))
     t.match(authorize.pathname, /\/sandbox\/quickbooks\/connect\/oauth2$/, 'the demo tenant reconnects to its stand-in')
     t.equal(authorize.searchParams.get('scope'), 'com.intuit.quickbooks.accounting')
     const consent = await app.inject({ url: authorize.pathname + authorize.search })
     const back = new URL(String(consent.headers.location))
-    const done = await app.inject({ url: back.pathname + back.search, headers: { accept: 'text/html' } })
+    const done = await app.inject({ url: back.pathname + back.search, headers: { accept: 'text/html', cookie } })
     t.equal(done.statusCode, 200)
     t.match(done.headers['content-type'], /text\/html/)
     t.match(done.body, 'QuickBooks is connected')
@@ -310,9 +314,9 @@ t.test('embedded pages: handshake-verified sessions, CSRF, permissions, framing,
       tenant_id: cw.id, invoice_id: row.id, customer_id: row.customer_id, payment_method_id: method.id, amount: 1234, currency: 'USD', status: 'failed',
       trigger: 'charge_card', actor: 'member:cw:cache-test', failure_code: 'card_declined', decline_code: 'insufficient_funds', created_at: new Date(Date.now() + 60_000)
     }).returning('id') as Array<{ id: string }>
-    t.match(await pod(), 'member:cw:cache-test', 'a new attempt')
+    t.match(await pod(), 'cache-test (ConnectWise)', 'a new attempt')
     await db('payment_attempts').where({ id: attempt!.id }).update({ actor: 'member:cw:cache-test-2' })
-    t.match(await pod(), 'member:cw:cache-test-2', 'an attempt changed')
+    t.match(await pod(), 'cache-test-2 (ConnectWise)', 'an attempt changed')
     t.notMatch(await pod(), 'Retries scheduled')
     await db('jobs').insert({ tenant_id: cw.id, queue: 'payments.retry', payload: { attemptId: attempt!.id }, run_at: new Date(Date.now() + 86_400_000), dedupe_key: `retry:${attempt!.id}`, state: 'pending' })
     t.match(await pod(), 'Retries scheduled', 'a retry scheduled')

@@ -71,9 +71,10 @@ t.test('a collection that gives up tells the client, whose link pays the invoice
   t.equal(foreign.statusCode, 400, 'a form posted from another site is refused')
 
   payments.script = input => ({ status: 'succeeded', intentId: 'pi_ok', chargeId: 'ch_ok', fee: { amount: 3610, currency: input.amount.currency }, raw: {} })
-  const paid = await app.inject({ method: 'POST', url: url ?? '', headers: { origin: 'https://pay.brightline.example' }, payload: { method: `${card.id}:0` } })
-  t.equal(paid.statusCode, 200)
-  t.match(paid.body, /Thank you: your payment went through/)
+  const posted = await app.inject({ method: 'POST', url: url ?? '', headers: { origin: 'https://pay.brightline.example' }, payload: { method: `${card.id}:0` } })
+  t.equal(posted.statusCode, 303, 'the post redirects to the page')
+  const paid = await app.inject({ url: String(posted.headers.location), headers: { accept: 'text/html' } })
+  t.match(paid.body, /Thank you: your payment of \$1,234\.56 went through/)
   t.match(paid.body, /Paid in full/)
   t.equal(payments.charged.at(-1)?.amount.amount, 123_456)
   t.equal((await invoicesByPsaIds(db, tenant.id, 'connectwise', ['1'])).get('1')?.status, 'paid')

@@ -61,7 +61,7 @@ t.test('the invoice pod version changes with every row the pod reads, and only w
     let added = ''
     await changes('an attempt added', async () => { added = await addAttempt(invoiceId, 10, 'processing') }, pod => pod.attempts[0].id === added && pod.status === 'processing')
     await changes('its status changed', async () => await db('payment_attempts').where({ id: added }).update({ status: 'succeeded' }), pod => pod.attempts[0].status === 'succeeded')
-    await changes('its actor changed', async () => await db('payment_attempts').where({ id: added }).update({ actor: 'member:cw:kim' }), pod => pod.attempts[0].actor === 'member:cw:kim')
+    await changes('its actor changed', async () => await db('payment_attempts').where({ id: added }).update({ actor: 'member:cw:kim' }), pod => pod.attempts[0].actor === 'kim (ConnectWise)')
     // What an attempt pays is fixed when it is written (its allocations): the database refuses a move.
     await t.rejects(db('payment_attempts').where({ id: added }).update({ invoice_id: siblingId }), { message: /what an attempt pays never changes/ })
     await changes('an attempt deleted', async () => await db('payment_attempts').where({ id: added }).delete(), pod => !pod.attempts.some((a: any) => a.id === added))

@@ -114,8 +114,24 @@
   }
 
   var holder = null
-  // Renders the page from the server; `after` is what to say once it is in (a charge's result, say).
-  function load (after) {
+  // Other Settle frames of this PSA screen (a pod behind the Charge card dialog) hear of a payment
+  // and render again, so no frame keeps a charge form for money already taken.
+  var channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel('settle-embedded') : null
+  if (channel) {
+    channel.onmessage = function (event) {
+      var msg = event.data || {}
+      if (msg.type !== 'invoice-changed' || !holder || session === null) return
+      if (holder.querySelector('[data-invoice-id="' + msg.invoiceId + '"], input[name="invoiceIds"][value="' + msg.invoiceId + '"]')) load()
+    }
+  }
+  function announce (invoiceIds) {
+    if (!channel) return
+    invoiceIds.forEach(function (id) { channel.postMessage({ type: 'invoice-changed', invoiceId: id }) })
+  }
+
+  // Renders the page from the server; `after` is what to say once it is in (a charge's result, say),
+  // `result` that result's status, kept on the status line for scripts and styles.
+  function load (after, result, then) {
     say('Loading…')
     var q = root.dataset.id ? '?id=' + encodeURIComponent(root.dataset.id) : ''
     api('GET', prefix + '/' + root.dataset.surface + '/view' + q).then(function (res) {
@@ -126,7 +142,9 @@
       holder = next
       loaded = true
       say(after || '')
+      if (result) { status.dataset.result = result; status.className = 'emb-status result-' + result } else delete status.dataset.result
       wire(holder)
+      if (then) then(holder)
     }).catch(function () { say('Settle could not be reached. Reload to try again.', true) })
   }
 
@@ -151,15 +169,19 @@
         api('POST', prefix + '/quickbooks/sync', {}).then(function (res) {
           sync.disabled = false
           if (!res.ok) { out.textContent = errorText(res); return }
-          out.textContent = res.data.message
-          var list = document.createElement('ul')
-          res.data.posted.concat(res.data.failed).forEach(function (d) {
-            var li = document.createElement('li')
-            if (d.url) { var a = document.createElement('a'); a.href = d.url; a.target = '_blank'; a.rel = 'noopener'; a.textContent = d.label; li.appendChild(a) } else li.textContent = d.label
-            if (d.error) li.appendChild(document.createTextNode(': ' + d.error + (d.hint ? ' ' + d.hint : '')))
-            list.appendChild(li)
+          // The pod renders again, so what it says is waiting is what is waiting now; the documents posted go under it.
+          load(res.data.message, null, function (fresh) {
+            var target = fresh.querySelector('#qbo-result')
+            if (!target) return
+            var list = document.createElement('ul')
+            res.data.posted.concat(res.data.failed).forEach(function (d) {
+              var li = document.createElement('li')
+              if (d.url) { var a = document.createElement('a'); a.href = d.url; a.target = '_blank'; a.rel = 'noopener'; a.textContent = d.label; li.appendChild(a) } else li.textContent = d.label
+              if (d.error) li.appendChild(document.createTextNode(': ' + d.error + (d.hint ? ' ' + d.hint : '')))
+              list.appendChild(li)
+            })
+            if (list.children.length > 0) target.appendChild(list)
           })
-          out.appendChild(list)
         })
       })
     }
@@ -186,14 +208,35 @@
     var invoiceId = section.dataset.invoiceId
     wireCharge(section, 'invoice', function (form, amount) {
       return { invoiceId: invoiceId, paymentMethodId: form.querySelector('#charge-method').value, amount: amount }
-    })
+    }, function () { return [invoiceId] })
     var payLink = section.querySelector('#pay-link')
     if (payLink) {
       payLink.addEventListener('click', function () {
         var out = section.querySelector('#pay-link-out')
+        var box = section.querySelector('#pay-link-box')
+        payLink.disabled = true
         api('POST', prefix + '/invoice/pay-link', { invoiceId: invoiceId }).then(function (res) {
-          out.textContent = res.ok ? 'Pay link (valid 14 days): ' + res.data.url : errorText(res)
+          payLink.disabled = false
+          if (!res.ok) { out.textContent = errorText(res); return }
+          // Validity as the server states it: PAY_LINK_DAYS, the one setting every link follows.
+          var validity = 'Valid for ' + res.data.validDays + ' days, until ' + res.data.validUntil + '.'
+          out.textContent = 'Pay link ready. ' + validity
+          box.hidden = false
+          box.querySelector('#pay-link-url').value = res.data.url
+          box.querySelector('#pay-link-validity').textContent = validity
+          var subject = 'Invoice ' + section.dataset.number + ': pay online'
+          var body = 'Hello ' + section.dataset.customer + ',\n\nYou can pay invoice ' + section.dataset.number + ' securely here:\n' + res.data.url + '\n\n' + validity + '\n'
+          box.querySelector('#pay-link-email').href = 'mailto:?subject=' + encodeURIComponent(subject) + '&body=' + encodeURIComponent(body)
         })
+      })
+      var copy = section.querySelector('#pay-link-copy')
+      copy.addEventListener('click', function () {
+        var field = section.querySelector('#pay-link-url')
+        var out = section.querySelector('#pay-link-out')
+        var done = function () { out.textContent = 'Copied the pay link.' }
+        if (navigator.clipboard && navigator.clipboard.writeText) {
+          navigator.clipboard.writeText(field.value).then(done, function () { field.select(); out.textContent = 'Press Ctrl+C to copy the selected link.' })
+        } else { field.select(); out.textContent = 'Press Ctrl+C to copy the selected link.' }
       })
     }
   }
@@ -212,13 +255,15 @@
     })
     wireCharge(section, 'company', function (form, amount) {
       return { customerId: form.dataset.customerId, invoiceIds: ticked().map(function (b) { return b.value }), paymentMethodId: form.querySelector('#charge-method').value, amount: amount }
-    }, true)
+    }, function (chosen) { return chosen.invoiceIds })
   }
 
   // Review, confirm, charge, then the live result: the same steps on the invoice pod and the company tab.
-  // `refresh`: once the money is in (or on its way), render the page again so its balances are current,
-  // with the result in the status line.
-  function wireCharge (section, path, bodyOf, refresh) {
+  // Once the charge has a result (paid, on its way, or declined) the page renders again from the server,
+  // so its status, balance, history and form are current, with the result in the status line; a decline
+  // leaves the form there to try another method. `changed` names the invoices the charge touched, for
+  // the other frames on the screen.
+  function wireCharge (section, path, bodyOf, changed) {
     var form = section.querySelector('#charge-form')
     var result = section.querySelector('#charge-result')
     var confirmBox = section.querySelector('#charge-confirm')
@@ -252,9 +297,15 @@
       result.textContent = 'Charging…'
       api('POST', prefix + '/' + path + '/charge', chosen).then(function (res) {
         confirmBox.hidden = true
-        if (res.status === 409 || !res.data.attempt) { result.textContent = errorText(res); form.hidden = false; e.target.disabled = false; return }
-        show(res.data.attempt, res.data.amountText)
+        // A payment already in flight (this click's, after a lost answer, or another) is shown as processing, not as an error.
+        if (!res.data || !res.data.attempt) { result.textContent = errorText(res); form.hidden = false; e.target.disabled = false; return }
+        show(res.data.attempt, res.data.amountText || '')
         if (['succeeded', 'failed'].indexOf(res.data.attempt.status) < 0) poll(res.data.attempt.id, 0)
+      }).catch(function () {
+        // No answer (Settle restarting): the payment may be under way; the pod, reloaded, shows it as processing.
+        confirmBox.hidden = true
+        result.textContent = 'Settle did not answer; checking whether the payment went through…'
+        load(result.textContent)
       })
     })
     function show (attempt, amountText) {
@@ -262,7 +313,10 @@
       var words = { succeeded: 'Paid: ' + amountText + ' charged.', failed: 'Declined.', processing: 'Processing: ' + amountText + ' submitted.', created: 'Processing…', unknown: 'Checking the result with the processor…' }
       result.textContent = (words[attempt.status] || attempt.statusLabel) + (attempt.explanation ? ' ' + attempt.explanation : '') + (attempt.nextStep ? ' Next: ' + attempt.nextStep : '')
       result.dataset.status = attempt.status
-      if (refresh && (attempt.status === 'succeeded' || attempt.status === 'processing')) load(result.textContent)
+      if (['succeeded', 'processing', 'failed'].indexOf(attempt.status) >= 0) {
+        load(result.textContent, attempt.status)
+        announce(changed(chosen))
+      }
     }
     function poll (id, n) {
       if (n > 30) return

@@ -93,8 +93,15 @@ export function createAutotaskPsa (options: AutotaskPsaOptions): AutotaskPsa {
     },
 
     /** Autotask has no payment to delete: clear the paidDate Settle set. A partial-payment note stays as history. */
+    /**
+     * Clears only a `paidDate` Settle set: without our `webServiceDate`
+     * marker a person marked the invoice paid (a check), and that stays.
+     */
     async reversePayment ({ invoiceExternalId, markedPaid }) {
       if (!markedPaid) return { raw: null }
+      const invoice = await fetchInvoice(invoiceExternalId)
+      if (invoice.paidDate === null || invoice.paidDate === undefined) return { raw: invoice }
+      if (invoice.webServiceDate === null || invoice.webServiceDate === undefined) return { raw: { kept: invoice, reason: 'paidDate was set by a person, not by Settle' } }
       const raw = await client.update('Invoices', { id: numericId(invoiceExternalId), paidDate: null, webServiceDate: null })
       return { raw }
     },

@@ -33,6 +33,8 @@ export interface CwInvoicePayment {
   amount?: number | null
   paymentDate?: string
   invoice?: Ref
+  /** The member identifier who applied the payment: a person, or the API member of the key that posted it. */
+  appliedBy?: string
 }
 export interface CwProduct { id: number, description?: string, customerDescription?: string, catalogItem?: Ref, quantity?: number | null, price?: number | null, extPrice?: number | null }
 export interface CwTime { id: number, notes?: string, workType?: Ref, member?: Ref, actualHours?: number | null, hoursBilled?: number | null, invoiceHours?: number | null, hourlyRate?: number | null, extendedInvoiceAmount?: number | null, timeStart?: string }

@@ -1,5 +1,4 @@
 import type { PsaCompany, PsaInvoice, PsaInvoiceLine, PsaPaymentInput, PsaPaymentResult, PsaPort } from '../../ports/psa.js'
-import { subtract } from '../../domain/money.js'
 import { UpstreamError } from '../http.js'
 import { createConnectWiseClient, type ConnectWiseClient, type ConnectWiseClientOptions } from './client.js'
 import { cond } from './conditions.js'
@@ -9,6 +8,14 @@ import { samePayment, toCwPayment, toPsaCompany, toPsaInvoice, type CwCompany, t
 export interface ConnectWisePsaOptions extends ConnectWiseClientOptions {
   /** objectId sent with owner-level callbacks; default 1 [check per tenant]. */
   callbackObjectId?: number
+  /**
+   * The member identifier of the API member our key belongs to: what
+   * ConnectWise writes in a payment's `appliedBy` when we post it. Learned
+   * from the first payment we post (and handed to `onApiMemberLearned` to
+   * keep); until then no payment is taken for ours.
+   */
+  apiMember?: string
+  onApiMemberLearned?: (member: string) => Promise<void>
 }
 
 export interface CallbackEntry {
@@ -73,9 +80,18 @@ export function createConnectWisePsa (options: ConnectWisePsaOptions): ConnectWi
     return toPsaInvoice(data, settled ? await payments(externalId) : undefined)
   }
 
+  let apiMember = options.apiMember
+  /** Settle's own payment: applied by our API member. A payment a person entered is never ours, whatever its amount. */
+  const appliedByUs = (payment: CwInvoicePayment): boolean => apiMember !== undefined && payment.appliedBy === apiMember
+
+  /** Takes back only a payment Settle posted: one a person entered (or one we cannot prove is ours) stays. */
   async function reversePayment ({ invoiceExternalId, paymentExternalId }: { invoiceExternalId: string, paymentExternalId: string }): Promise<{ raw: unknown }> {
+    const invoiceId = recordId(invoiceExternalId)
+    const payment = (await payments(invoiceId)).find(p => String(p.id) === recordId(paymentExternalId))
+    if (payment === undefined) return { raw: { deleted: paymentExternalId, alreadyGone: true } }
+    if (!appliedByUs(payment)) return { raw: { kept: paymentExternalId, appliedBy: payment.appliedBy ?? null, reason: 'not applied by Settle\'s API member' } }
     try {
-      await client.delete(`/finance/invoices/${recordId(invoiceExternalId)}/payments/${recordId(paymentExternalId)}`)
+      await client.delete(`/finance/invoices/${invoiceId}/payments/${recordId(paymentExternalId)}`)
     } catch (error) {
       // Already deleted (a retried job): the outcome we want.
       if (!(error instanceof UpstreamError && error.status === 404)) throw error
@@ -93,26 +109,45 @@ export function createConnectWisePsa (options: ConnectWisePsaOptions): ConnectWi
   }
 
   /**
-   * ConnectWise payments have no field for our reference, so "already
-   * recorded" means a payment of the same cents on the same date. Two real
-   * payments of equal amount on one day to one invoice would be taken as one.
+   * ConnectWise payments have no field for our reference. What tells ours
+   * apart is who applied it (`appliedBy`, our API member) and its id: a
+   * repeat after a lost answer adopts a payment of the same cents and date
+   * only when it is new since `paymentIdsBefore` and applied by us. A check
+   * a person entered for the same amount on the same day is never ours.
    */
   async function recordPayment (input: PsaPaymentInput): Promise<PsaPaymentResult> {
     const id = recordId(input.invoiceExternalId)
     if (input.amount.amount <= 0) throw new TypeError('A ConnectWise payment must be positive')
-    const existing = (await payments(id)).find(p => samePayment(p, input))
-    if (existing !== undefined) return { externalId: String(existing.id), alreadyRecorded: true, raw: existing }
+    const existing = await payments(id)
+    if (input.paymentIdsBefore === undefined) {
+      await input.beforePost?.(existing.map(p => String(p.id)))
+    } else {
+      const before = new Set(input.paymentIdsBefore)
+      const arrived = existing.filter(p => !before.has(String(p.id)) && samePayment(p, input))
+      const ours = arrived.find(appliedByUs)
+      if (ours !== undefined) return { externalId: String(ours.id), alreadyRecorded: true, raw: ours }
+      // Without our API member we cannot tell our lost post from a person's entry; posting again could double it.
+      if (apiMember === undefined && arrived.length > 0) {
+        throw new UpstreamError('connectwise', null, 'payment_owner_unknown', `a payment of the same amount appeared on invoice ${id} since Settle's last try, and Settle cannot tell whether it posted it; check the invoice's payments in ConnectWise`, false, null, arrived)
+      }
+    }
     const { data } = await client.post<CwInvoicePayment>(`/finance/invoices/${id}/payments`, toCwPayment(input))
     if (typeof data?.id !== 'number') throw new UpstreamError('connectwise', 200, 'malformed_response', 'payment created without an id', false, null, data)
+    if (typeof data.appliedBy === 'string' && data.appliedBy !== '' && data.appliedBy !== apiMember) {
+      apiMember = data.appliedBy
+      await options.onApiMemberLearned?.(data.appliedBy)
+    }
     return { externalId: String(data.id), alreadyRecorded: false, raw: data }
   }
 
-  /** ConnectWise closes an invoice when payments reach the total: pay what is left, if anything. */
-  async function markPaid ({ invoiceExternalId, paidOn, reference }: { invoiceExternalId: string, paidOn: string, reference: string }): Promise<{ raw: unknown }> {
+  /**
+   * ConnectWise closes an invoice itself when payments reach the total, so
+   * the payment Settle recorded is all it needs. Nothing is written here: a
+   * "pay what is left" would tell the PSA of money Settle did not collect.
+   */
+  async function markPaid ({ invoiceExternalId }: { invoiceExternalId: string, paidOn: string, reference: string }): Promise<{ raw: unknown }> {
     const invoice = await getInvoice({ externalId: invoiceExternalId })
-    if (invoice.balance === null || invoice.balance.amount <= 0 || invoice.voided) return { raw: invoice.raw }
-    const result = await recordPayment({ invoiceExternalId, amount: invoice.balance, paidOn, reference, method: 'other' })
-    return { raw: { invoice: invoice.raw, payment: result.raw, paid: subtract(invoice.total, invoice.balance) } }
+    return { raw: invoice.raw }
   }
 
   async function callbacksFor (url: string): Promise<CallbackEntry[]> {

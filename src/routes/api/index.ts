@@ -5,7 +5,7 @@ import { allocationsOf, listAttempts, listPaymentMethods } from '../../db/paymen
 import { isUuid } from '../../db/tenants.js'
 import { openBalance, toInvoice, type InvoiceRow } from '../../db/invoices.js'
 import { AppError } from '../../errors.js'
-import { guardWithApiKeys } from '../../security/api-keys.js'
+import { guardWithApiKeys, listKeys, revokeApiKey } from '../../security/api-keys.js'
 import { payLinkUrl } from '../../jobs/notice-jobs.js'
 import { chargeInvoice, chargeStatement, invoiceLabel, quoteStatement } from '../../services/charge.js'
 import { refundPayment } from '../../services/refunds.js'
@@ -31,7 +31,7 @@ const uuidParam = (value: string, what: string): string => {
  * exceptions list, through the same services as the pages and jobs; every
  * action is audited with the key's name.
  */
-export default async function apiRoutes (root: FastifyInstance, { publicUrl }: { publicUrl: string }): Promise<void> {
+export default async function apiRoutes (root: FastifyInstance, { publicUrl, payLinkDays }: { publicUrl: string, payLinkDays: number }): Promise<void> {
   const { who, actor } = guardWithApiKeys(root)
   const app = root.withTypeProvider<TypeBoxTypeProvider>()
 
@@ -103,9 +103,9 @@ export default async function apiRoutes (root: FastifyInstance, { publicUrl }: {
   })
 
   app.post('/api/v1/invoices/:invoiceId/pay-link', { schema: { params: idParams('invoiceId'), body: noBody } }, async request => {
-    const p = who(request, 'payments:read')
+    const p = who(request, 'paylinks:write')
     const invoice = await loadInvoice(p.tenantId, request.params.invoiceId)
-    const link = payLinkUrl({ keyring: app.keyring, publicUrl }, p.tenantId, invoice.id)
+    const link = payLinkUrl({ keyring: app.keyring, publicUrl, payLinkDays }, p.tenantId, invoice.id)
     await audit(app.db, p.tenantId, actor(p), 'pay_link.create', invoice.id, { expiresAt: link.expiresAt })
     return link
   })
@@ -130,6 +130,18 @@ export default async function apiRoutes (root: FastifyInstance, { publicUrl }: {
       .select('e.id', 'e.invoice_id', 'i.number as invoice_number', 'e.attempt_id', 'e.reason', 'e.explanation', 'e.next_step', 'e.created_at', 'e.resolved_at', 'e.resolved_by')
     if (request.query.status !== 'all') void query.whereNull('e.resolved_at')
     return { exceptions: await query }
+  })
+
+  app.get('/api/v1/api-keys', { schema: { querystring: Strict({}) } }, async request => {
+    const p = who(request, 'api-keys:manage')
+    return { keys: await listKeys(app.db, p.tenantId) }
+  })
+
+  app.delete('/api/v1/api-keys/:keyId', { schema: { params: idParams('keyId') } }, async request => {
+    const p = who(request, 'api-keys:manage')
+    const name = await revokeApiKey(app.db, p.tenantId, uuidParam(request.params.keyId, 'The key id'))
+    await audit(app.db, p.tenantId, actor(p), 'api_key.revoke', request.params.keyId, { name })
+    return { revoked: true, id: request.params.keyId, name }
   })
 
   app.post('/api/v1/exceptions/:exceptionId/resolve', { schema: { params: idParams('exceptionId'), body: OptionalBody(Strict({ note: Type.Optional(Text(2000)) })) } }, async request => {

@@ -1,43 +1,28 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { Knex } from 'knex'
 import { MAIN_LAYOUT } from '../../plugins/view.js'
 import { AppError } from '../../errors.js'
-import type { Keyring } from '../../security/keyring.js'
+import { audit } from '../../db/audit.js'
 import { authenticateApiKey, requireScope } from '../../security/api-keys.js'
 import { QUICKBOOKS_SANDBOX_CREDENTIALS } from '../../sandbox/quickbooks/index.js'
-import { QBO_PRODUCTION, connectQuickBooks, createAccountingFactory, disconnectQuickBooks, discoverSettings, saveAccountingSettings, sandboxEndpoints, tokenRequest, type QboAppCredentials, type QboEndpoints } from '../../services/accounting-connections.js'
-
-/** Ten minutes to come back from Intuit's consent screen. */
-const STATE_TTL_MS = 10 * 60_000
-const stateKey = (keyring: Keyring, keyId: string): Buffer => keyring.derivedKey(keyId, 'qbo-oauth-state v1')
-
-/** The OAuth `state`: tenant, expiry and sandbox flag under an HMAC derived from the key ring, so the callback needs no session. */
-export function signConnectState (keyring: Keyring, input: { tenantId: string, sandbox: boolean, expiresAt: Date }): string {
-  const payload = Buffer.from(JSON.stringify({ t: input.tenantId, s: input.sandbox ? 1 : 0, e: Math.floor(input.expiresAt.getTime() / 1000) }))
-  const mac = createHmac('sha256', stateKey(keyring, keyring.activeKeyId)).update(payload).digest()
-  return `${payload.toString('base64url')}.${keyring.activeKeyId}.${mac.toString('base64url')}`
-}
-
-export function verifyConnectState (keyring: Keyring, state: string, now = new Date()): { tenantId: string, sandbox: boolean } {
-  const invalid = new AppError('VALIDATION_FAILED', 'This QuickBooks connection link is not valid or has expired; start connecting again.')
-  const [p, keyId, m] = state.split('.')
-  if (p === undefined || keyId === undefined || m === undefined || !keyring.hasKey(keyId)) throw invalid
-  const payload = Buffer.from(p, 'base64url')
-  const expected = createHmac('sha256', stateKey(keyring, keyId)).update(payload).digest()
-  const given = Buffer.from(m, 'base64url')
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw invalid
-  let parsed: { t?: unknown, s?: unknown, e?: unknown }
-  try { parsed = JSON.parse(payload.toString('utf8')) as typeof parsed } catch { throw invalid }
-  if (typeof parsed.t !== 'string' || typeof parsed.e !== 'number' || parsed.e * 1000 <= now.getTime()) throw invalid
-  return { tenantId: parsed.t, sandbox: parsed.s === 1 }
-}
+import { QBO_PRODUCTION, assertRealmFree, connectQuickBooks, createAccountingFactory, disconnectQuickBooks, discoverSettings, saveAccountingSettings, sandboxEndpoints, tokenRequest, type QboAppCredentials, type QboEndpoints } from '../../services/accounting-connections.js'
+import { BROWSER_COOKIE, STATE_TTL_MS, bindBrowser, consumeState, cookieOf, startConnect } from '../../services/quickbooks-connect.js'
 
 export interface QuickBooksConnectOptions { publicUrl: string, sandboxOrigin: () => string | null, endpoints?: QboEndpoints }
 
-/** Where a person signs in to Intuit to connect (or reconnect) a tenant's company; the state is signed and expires. */
-export function quickbooksAuthorizeUrl (keyring: Keyring, options: QuickBooksConnectOptions, tenantId: string, sandbox: boolean): string {
+/**
+ * Starts connecting (or reconnecting) a tenant's company: a single-use state
+ * is stored, and the link to open in the browser is Settle's begin page,
+ * which binds the state to that browser and goes on to Intuit.
+ */
+export async function startQuickBooksConnect (db: Knex, options: QuickBooksConnectOptions, input: { tenantId: string, sandbox: boolean, moveRealm: boolean, startedBy: string }): Promise<string> {
+  connectTarget(options, input.sandbox)
+  const state = await startConnect(db, input)
+  return `${options.publicUrl.replace(/\/+$/, '')}/connect/quickbooks/begin?state=${state}`
+}
+
+function authorizeUrl (options: QuickBooksConnectOptions, sandbox: boolean, state: string): string {
   const { endpoints, creds } = connectTarget(options, sandbox)
-  const state = signConnectState(keyring, { tenantId, sandbox, expiresAt: new Date(Date.now() + STATE_TTL_MS) })
   const url = new URL(endpoints.authorizeUrl)
   url.search = new URLSearchParams({ client_id: creds.clientId, response_type: 'code', scope: 'com.intuit.quickbooks.accounting', redirect_uri: redirectUriOf(options), state }).toString()
   return url.toString()
@@ -58,27 +43,47 @@ function connectTarget (options: QuickBooksConnectOptions, sandbox: boolean): { 
 
 /**
  * OAuth 2.0 code flow: /connect/quickbooks (admin API key with the
- * accounting:connect scope) redirects to Intuit; the callback is trusted
- * through the signed state only. ?sandbox=1 uses the built-in stand-in (demo).
+ * accounting:connect scope; ?sandbox=1 for the demo's stand-in, ?move=1 to
+ * take a company connected to another tenant) answers with the begin link;
+ * opened in a browser it sets the flow's cookie and redirects to Intuit; the
+ * callback is accepted once, from that browser, within ten minutes.
  */
 export default async function quickbooksConnectRoutes (app: FastifyInstance, options: QuickBooksConnectOptions): Promise<void> {
   const redirectUri = redirectUriOf(options)
 
+  const secureCookie = options.publicUrl.startsWith('https:')
+  const setFlowCookie = (reply: FastifyReply, value: string, maxAgeMs: number): void => {
+    reply.header('set-cookie', `${BROWSER_COOKIE}=${value}; Path=/connect/quickbooks; Max-Age=${Math.floor(maxAgeMs / 1000)}; HttpOnly; SameSite=Lax${secureCookie ? '; Secure' : ''}`)
+  }
+
   app.get('/connect/quickbooks', async (req, reply) => {
     const principal = await authenticateApiKey(app.db, req.headers.authorization)
     requireScope(principal, 'accounting:connect')
-    const sandbox = (req.query as { sandbox?: string }).sandbox === '1'
-    return await reply.redirect(quickbooksAuthorizeUrl(app.keyring, options, principal.tenantId, sandbox))
+    const q = req.query as { sandbox?: string, move?: string }
+    const moveRealm = q.move === '1'
+    const url = await startQuickBooksConnect(app.db, options, { tenantId: principal.tenantId, sandbox: q.sandbox === '1', moveRealm, startedBy: `api:${principal.name}` })
+    await audit(app.db, principal.tenantId, `api:${principal.name}`, 'quickbooks.connect_started', null, { via: 'api', moveRealm })
+    return await reply.redirect(url)
+  })
+
+  app.get('/connect/quickbooks/begin', async (req, reply) => {
+    const { cookie, flow } = await bindBrowser(app.db, (req.query as { state?: unknown }).state)
+    setFlowCookie(reply, cookie, STATE_TTL_MS)
+    reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer')
+    return await reply.redirect(authorizeUrl(options, flow.sandbox, String((req.query as { state: string }).state)))
   })
 
   app.get('/connect/quickbooks/callback', async (req, reply) => {
-    const q = req.query as { code?: string, state?: string, realmId?: string, error?: string }
-    if (q.error !== undefined) throw new AppError('VALIDATION_FAILED', `QuickBooks did not connect: ${q.error}.`)
-    if (q.code === undefined || q.state === undefined || q.realmId === undefined) throw new AppError('VALIDATION_FAILED', 'The QuickBooks callback needs code, state and realmId.')
-    const { tenantId, sandbox } = verifyConnectState(app.keyring, q.state)
+    const q = req.query as { code?: unknown, state?: unknown, realmId?: unknown, error?: unknown }
+    if (q.error !== undefined) throw new AppError('VALIDATION_FAILED', `QuickBooks did not connect: ${String(q.error).slice(0, 100)}.`)
+    if (typeof q.code !== 'string' || typeof q.state !== 'string' || typeof q.realmId !== 'string' || !/^\d{1,30}$/.test(q.realmId)) throw new AppError('VALIDATION_FAILED', 'The QuickBooks callback needs code, state and realmId.')
+    const flow = await consumeState(app.db, q.state, cookieOf(req.headers.cookie))
+    setFlowCookie(reply, '', 0)
+    const { tenantId, sandbox, moveRealm, startedBy } = flow
+    await assertRealmFree(app.db, tenantId, q.realmId, moveRealm)
     const { endpoints, creds } = connectTarget(options, sandbox)
     const tokens = await tokenRequest(endpoints, creds, { grant_type: 'authorization_code', code: q.code, redirect_uri: redirectUri })
-    const connection = await connectQuickBooks(app.db, app.keyring, { tenantId, realmId: q.realmId, sandbox, tokens })
+    const connection = await connectQuickBooks(app.db, app.keyring, { tenantId, realmId: q.realmId, sandbox, tokens, moveRealm, actor: startedBy })
     const port = await createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: options.sandboxOrigin, endpoints, app: creds })(tenantId)
     const settings = port === null ? null : await saveAccountingSettings(app.db, tenantId, await discoverSettings(port))
     const answer = { connected: true, realmId: connection.realmId, status: connection.status, proposedSettings: settings }

@@ -4,6 +4,7 @@ import { DEMO_TENANTS } from '../../demo/seed.js'
 import { findTenantBySlug } from '../../db/tenants.js'
 import { openBalance } from '../../db/invoices.js'
 import { asCurrency, type Money } from '../../domain/money.js'
+import { TEST_PAYMENT_METHODS } from '../../sandbox/stripe/testpms.js'
 
 const LAYOUT = { layout: 'demo/layout.hbs' } as const
 
@@ -14,6 +15,12 @@ function demoMember (): { memberId: string, memberHash: string, memberContext: s
   return member ?? { memberId: 'demo.tech', memberHash: '', memberContext: '', memberEmail: 'demo.tech@brightline.example' }
 }
 
+/** The stand-in's test cards that decline every charge, by last 4: the demo's default card payer is one that pays. */
+const DECLINING_CARDS = Object.values(TEST_PAYMENT_METHODS).flatMap(pm => pm.type === 'card' && pm.behaviour.kind === 'decline' ? [pm.card.last4] : [])
+
+/** Which demo payer: a card that pays, a card that declines (to see a decline and try another way), or a bank account. */
+export type DemoPayer = 'card' | 'declining_card' | 'ach'
+
 interface DemoInvoice { psaId: string, number: string, customer: string, psaCompanyId: string | null, total: Money, balance: Money, dueOn: Date | null, status: string, method: 'card' | 'ach' | null }
 
 /**
@@ -21,7 +28,7 @@ interface DemoInvoice { psaId: string, number: string, customer: string, psaComp
  * with money still owed and nothing in flight: what a newcomer can charge.
  * The latest due first, so auto-pay has not taken it yet.
  */
-export async function pickDemoInvoice (app: FastifyInstance, tenantId: string, method: 'card' | 'ach' | null, psaId?: string): Promise<DemoInvoice | null> {
+export async function pickDemoInvoice (app: FastifyInstance, tenantId: string, method: DemoPayer | null, psaId?: string): Promise<DemoInvoice | null> {
   const q = app.db('invoices as i').join('customers as c', function () { this.on('c.tenant_id', 'i.tenant_id').andOn('c.id', 'i.customer_id') })
     .where({ 'i.tenant_id': tenantId, 'i.psa_system': 'connectwise', 'i.voided': false })
     .select('i.psa_invoice_id', 'i.number', 'i.currency', 'i.ledger_billed', 'i.paid_via_settle', 'i.ledger_paid_elsewhere', 'i.due_on', 'i.status', 'c.name', 'c.psa_company_id',
@@ -35,7 +42,13 @@ export async function pickDemoInvoice (app: FastifyInstance, tenantId: string, m
           .whereRaw('al.tenant_id = i.tenant_id and al.invoice_id = i.id').whereIn('a.status', ['created', 'processing', 'unknown', 'succeeded'])
       })
       .orderByRaw('i.due_on desc nulls last').orderBy('i.number')
-    if (method !== null) void q.whereExists(s => { void s.select(app.db.raw('1')).from('payment_methods as m').whereRaw("m.tenant_id = i.tenant_id and m.customer_id = i.customer_id and m.status = 'active'").where('m.type', method) })
+    if (method !== null) {
+      void q.whereExists(s => {
+        void s.select(app.db.raw('1')).from('payment_methods as m').whereRaw("m.tenant_id = i.tenant_id and m.customer_id = i.customer_id and m.status = 'active' and m.is_default").where('m.type', method === 'ach' ? 'ach' : 'card')
+        if (method === 'card') void s.whereNotIn('m.last4', DECLINING_CARDS)
+        if (method === 'declining_card') void s.whereIn('m.last4', DECLINING_CARDS)
+      })
+    }
   }
   const row = await q.first() as { psa_invoice_id: string, number: string, currency: string, ledger_billed: number, paid_via_settle: number, ledger_paid_elsewhere: number, due_on: Date | string | null, status: string, name: string, psa_company_id: string | null, method: string | null } | undefined
   if (row === undefined) return null
@@ -79,6 +92,7 @@ export default async function demoHostRoutes (app: FastifyInstance): Promise<voi
     const tenant = await context()
     const card = tenant === null ? null : await pickDemoInvoice(app, tenant.tenantId, 'card')
     const ach = tenant === null ? null : await pickDemoInvoice(app, tenant.tenantId, 'ach')
+    const declining = tenant === null ? null : await pickDemoInvoice(app, tenant.tenantId, 'declining_card')
     const invoice = tenant === null ? null : request.query.id !== undefined ? await pickDemoInvoice(app, tenant.tenantId, null, request.query.id) : card ?? ach ?? await pickDemoInvoice(app, tenant.tenantId, null)
     const origin = `${request.protocol}://${request.host}`
     return await reply.view('demo/invoice', {
@@ -87,6 +101,7 @@ export default async function demoHostRoutes (app: FastifyInstance): Promise<voi
       invoice,
       card,
       ach,
+      declining,
       daysOverdue: invoice?.dueOn == null ? 0 : Math.max(0, Math.floor((Date.now() - invoice.dueOn.getTime()) / 86_400_000)),
       host: host(origin),
       screen: 'invoice',

@@ -7,24 +7,29 @@ import { getPsaConnection } from '../../db/psa.js'
 import { getAttempt, listPaymentMethods, type PaymentMethod } from '../../db/payments.js'
 import { isUuid } from '../../db/tenants.js'
 import { formatMoney } from '../../domain/money.js'
+import { formatDay } from '../../domain/dates.js'
 import { payLinkUrl } from '../../jobs/notice-jobs.js'
 import { MEMBER_FIELD_PATTERN, verifyHostedMember } from '../../adapters/connectwise/member.js'
 import { authenticateApiKey } from '../../security/api-keys.js'
+import { activeKeyNamed } from '../../db/api-keys.js'
 import {
-  checkCsrf, CSRF_HEADER, issueSession, liveLinkValid, requirePermission, sessionEnded, SESSION_HEADER, SIGN_IN_MAX_AGE_MS, verifySession,
+  checkCsrf, CSRF_HEADER, issueSession, liveLinkKeyFingerprint, liveLinkValid, requirePermission, sessionEnded, SESSION_HEADER, SIGN_IN_MAX_AGE_MS, verifySession,
   type EmbeddedPermission, type EmbeddedSession, type EmbeddedSystem
 } from '../../security/embedded-sessions.js'
 import { chargeInvoice, chargeStatement, quoteCharge, quoteStatement, type ChargeResult } from '../../services/charge.js'
 import {
-  attemptView, autotaskOrigins, companyModel, connectWiseEmbedding, embedTenant, invoiceModel, invoiceVersion, liveLinkKey, memberPermissions, quickbooksModel, syncQuickBooks,
+  attemptView, autotaskOrigins, companyModel, connectWiseEmbedding, embedTenant, existingLiveLinkKey, invoiceModel, invoiceVersion, memberPermissions, quickbooksModel, syncQuickBooks,
   type EmbedTenant, type QuickBooksDeps
 } from '../../services/embedded.js'
 import type { AccountingFactory } from '../../ports/accounting.js'
 import { getAccountingConnection } from '../../services/accounting-connections.js'
-import { quickbooksAuthorizeUrl } from '../connect/quickbooks.js'
+import { requireInScope } from '../../services/link-scope.js'
+import { startQuickBooksConnect } from '../connect/quickbooks.js'
 
 export interface EmbeddedRouteOptions {
   publicUrl: string
+  /** PAY_LINK_DAYS: how long the pay links the pod makes stay valid. */
+  payLinkDays: number
   /** The server's own origin on the embedded default (the ConnectWise stand-in and the demo host live there). */
   sandboxOrigin: () => string | null
 }
@@ -47,7 +52,7 @@ const recordId = (value: unknown, surface: Surface): string => {
 
 /** What a staff API key may do on these pages, by its scopes. */
 const apiKeyPermissions = (scopes: readonly string[]): EmbeddedPermission[] =>
-  ['view', ...(scopes.includes('payments:charge') ? ['charge' as const] : []), ...(scopes.includes('exceptions:resolve') ? ['sync' as const] : [])]
+  ['view', ...(scopes.includes('payments:charge') ? ['charge' as const] : []), ...(scopes.includes('exceptions:resolve') ? ['sync' as const] : []), ...(scopes.includes('paylinks:write') ? ['paylink' as const] : [])]
 
 /** Helmet refuses all framing; these pages allow exactly the tenant's PSA origins. */
 function allowFraming (reply: FastifyReply, origins: readonly string[]): void {
@@ -131,8 +136,9 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const surface = surfaceOf(request.params.surface)
     const t = await embedTenant(app.db, request.query.tenant)
     const id = recordId(request.query.id, surface)
-    const key = await liveLinkKey(app.db, app.keyring, t.tenant.id)
-    if (!liveLinkValid(key, { tenantSlug: t.tenant.slug, kind: surface, recordId: id, exp: request.query.exp, sig: request.query.sig })) {
+    const key = await existingLiveLinkKey(app.db, app.keyring, t.tenant.id)
+    // LiveLinks open one invoice or one company; the QuickBooks pod is for staff only.
+    if (surface === 'quickbooks' || key === null || !liveLinkValid(key, { tenantSlug: t.tenant.slug, kind: surface, recordId: id, exp: request.query.exp, sig: request.query.sig })) {
       allowFraming(reply, await originsFor(request, 'autotask', t.tenant.id))
       return await reply.view('embedded/sign-in', {
         title: 'Sign in · Settle', tenantId: t.tenant.id, slug: t.tenant.slug, surface, id,
@@ -140,7 +146,8 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
       }, LAYOUT)
     }
     const permissions = await memberPermissions(app.db, t.tenant.id, 'autotask', ['livelink'])
-    const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'autotask', member: 'at:livelink', permissions })
+    // Bound to the record the link was signed for, and to the key that signed it.
+    const issued = issueSession(app.keyring, { tenantId: t.tenant.id, system: 'autotask', member: 'at:livelink', permissions, scope: { kind: surface, record: id }, linkKey: liveLinkKeyFingerprint(key) })
     return await shell(request, reply, 'autotask', surface, t, id, { session: issued.token, csrf: issued.csrf })
   })
 
@@ -162,6 +169,14 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   })
 
   // --- Data: only with a session ---------------------------------------------------------------
+  // A session from an API-key sign-in lives no longer than its key: a revoked key ends it at once.
+  app.addHook('preHandler', async request => {
+    const token = request.headers[SESSION_HEADER]
+    if (typeof token !== 'string') return
+    let session: EmbeddedSession
+    try { session = verifySession(app.keyring, token) } catch { return }
+    if (session.member.startsWith('api:') && await activeKeyNamed(app.db, session.tenantId, session.member.slice(4)) === undefined) throw sessionEnded()
+  })
   const sessionOf = (request: FastifyRequest, system: EmbeddedSystem): EmbeddedSession => {
     const session = verifySession(app.keyring, request.headers[SESSION_HEADER])
     if (session.system !== system) throw new AppError('UNAUTHENTICATED', 'This session belongs to another PSA. Reload the screen.')
@@ -192,13 +207,21 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const [kind, ...rest] = session.member.split(':')
     const name = rest.join(':')
     if (kind === 'api') {
-      const key = await app.db('api_keys').where({ tenant_id: session.tenantId, name }).whereNull('revoked_at').first('scopes') as { scopes: string[] } | undefined
+      const key = await activeKeyNamed(app.db, session.tenantId, name)
       if (key === undefined) throw sessionEnded()
       permissions = apiKeyPermissions(key.scopes)
     } else {
+      if (session.linkKey !== undefined) {
+        // A LiveLink session lives only as long as the key that signed its link.
+        const current = await existingLiveLinkKey(app.db, app.keyring, session.tenantId)
+        if (current === null || liveLinkKeyFingerprint(current) !== session.linkKey) throw sessionEnded()
+      }
       permissions = await memberPermissions(app.db, session.tenantId, session.system, [name])
     }
-    const issued = issueSession(app.keyring, { tenantId: session.tenantId, system: session.system, member: session.member, permissions, signedInAt: session.signedInAt })
+    const issued = issueSession(app.keyring, {
+      tenantId: session.tenantId, system: session.system, member: session.member, permissions, signedInAt: session.signedInAt,
+      ...(session.scope !== undefined ? { scope: session.scope } : {}), ...(session.linkKey !== undefined ? { linkKey: session.linkKey } : {})
+    })
     return { session: issued.token, csrf: issued.csrf, expiresAt: issued.session.expiresAt, permissions }
   })
 
@@ -207,14 +230,15 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
     const surface = surfaceOf(request.params.surface)
     const session = sessionOf(request, system)
     const id = recordId(request.query.id, surface)
-    const can = { charge: session.permissions.includes('charge'), sync: session.permissions.includes('sync') }
+    await requireInScope(app.db, session, { surface, psaId: id })
+    const can = { charge: session.permissions.includes('charge'), sync: session.permissions.includes('sync'), paylink: session.permissions.includes('paylink') }
     reply.header('cache-control', 'no-store').type('text/html; charset=utf-8')
     if (surface === 'invoice') {
       // Technicians open the same invoices over and over: rebuild the pod only when a row behind it changed.
       const version = await invoiceVersion(app.db, session.tenantId, system, id)
-      const key = `${session.tenantId}|${system}|${id}|${session.member}|${can.charge ? 'c' : ''}${can.sync ? 's' : ''}`
+      const key = `${session.tenantId}|${system}|${id}|${session.member}|${can.charge ? 'c' : ''}${can.sync ? 's' : ''}${can.paylink ? 'p' : ''}`
       return await reply.send(await invoicePods.get(key, version, async () =>
-        Buffer.from(await app.view('embedded/invoice', { ...await invoiceModel(app.db, session.tenantId, system, id), can, member: session.member }) as string)))
+        Buffer.from(await app.view('embedded/invoice', { ...await invoiceModel(app.db, session.tenantId, system, id), can, member: session.member, payLinkDays: options.payLinkDays }) as string)))
     }
     const model = surface === 'company' ? await companyModel(app.db, session.tenantId, system, id) : await quickbooksModel(qb, session.tenantId)
     return await reply.view(`embedded/${surface}`, { ...model, can, member: session.member })
@@ -249,6 +273,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/invoice/quote', async request => {
     const session = changing(request, systemOf(request.params.psa), 'charge')
     const b = request.body ?? {}
+    await requireInScope(app.db, session, { invoiceId: b.invoiceId })
     const amount = amountOf(b.amount)
     const quote = await quoteCharge(app.db, session.tenantId, { invoiceId: invoiceIdOf(b.invoiceId), paymentMethodId: String(b.paymentMethodId ?? ''), ...(amount !== undefined ? { amount } : {}) })
     const method = (await listPaymentMethods(app.db, session.tenantId, (await app.db('invoices').where({ tenant_id: session.tenantId, id: b.invoiceId }).first('customer_id') as { customer_id: string }).customer_id)).find(m => m.id === b.paymentMethodId)
@@ -263,6 +288,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/invoice/charge', async (request, reply) => {
     const session = changing(request, systemOf(request.params.psa), 'charge')
     const b = request.body ?? {}
+    await requireInScope(app.db, session, { invoiceId: b.invoiceId })
     const invoiceId = invoiceIdOf(b.invoiceId)
     const amount = amountOf(b.amount)
     const expected = b.expectedSurcharge
@@ -284,6 +310,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
 
   app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/company/quote', async request => {
     const session = changing(request, systemOf(request.params.psa), 'charge')
+    await requireInScope(app.db, session, { customerId: request.body?.customerId })
     const statement = statementOf(session, request.body ?? {})
     const quote = await quoteStatement(app.db, statement)
     const method = (await listPaymentMethods(app.db, session.tenantId, statement.customerId)).find(m => m.id === statement.paymentMethodId)
@@ -300,6 +327,7 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/company/charge', async (request, reply) => {
     const session = changing(request, systemOf(request.params.psa), 'charge')
     const b = request.body ?? {}
+    await requireInScope(app.db, session, { customerId: b.customerId })
     const statement = statementOf(session, b)
     const expected = b.expectedSurcharge
     const result = await chargeStatement(app.db, await app.paymentsFor(app.db, session.tenantId), {
@@ -312,33 +340,38 @@ export default async function embeddedRoutes (app: FastifyInstance, options: Emb
   app.get<{ Params: { psa: string, attemptId: string } }>('/embedded/:psa/attempts/:attemptId', async request => {
     const session = sessionOf(request, systemOf(request.params.psa))
     if (!isUuid(request.params.attemptId)) throw new AppError('ATTEMPT_NOT_FOUND', 'No such payment.')
+    await requireInScope(app.db, session, { attemptId: request.params.attemptId })
     const attempt = await getAttempt(app.db, session.tenantId, request.params.attemptId)
     const view = attemptView(attempt, await listPaymentMethods(app.db, session.tenantId, attempt.customerId))
     return { attempt: view, amountText: formatMoney(attempt.amount), done: ['succeeded', 'failed', 'refunded', 'disputed'].includes(attempt.status) }
   })
 
   app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/invoice/pay-link', async request => {
-    const session = changing(request, systemOf(request.params.psa), 'view')
+    const session = changing(request, systemOf(request.params.psa), 'paylink')
     const invoiceId = invoiceIdOf(request.body?.invoiceId)
+    await requireInScope(app.db, session, { invoiceId })
     const row = await app.db('invoices').where({ tenant_id: session.tenantId, id: invoiceId }).first('id') as { id: string } | undefined
     if (row === undefined) throw new AppError('INVOICE_NOT_FOUND', 'No such invoice.')
-    const link = payLinkUrl({ keyring: app.keyring, publicUrl: options.publicUrl }, session.tenantId, invoiceId)
+    const link = payLinkUrl({ keyring: app.keyring, publicUrl: options.publicUrl, payLinkDays: options.payLinkDays }, session.tenantId, invoiceId)
     await audit(app.db, session.tenantId, session.member, 'pay_link.create', invoiceId, { expiresAt: link.expiresAt, via: 'embedded' })
-    return link
+    return { ...link, validUntil: formatDay(link.expiresAt) }
   })
 
   // QuickBooks' sign-in page refuses to be framed: the pod opens this URL in a new window.
-  app.post<{ Params: { psa: string } }>('/embedded/:psa/quickbooks/connect', async request => {
+  app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/quickbooks/connect', async request => {
     const session = changing(request, systemOf(request.params.psa), 'sync')
+    await requireInScope(app.db, session, { surface: 'quickbooks', psaId: '' })
     const connection = await getAccountingConnection(app.db, session.tenantId)
     const sandbox = connection !== null ? connection.settings.site === 'sandbox' : options.sandboxOrigin() !== null
-    const url = quickbooksAuthorizeUrl(app.keyring, options, session.tenantId, sandbox)
-    await audit(app.db, session.tenantId, session.member, 'quickbooks.connect_started', null, { via: 'embedded', reconnect: connection !== null })
+    const moveRealm = request.body?.move === true
+    const url = await startQuickBooksConnect(app.db, options, { tenantId: session.tenantId, sandbox, moveRealm, startedBy: session.member })
+    await audit(app.db, session.tenantId, session.member, 'quickbooks.connect_started', null, { via: 'embedded', reconnect: connection !== null, moveRealm })
     return { url }
   })
 
   app.post<{ Params: { psa: string }, Body: Record<string, unknown> }>('/embedded/:psa/quickbooks/sync', async request => {
     const session = changing(request, systemOf(request.params.psa), 'sync')
+    await requireInScope(app.db, session, { surface: 'quickbooks', psaId: '' })
     const result = await syncQuickBooks(qb, session.tenantId)
     await audit(app.db, session.tenantId, session.member, 'quickbooks.sync', null, { connected: result.connected, posted: result.posted.length, failed: result.failed.length })
     return result

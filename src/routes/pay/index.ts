@@ -3,15 +3,19 @@ import { activeConsents } from '../../db/autopay.js'
 import { enqueue } from '../../db/jobs.js'
 import { getBrand } from '../../db/branding.js'
 import { tenantToday } from '../../db/tenants.js'
-import { getPaymentMethod, listPaymentMethods, listAttempts, type PaymentMethod } from '../../db/payments.js'
+import { allocationsByAttempt, getAttempt, getPaymentMethod, listPaymentMethods, listAttempts, type PaymentAttempt, type PaymentMethod } from '../../db/payments.js'
 import { openBalance } from '../../db/invoices.js'
 import { AppError, toAppError } from '../../errors.js'
 import { achMandateFormText, autopayAuthorisationText } from '../../domain/consents.js'
 import { formatMoney, type Money } from '../../domain/money.js'
 import { classifyFailure } from '../../domain/retry-policy.js'
 import type { PaymentsPort } from '../../ports/payments.js'
-import { verifyPayLink } from '../../security/pay-links.js'
-import { capitalised, chargeInvoice, chargeStatement, quoteCharge, quoteStatement, type ChargeResult } from '../../services/charge.js'
+import { readPayLink, verifyPayLink } from '../../security/pay-links.js'
+import { isUuid } from '../../db/tenants.js'
+import { formatDay } from '../../domain/dates.js'
+import { RESEND_PAY_LINK_QUEUE } from '../../jobs/notice-jobs.js'
+import { wantsHtml } from '../../plugins/errors.js'
+import { capitalised, chargeInvoice, chargeStatement, quoteCharge, quoteStatement } from '../../services/charge.js'
 import { beginAddMethod, cancelAutopay, completeAddMethod, removeMethod } from '../../services/checkout.js'
 import { cancelInstallmentPlan, createInstallmentPlan, getInstallmentPlan, offerInstallments } from '../../services/installments.js'
 
@@ -19,7 +23,17 @@ interface InvoiceRow { id: string, number: string, currency: string, issued_on: 
 type Notice = { kind: 'ok' | 'wait' | 'bad', text: string } | null
 type Form = Record<string, string | undefined>
 
-const day = (d: string | Date | null): string => d === null ? '' : new Date(typeof d === 'string' ? `${d.slice(0, 10)}T12:00:00Z` : d).toLocaleDateString('en-US', { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' })
+/**
+ * What a form post came to, carried to the page it redirects to
+ * (POST/redirect/GET: a reload shows the result again and never posts again).
+ * Only ids and fixed words travel; the page reads the rest from the database.
+ */
+interface Outcome { done?: Done, method?: string, paid?: string }
+const DONE = ['method-saved', 'surcharge', 'method-removed', 'plan-set', 'plan-cancelled', 'autopay-off'] as const
+type Done = typeof DONE[number]
+type PageQuery = { done?: string, method?: string, paid?: string }
+
+const day = (d: string | Date | null): string => formatDay(d)
 
 export const methodLabel = (m: Pick<PaymentMethod, 'type' | 'brand' | 'last4' | 'expMonth' | 'expYear'>): string =>
   `${m.type === 'ach' ? (m.brand ?? 'Bank account') : capitalised(m.brand ?? 'Card')} ending ${m.last4}` +
@@ -46,7 +60,7 @@ const STRIPE_CSP = "default-src 'self'; script-src 'self' https://js.stripe.com;
  * the browser, never to Settle), may keep it and turn on auto-pay, and can
  * withdraw those authorisations here too.
  */
-export default async function payRoutes (app: FastifyInstance, { publicUrl }: { publicUrl: string }): Promise<void> {
+export default async function payRoutes (app: FastifyInstance, { publicUrl }: { publicUrl: string, payLinkDays: number }): Promise<void> {
   const load = async (token: string): Promise<{ tenantId: string, invoice: InvoiceRow, open: number }> => {
     const link = verifyPayLink(app.keyring, token, new Date())
     const invoice = await app.db('invoices as i').join('customers as c', function () { this.on('c.tenant_id', 'i.tenant_id').andOn('c.id', 'i.customer_id') })
@@ -63,22 +77,26 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
     }
   }
 
-  const render = async (reply: FastifyReply, token: string, notice: Notice, chosenParts: number | null = null): Promise<FastifyReply> => {
+  const render = async (reply: FastifyReply, token: string, given: Notice, chosenParts: number | null = null, query: PageQuery = {}): Promise<FastifyReply> => {
     const { tenantId, invoice, open } = await load(token)
     const brand = await getBrand(app.db, tenantId)
+    const told = await outcomeNotices(tenantId, invoice, brand.name, query)
+    const notices = given === null ? told.notices : [given]
     const payments = await processorOf(tenantId)
     const methods = await listPaymentMethods(app.db, tenantId, invoice.customer_id)
     const consents = await activeConsents(app.db, tenantId, invoice.customer_id)
     const money = (cents: number): string => formatMoney({ amount: cents, currency: invoice.currency as 'USD' })
     const attempts = await listAttempts(app.db, tenantId, invoice.id)
     const inFlight = attempts.some(a => a.status === 'processing' || a.status === 'created' || a.status === 'unknown')
-    const payable = open > 0 && !invoice.voided && !inFlight
+    const plan = await getInstallmentPlan(app.db, tenantId, invoice.id)
+    // An invoice in a running plan is paid by its schedule: no offer to pay it in full, or again in parts.
+    const planned = plan?.status === 'active'
+    const payable = open > 0 && !invoice.voided && !inFlight && !planned
     const autopay = consents.find(c => c.kind === 'autopay')
     const browser = payments?.browser
     const offer = payable && methods.length > 0 ? await offerInstallments(app.db, tenantId, invoice.id) : null
     const options = offer?.eligible === true ? offer.options : []
     const chosen = options.find(o => o.parts === chosenParts) ?? null
-    const plan = await getInstallmentPlan(app.db, tenantId, invoice.id)
     const statement = payable ? await statementOffer(tenantId, invoice.customer_id, methods) : null
     // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on the page's own forms.
     reply.header('cache-control', 'no-store').header('referrer-policy', 'same-origin')
@@ -89,7 +107,9 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
       invoice: { number: invoice.number, client: invoice.name, issued: day(invoice.issued_on), due: day(invoice.due_on), total: money(Number(invoice.total)), open: money(Math.max(open, 0)) },
       payable,
       settled: open <= 0,
-      processing: inFlight,
+      processing: inFlight && !planned,
+      planned,
+      receipt: told.receipt,
       methods: await Promise.all(methods.map(async m => {
         // A card surcharge is shown before paying, per method, and the form carries what was shown.
         const surcharge = payable ? (await quoteCharge(app.db, tenantId, { invoiceId: invoice.id, paymentMethodId: m.id })).surcharge.amount : 0
@@ -123,8 +143,58 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
       statement,
       texts: { autopay: autopayAuthorisationText(brand.name), mandate: achMandateFormText(brand.name) },
       action: `/pay/${token}`,
-      notice
+      notices
     }, { layout: 'layouts/pay.hbs' })
+  }
+
+  /** The notices (and, for a payment, the receipt) for what the last form post came to. Anything not of this client's is ignored. */
+  const outcomeNotices = async (tenantId: string, invoice: InvoiceRow, brandName: string, query: PageQuery): Promise<{ notices: Notice[], receipt: Record<string, unknown> | null }> => {
+    const notices: Notice[] = []
+    let receipt: Record<string, unknown> | null = null
+    const done = (DONE as readonly string[]).includes(query.done ?? '') ? query.done as Done : null
+    const method = isUuid(query.method) ? await getPaymentMethod(app.db, tenantId, query.method).catch(() => null) : null
+    const ours = method !== null && method.customerId === invoice.customer_id ? method : null
+    const attempt = isUuid(query.paid) ? await getAttempt(app.db, tenantId, query.paid).catch(() => null) : null
+    const paid = attempt !== null && attempt.customerId === invoice.customer_id ? attempt : null
+    if (done === 'method-saved' && ours !== null) notices.push({ kind: 'ok', text: `${methodLabel(ours)} is on file.` })
+    if (done === 'surcharge' && ours !== null) {
+      const quote = await quoteCharge(app.db, tenantId, { invoiceId: invoice.id, paymentMethodId: ours.id }).catch(() => null)
+      if (quote !== null && quote.surcharge.amount > 0) {
+        // A credit card with a surcharge: the client sees the total and confirms it above before anything is charged.
+        notices.push({ kind: 'wait', text: `${methodLabel(ours)} is on file. It is a credit card, so a ${formatMoney(quote.surcharge)} surcharge applies: confirm the total of ${formatMoney(quote.total)} above to pay, or use a bank account or debit card without one.` })
+      }
+    }
+    if (done === 'method-removed') notices.push({ kind: 'ok', text: 'That payment method is removed; it will not be charged again.' })
+    if (done === 'plan-cancelled') notices.push({ kind: 'ok', text: 'The remaining payments are cancelled. What is unpaid on the invoice stays due.' })
+    if (done === 'autopay-off') notices.push({ kind: 'ok', text: 'Auto-pay is off. Your invoices will not be charged automatically; your saved methods stay on file until you remove them.' })
+    if (done === 'plan-set') {
+      const plan = await getInstallmentPlan(app.db, tenantId, invoice.id)
+      if (plan !== null) notices.push({ kind: 'ok', text: `Your plan of ${plan.parts.length} payments is set up.` })
+    }
+    if (paid !== null) {
+      const notice = await paymentNotice(tenantId, paid, brandName)
+      notices.push(done === 'plan-set' && notice !== null ? { kind: notice.kind, text: notice.text.replace(/^Thank you: your payment/, 'The first payment').replace(/^Your payment/, 'The first payment') } : notice)
+      if (paid.status === 'succeeded' || paid.status === 'processing') {
+        const lines = (await allocationsByAttempt(app.db, tenantId, [paid.id])).get(paid.id) ?? []
+        const money = (cents: number): string => formatMoney({ amount: cents, currency: paid.amount.currency })
+        receipt = {
+          heading: paid.status === 'succeeded' ? 'Paid' : 'Submitted, clearing',
+          when: day(paid.createdAt),
+          lines: lines.map(l => ({ number: l.invoiceNumber, amount: money(l.amount) })),
+          surcharge: paid.surcharge.amount > 0 ? formatMoney(paid.surcharge) : null,
+          total: money(paid.amount.amount + paid.surcharge.amount),
+          count: lines.length
+        }
+      }
+    }
+    return { notices, receipt }
+  }
+
+  /** Where a post lands: the page again, saying what happened. */
+  const redirectTo = async (reply: FastifyReply, token: string, outcome: Outcome): Promise<FastifyReply> => {
+    const params = new URLSearchParams(Object.entries(outcome).filter((e): e is [string, string] => typeof e[1] === 'string'))
+    const query = params.toString()
+    return await reply.redirect(`/pay/${token}${query === '' ? '' : `?${query}`}`, 303)
   }
 
   /**
@@ -164,21 +234,26 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
     return { methodId, shown: Number(shown) }
   }
 
-  /** A notice the client can act on, for whatever the charge came to. */
-  const noticeFor = async (tenantId: string, methodId: string, result: ChargeResult): Promise<Notice> => {
-    if (result.outcome === 'succeeded') return { kind: 'ok', text: 'Thank you: your payment went through. A receipt is on its way.' }
-    if (result.outcome === 'processing' || result.outcome === 'already_processing') return { kind: 'wait', text: 'Your payment is processing. Bank payments take a few business days to clear; nothing more to do.' }
-    if (result.outcome === 'unknown') return { kind: 'wait', text: 'We are confirming your payment with the bank. Please do not pay again; this page will show the result shortly.' }
-    const method = await getPaymentMethod(app.db, tenantId, methodId).catch(() => null)
-    const verdict = classifyFailure({ method: method?.type ?? 'card', code: result.attempt.failure.code, declineCode: result.attempt.failure.declineCode, adviceCode: result.attempt.failure.adviceCode })
+  /**
+   * What a payment came to, in words the client can act on. No receipt email
+   * exists yet, so none is promised: the page itself is the record.
+   */
+  const paymentNotice = async (tenantId: string, attempt: PaymentAttempt, brandName: string): Promise<Notice> => {
+    const amount = formatMoney({ amount: attempt.amount.amount + attempt.surcharge.amount, currency: attempt.amount.currency })
+    if (attempt.status === 'succeeded') return { kind: 'ok', text: `Thank you: your payment of ${amount} went through, and ${brandName} has it. Keep this page for your records; no receipt is emailed.` }
+    if (attempt.status === 'processing' || attempt.status === 'created') return { kind: 'wait', text: `Your payment of ${amount} is processing. Bank payments take a few business days to clear; nothing more to do.` }
+    if (attempt.status === 'unknown') return { kind: 'wait', text: 'We are confirming your payment with the bank. Please do not pay again; this page will show the result shortly.' }
+    if (attempt.status !== 'failed') return null
+    const method = await getPaymentMethod(app.db, tenantId, attempt.paymentMethodId).catch(() => null)
+    const verdict = classifyFailure({ method: method?.type ?? 'card', code: attempt.failure.code, declineCode: attempt.failure.declineCode, adviceCode: attempt.failure.adviceCode })
     return { kind: 'bad', text: `Your payment did not go through. ${verdict.explanation}` }
   }
 
-  /** Runs a form action; a refusal the client can fix re-renders the page with it, anything else is a real error. */
-  const act = async (request: { params: { token: string }, body?: Form }, reply: FastifyReply, action: (ctx: { tenantId: string, invoice: InvoiceRow, body: Form }) => Promise<Notice>): Promise<FastifyReply> => {
+  /** Runs a form action and redirects to the page with what it came to; a refusal the client can fix re-renders the page with it, anything else is a real error. */
+  const act = async (request: { params: { token: string }, body?: Form }, reply: FastifyReply, action: (ctx: { tenantId: string, invoice: InvoiceRow, body: Form }) => Promise<Outcome>): Promise<FastifyReply> => {
     const { tenantId, invoice } = await load(request.params.token)
     try {
-      return await render(reply, request.params.token, await action({ tenantId, invoice, body: request.body ?? {} }))
+      return await redirectTo(reply, request.params.token, await action({ tenantId, invoice, body: request.body ?? {} }))
     } catch (error) {
       const appError = toAppError(error)
       if (appError.status >= 500) throw error
@@ -195,21 +270,68 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
     }
   })
 
-  app.get<{ Params: { token: string } }>('/pay/:token', async (request, reply) => await render(reply, request.params.token, null))
+  /**
+   * An expired or broken link: the MSP's own page when the link still names
+   * it (an expired link is still signed), with a form to have a fresh link
+   * sent to the billing contact on file. Never Settle's navigation.
+   */
+  const linkProblem = async (reply: FastifyReply, token: string, code: string, sent: boolean): Promise<FastifyReply> => {
+    let tenantId: string | null = null
+    try { tenantId = readPayLink(app.keyring, token).tenantId } catch { /* unsigned: no MSP to name */ }
+    const brand = tenantId !== null && isUuid(tenantId) ? await getBrand(app.db, tenantId).catch(() => null) : null
+    const expired = code === 'PAY_LINK_EXPIRED'
+    reply.status(expired ? 410 : 404).header('cache-control', 'no-store').header('referrer-policy', 'same-origin')
+    return await reply.view('pay-link', {
+      title: `${expired ? 'This payment link has expired' : 'This payment link does not work'}${brand === null ? '' : ` · ${brand.name}`}`,
+      brand, expired, sent, action: brand === null ? null : `/pay/${token}/renew`
+    }, { layout: 'layouts/pay.hbs' })
+  }
+  const LINK_PROBLEMS = ['PAY_LINK_EXPIRED', 'PAY_LINK_INVALID']
+
+  app.get<{ Params: { token: string }, Querystring: PageQuery & { sent?: string } }>('/pay/:token', async (request, reply) => {
+    try {
+      return await render(reply, request.params.token, null, null, request.query ?? {})
+    } catch (error) {
+      const code = toAppError(error).code
+      // The MSP's page is for a person's browser; a program asking for JSON gets the catalogue's answer.
+      if (!LINK_PROBLEMS.includes(code) || !wantsHtml(request)) throw error
+      return await linkProblem(reply, request.params.token, code, request.query?.sent === '1')
+    }
+  })
+
+  /**
+   * "Send me a new link": queued only when the address is the invoice's
+   * billing contact, at most once an hour per invoice, and answered the same
+   * whether or not it is, so the form tells a stranger nothing.
+   */
+  app.post<{ Params: { token: string }, Body: Form }>('/pay/:token/renew', async (request, reply) => {
+    const email = (request.body?.email ?? '').trim().toLowerCase()
+    let link = null
+    try { link = readPayLink(app.keyring, request.params.token) } catch { /* answered the same below */ }
+    if (link !== null && isUuid(link.tenantId) && isUuid(link.invoiceId) && email.length > 3 && email.length <= 254) {
+      const contact = await app.db('invoices as i').join('customers as c', function () { this.on('c.tenant_id', 'i.tenant_id').andOn('c.id', 'i.customer_id') })
+        .where({ 'i.tenant_id': link.tenantId, 'i.id': link.invoiceId }).first('c.billing_email') as { billing_email: string | null } | undefined
+      if (contact?.billing_email != null && contact.billing_email.trim().toLowerCase() === email) {
+        const hour = new Date().toISOString().slice(0, 13)
+        await enqueue(app.db, link.tenantId, [{ queue: RESEND_PAY_LINK_QUEUE, payload: { invoiceId: link.invoiceId }, dedupeKey: `resend:${link.invoiceId}:${hour}`, maxAttempts: 8 }])
+      }
+    }
+    return await reply.redirect(`/pay/${request.params.token}?sent=1`, 303)
+  })
 
   app.post<{ Params: { token: string }, Body: Form }>('/pay/:token', async (request, reply) => await act(request, reply, async ({ tenantId, invoice, body }) => {
     const chosen = chosenMethod(body)
-    if (chosen === null) { void reply.status(400); return { kind: 'bad', text: 'Choose a payment method.' } }
+    if (chosen === null) throw new AppError('VALIDATION_FAILED', 'Choose a payment method.')
     const result = await chargeInvoice(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, invoiceId: invoice.id, paymentMethodId: chosen.methodId, actor: 'client', trigger: 'checkout', expectedSurcharge: chosen.shown })
-    return await noticeFor(tenantId, chosen.methodId, result)
+    return { paid: result.attempt.id }
   }))
 
   /** Everything the client owes in one payment (the statement), oldest due first. */
   app.post<{ Params: { token: string }, Body: Form }>('/pay/:token/statement', async (request, reply) => await act(request, reply, async ({ tenantId, invoice, body }) => {
     const chosen = chosenMethod(body)
-    if (chosen === null) { void reply.status(400); return { kind: 'bad', text: 'Choose a payment method.' } }
+    if (chosen === null) throw new AppError('VALIDATION_FAILED', 'Choose a payment method.')
     const result = await chargeStatement(app.db, await app.paymentsFor(app.db, tenantId), { tenantId, customerId: invoice.customer_id, paymentMethodId: chosen.methodId, actor: 'client', trigger: 'checkout', expectedSurcharge: chosen.shown })
-    return await noticeFor(tenantId, chosen.methodId, result)
+    return { paid: result.attempt.id }
   }))
 
   /** Step 1 of adding a method (JSON, from the page's script): a SetupIntent the browser confirms with the processor. */
@@ -235,25 +357,24 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
       makeDefault: keep,
       autopay
     })
-    let notice: Notice = { kind: 'ok', text: `${methodLabel(method)} is on file${autopay ? ', and auto-pay is on' : ''}.` }
+    let outcome: Outcome = { done: 'method-saved', method: method.id }
     if (body.pay_now === 'on' && openBalance(invoice) > 0) {
       const quote = await quoteCharge(app.db, tenantId, { invoiceId: invoice.id, paymentMethodId: method.id })
       if (quote.surcharge.amount > 0) {
-        // A credit card with a surcharge: the client sees the total and confirms it above before anything is charged.
-        notice = { kind: 'wait', text: `${methodLabel(method)} is on file. It is a credit card, so a ${formatMoney(quote.surcharge)} surcharge applies: confirm the total of ${formatMoney(quote.total)} above to pay, or use a bank account or debit card without one.` }
+        outcome = { done: 'surcharge', method: method.id }
       } else {
         const result = await chargeInvoice(app.db, payments, { tenantId, invoiceId: invoice.id, paymentMethodId: method.id, actor: 'client', trigger: 'checkout', expectedSurcharge: 0 })
-        notice = await noticeFor(tenantId, method.id, result)
+        outcome = { paid: result.attempt.id }
       }
     }
     // Not kept: forgotten once the payment no longer needs it (a job waits out a processing bank debit).
     if (!keep) await enqueue(app.db, tenantId, [{ queue: 'payments.forget-method', payload: { customerId: invoice.customer_id, methodId: method.id }, dedupeKey: `forget:${method.id}`, maxAttempts: 40 }])
-    return notice
+    return outcome
   }))
 
   app.post<{ Params: { token: string, methodId: string }, Body: Form }>('/pay/:token/methods/:methodId/remove', async (request, reply) => await act(request, reply, async ({ tenantId, invoice }) => {
     await removeMethod(app.db, tenantId, invoice.customer_id, request.params.methodId, 'client')
-    return { kind: 'ok', text: 'That payment method is removed; it will not be charged again.' }
+    return { done: 'method-removed' }
   }))
 
   /** Installments, step 1: the client picks a number of parts and sees the exact schedule and words before agreeing. */
@@ -274,21 +395,18 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
       today: await tenantToday(app.db, tenantId)
     })
     const first = created.firstCharge
-    if (first.outcome === 'skipped') return { kind: 'ok', text: `Your plan of ${created.plan.partCount} payments is set up.` }
-    const notice = await noticeFor(tenantId, body.method ?? '', first)
-    if (notice?.kind === 'ok') return { kind: 'ok', text: `Your plan of ${created.plan.partCount} payments is set up and the first payment went through.` }
-    return notice === null ? null : { kind: notice.kind, text: `Your plan of ${created.plan.partCount} payments is set up. ${notice.text.replace('Your payment', 'The first payment')}` }
+    return first.outcome === 'skipped' ? { done: 'plan-set' } : { done: 'plan-set', paid: first.attempt.id }
   }))
 
   app.post<{ Params: { token: string, planId: string }, Body: Form }>('/pay/:token/installments/:planId/cancel', async (request, reply) => await act(request, reply, async ({ tenantId, invoice }) => {
     const plan = await getInstallmentPlan(app.db, tenantId, invoice.id)
     if (plan === null || plan.id !== request.params.planId) throw new AppError('INSTALLMENT_PLAN_NOT_FOUND', 'That plan is not on this invoice.')
     await cancelInstallmentPlan(app.db, tenantId, plan.id, 'client')
-    return { kind: 'ok', text: 'The remaining payments are cancelled. What is unpaid on the invoice stays due.' }
+    return { done: 'plan-cancelled' }
   }))
 
   app.post<{ Params: { token: string }, Body: Form }>('/pay/:token/autopay/cancel', async (request, reply) => await act(request, reply, async ({ tenantId, invoice }) => {
     await cancelAutopay(app.db, tenantId, invoice.customer_id, 'client')
-    return { kind: 'ok', text: 'Auto-pay is off. Your invoices will not be charged automatically; your saved methods stay on file until you remove them.' }
+    return { done: 'autopay-off' }
   }))
 }

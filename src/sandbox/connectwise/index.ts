@@ -1,10 +1,10 @@
 import { installFaultSwitch, isRestWrite } from '../faults.js'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ConditionSyntaxError, evaluate, fieldsOf, getPath, parseConditions, wirePaths, type Node } from './conditions.js'
-import { STATUSES, type ConnectWiseStore, type ProductLine, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment, type TimeLine } from './store.js'
+import { SANDBOX_API_MEMBER, STATUSES, type ConnectWiseStore, type ProductLine, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment, type TimeLine } from './store.js'
 import { simplePdf } from '../pdf.js'
 
-export { createConnectWiseStore } from './store.js'
+export { createConnectWiseStore, SANDBOX_ACCOUNTING_MEMBER, SANDBOX_API_MEMBER } from './store.js'
 export type { ConnectWiseStore, Faults, StoreOptions } from './store.js'
 
 export interface ConnectWiseCredentials { companyId: string, publicKey: string, privateKey: string, clientId: string }
@@ -262,8 +262,8 @@ function paymentWire (store: ConnectWiseStore, p: SandboxPayment): Record<string
     invoiceBalance: dec(store.balanceCents(inv)),
     invoiceTotal: dec(store.totalCents(inv)),
     paymentDate: iso(p.paymentDateMs),
-    appliedBy: 'SettleAPI',
-    _info: { lastUpdated: iso(p.lastUpdatedMs), updatedBy: 'SettleAPI' },
+    appliedBy: p.appliedBy,
+    _info: { lastUpdated: iso(p.lastUpdatedMs), updatedBy: p.appliedBy },
     paymentSyncStatus: 'NotSynced',
     paymentAccount: '',
     aRPaymentAccount: ''
@@ -574,7 +574,7 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
     api.get('/finance/invoices/:id/payments', async (request, reply) => {
       const inv = lookup(reply, (request.params as { id: string }).id)
       if (inv === null) return reply
-      const template = paymentWire(store, { id: 0, invoiceId: inv.id, amountCents: 0, paymentDateMs: 0, type: 'P', source: '', lastUpdatedMs: 0 })
+      const template = paymentWire(store, { id: 0, invoiceId: inv.id, amountCents: 0, paymentDateMs: 0, type: 'P', source: '', appliedBy: '', lastUpdatedMs: 0 })
       return list(request, reply, store.paymentsOf(inv.id), (p, f) => getPath(paymentWire(store, p), f), p => paymentWire(store, p), p => p.id, 'id asc', template)
     })
 
@@ -599,7 +599,8 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
       if (body.invoice?.id !== undefined && body.invoice.id !== inv.id) return await invalid('invoice', 'invoice id does not match the URL')
       if (inv.statusId === 4 || inv.type === 'CreditMemo') return await invalid('invoice', 'payments cannot be applied to this invoice')
       if (cents > store.balanceCents(inv)) return await invalid('amount', 'amount exceeds the invoice balance')
-      const payment = store.addPayment(inv.id, { amountCents: cents, paymentDate: date, ...(typeof body.type === 'string' ? { type: body.type } : {}), ...(typeof body.source === 'string' ? { source: body.source } : {}) })
+      // Posted with the API key: ConnectWise records the key's API member as who applied it.
+      const payment = store.addPayment(inv.id, { amountCents: cents, paymentDate: date, appliedBy: SANDBOX_API_MEMBER, ...(typeof body.type === 'string' ? { type: body.type } : {}), ...(typeof body.source === 'string' ? { source: body.source } : {}) })
       return await reply.code(201).send(paymentWire(store, payment))
     })
 

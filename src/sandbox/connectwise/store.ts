@@ -46,6 +46,8 @@ export interface SandboxPayment {
   paymentDateMs: number
   type: string
   source: string
+  /** The member identifier who applied it, as ConnectWise records it: a person at the screen, or the API member of the key used. */
+  appliedBy: string
   lastUpdatedMs: number
 }
 
@@ -113,6 +115,11 @@ export const STATUSES = {
 } as const
 export type StatusId = keyof typeof STATUSES
 
+/** The member who enters checks at the screen in the demo books (ConnectWise's appliedBy for a person). */
+export const SANDBOX_ACCOUNTING_MEMBER = 'cwadmin'
+/** The API member the sandbox key belongs to: what ConnectWise writes in appliedBy for a payment posted with that key. */
+export const SANDBOX_API_MEMBER = 'SettleAPI'
+
 const DAY = 86_400_000
 const HOUR = 3_600_000
 
@@ -161,7 +168,8 @@ export interface ConnectWiseStore {
   byLastUpdated: () => readonly SandboxInvoice[]
   /** Records a change: lastUpdated moves past every other stamp (or to `at`). */
   touchInvoice: (id: number, changes?: { statusId?: StatusId, dueDate?: Date, customerPO?: string, at?: Date }) => SandboxInvoice
-  addPayment: (invoiceId: number, payment: { amountCents: number, paymentDate: Date, type?: string, source?: string }) => SandboxPayment
+  /** Applies a payment; `appliedBy` defaults to the accounting person (a check entered at the screen). */
+  addPayment: (invoiceId: number, payment: { amountCents: number, paymentDate: Date, type?: string, source?: string, appliedBy?: string }) => SandboxPayment
   /** Deletes a payment (the invoice reopens); false when there was none. */
   removePayment: (invoiceId: number, paymentId: number) => boolean
   addCallback: (entry: Omit<SandboxCallback, 'id' | 'lastUpdatedMs'>) => SandboxCallback
@@ -308,7 +316,7 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
     if (paidShare === 0) continue
     const paidAt = Math.min(nowMs - 2 * HOUR, invoice.dateMs + between(rand, 5, 40) * DAY + 14 * HOUR)
     const amountCents = paidShare === 1 ? total : Math.round(total * paidShare)
-    payments.set(id, [{ id: paymentId++, invoiceId: id, amountCents, paymentDateMs: Math.floor(paidAt / DAY) * DAY, type: 'Payment', source: 'Check', lastUpdatedMs: paidAt }])
+    payments.set(id, [{ id: paymentId++, invoiceId: id, amountCents, paymentDateMs: Math.floor(paidAt / DAY) * DAY, type: 'Payment', source: 'Check', appliedBy: SANDBOX_ACCOUNTING_MEMBER, lastUpdatedMs: paidAt }])
     invoice.lastUpdatedMs = Math.max(invoice.lastUpdatedMs, paidAt)
     if (paidShare === 1) invoice.statusId = 3
   }
@@ -381,7 +389,7 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
       const inv = index.get(invoiceId)
       if (inv === undefined) throw new Error(`no invoice ${invoiceId}`)
       const stamp = maxStamp() + 1000
-      const record: SandboxPayment = { id: paymentId++, invoiceId, amountCents: payment.amountCents, paymentDateMs: payment.paymentDate.getTime(), type: payment.type ?? 'Payment', source: payment.source ?? 'API', lastUpdatedMs: stamp }
+      const record: SandboxPayment = { id: paymentId++, invoiceId, amountCents: payment.amountCents, paymentDateMs: payment.paymentDate.getTime(), type: payment.type ?? 'Payment', source: payment.source ?? 'API', appliedBy: payment.appliedBy ?? SANDBOX_ACCOUNTING_MEMBER, lastUpdatedMs: stamp }
       const list = payments.get(invoiceId) ?? []
       list.push(record)
       payments.set(invoiceId, list)

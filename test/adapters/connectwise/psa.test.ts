@@ -61,19 +61,46 @@ t.test('mapper: lines add up to the total (tax as its own line)', async t => {
   t.match(toPsaInvoiceLines(noExtended).find(l => l.kind === 'time'), { amount: { amount: 5000 } }, '1.5 × 33.335 = 50.0025 → 50.00')
 })
 
-t.test('recordPayment is idempotent: an existing matching payment is found, not duplicated', async t => {
+t.test('recordPayment: a repeat adopts only a payment new since the first try and applied by our API member', async t => {
   const payments = fixture<Array<Record<string, unknown>>>('invoice-paid-payments.json')
+  const ours = payments[0] as Record<string, unknown>
+  // A person's check for the same cents on the same day, entered before Settle's post.
+  const check = { ...ours, id: 4999, source: 'Check', appliedBy: 'jsmith', _info: { updatedBy: 'jsmith' } }
+  const list = `${BASE}/finance/invoices/1001/payments`
   const scope = nock(SITE)
-    .get(`${BASE}/finance/invoices/1001/payments`).query({ orderBy: 'id asc', pageSize: '1000' }).reply(200, [])
-    .post(`${BASE}/finance/invoices/1001/payments`, { type: 'Payment', amount: 9454.17, paymentDate: '2025-11-20T00:00:00Z', invoice: { id: 1001 } })
-    .reply(201, payments[0] as object)
-    .get(`${BASE}/finance/invoices/1001/payments`).query({ orderBy: 'id asc', pageSize: '1000' }).reply(200, payments)
-  const psa = createConnectWisePsa(creds)
+    .get(list).query({ orderBy: 'id asc', pageSize: '1000' }).reply(200, [check])
+    .post(list, { type: 'Payment', amount: 9454.17, paymentDate: '2025-11-20T00:00:00Z', invoice: { id: 1001 } }).reply(201, ours)
+    .get(list).query({ orderBy: 'id asc', pageSize: '1000' }).reply(200, [check, ours])
+  const learned: string[] = []
+  const psa = createConnectWisePsa({ ...creds, onApiMemberLearned: async m => { learned.push(m) } })
   const input = { invoiceExternalId: '1001', amount: { amount: 945417, currency: 'USD' as const }, paidOn: '2025-11-20', reference: 'att_1', method: 'card' as const }
-  const first = await psa.recordPayment(input)
-  t.same({ id: first.externalId, again: first.alreadyRecorded }, { id: '5000', again: false })
-  const second = await psa.recordPayment(input)
+  let before: readonly string[] = []
+  const first = await psa.recordPayment({ ...input, beforePost: async ids => { before = ids } })
+  t.same({ id: first.externalId, again: first.alreadyRecorded }, { id: '5000', again: false }, 'the check is not taken for ours: we post')
+  t.same(before, ['4999'], 'the ids already there are handed over before the post')
+  t.same(learned, ['SettleAPI'], 'the API member is learned from our own post')
+  const second = await psa.recordPayment({ ...input, paymentIdsBefore: before })
   t.same({ id: second.externalId, again: second.alreadyRecorded }, { id: '5000', again: true })
+  scope.done()
+})
+
+t.test('recordPayment: after a lost answer, with our API member unknown, a new payment of the same amount is not guessed at', async t => {
+  const stranger = { id: 5001, amount: 100, paymentDate: '2026-11-01T00:00:00Z', appliedBy: 'jsmith' }
+  const scope = nock(SITE).get(`${BASE}/finance/invoices/1001/payments`).query(true).reply(200, [stranger])
+  const psa = createConnectWisePsa(creds)
+  await t.rejects(psa.recordPayment({ invoiceExternalId: '1001', amount: { amount: 10000, currency: 'USD' }, paidOn: '2026-11-01', reference: 'r', method: 'ach', paymentIdsBefore: [] }), { code: 'payment_owner_unknown', retryable: false })
+  scope.done()
+})
+
+t.test('reversePayment deletes only a payment our API member applied', async t => {
+  const list = `${BASE}/finance/invoices/1001/payments`
+  const scope = nock(SITE)
+    .get(list).query(true).reply(200, [{ id: 4999, amount: 10, appliedBy: 'jsmith' }, { id: 5000, amount: 10, appliedBy: 'SettleAPI' }])
+    .delete(`${list}/5000`).reply(204)
+    .get(list).query(true).reply(200, [{ id: 4999, amount: 10, appliedBy: 'jsmith' }])
+  const psa = createConnectWisePsa({ ...creds, apiMember: 'SettleAPI' })
+  t.match(await psa.reversePayment({ invoiceExternalId: '1001', paymentExternalId: '5000', markedPaid: false }), { raw: { deleted: '5000' } })
+  t.match(await psa.reversePayment({ invoiceExternalId: '1001', paymentExternalId: '4999', markedPaid: false }), { raw: { kept: '4999', appliedBy: 'jsmith' } })
   scope.done()
 })
 
@@ -102,19 +129,12 @@ t.test('callback registration: create when absent, update (PUT) when present, ne
   scope.done()
 })
 
-t.test('markPaid pays the remaining balance, and does nothing on a settled invoice', async t => {
+t.test('markPaid reads the invoice and writes nothing: ConnectWise closes it when payments reach the total', async t => {
   const paid = fixture<CwInvoice>('invoice-paid.json')
-  const payments = fixture<Array<Record<string, unknown>>>('invoice-paid-payments.json')
   const scope = nock(SITE)
     .get(`${BASE}/finance/invoices/1001`).reply(200, { ...paid, balance: 54.17, payments: 9400, status: { id: 2, name: 'Sent', isClosed: false } })
-    .get(`${BASE}/finance/invoices/1001/payments`).query(true).reply(200, [])
-    .post(`${BASE}/finance/invoices/1001/payments`, (b: { amount: number }) => b.amount === 54.17).reply(201, payments[0] as object)
-    .get(`${BASE}/finance/invoices/1001`).reply(200, paid)
-    .get(`${BASE}/finance/invoices/1001/payments`).query(true).reply(200, payments)
   const psa = createConnectWisePsa(creds)
   await psa.markPaid({ invoiceExternalId: '1001', paidOn: '2026-11-02', reference: 'r1' })
-  const before = psa.callsMade()
-  await psa.markPaid({ invoiceExternalId: '1001', paidOn: '2026-11-02', reference: 'r1' })
-  t.equal(psa.callsMade() - before, 2, 'second markPaid only reads (invoice + payments for paidOn)')
+  t.equal(psa.callsMade(), 1, 'no payment for the $54.17 Settle did not collect')
   scope.done()
 })

@@ -108,6 +108,19 @@ t.test('Autotask adapter against the stand-in', async t => {
     t.match(await res.json(), { errors: [/invoiceTotal/] })
   })
 
+  await t.test('reversing takes back only a paidDate Settle set, never one a person set', async t => {
+    const open = (await drain(psa.listOpenInvoices())).flat().filter(i => i.total.amount > 0)
+    const [ours, theirs] = open
+    await psa.markPaid({ invoiceExternalId: ours!.externalId, paidOn: '2026-11-20', reference: 'att_r1' })
+    await psa.reversePayment({ invoiceExternalId: ours!.externalId, paymentExternalId: '1', markedPaid: true })
+    t.equal(store.invoice(Number(ours!.externalId))!.paidDate, null, 'Settle\'s own mark is taken back')
+    // A person marked the invoice paid (a check) before Settle's markPaid, which then wrote nothing.
+    store.touchInvoice(Number(theirs!.externalId), { paidDate: '2026-11-19T00:00:00Z' })
+    await psa.markPaid({ invoiceExternalId: theirs!.externalId, paidOn: '2026-11-20', reference: 'att_r2' })
+    await psa.reversePayment({ invoiceExternalId: theirs!.externalId, paymentExternalId: '2', markedPaid: true })
+    t.equal(store.invoice(Number(theirs!.externalId))!.paidDate, '2026-11-19T00:00:00Z', 'the person\'s paidDate stays')
+  })
+
   await t.test('a partial payment note is written once per reference', async t => {
     const target = (await drain(psa.listOpenInvoices())).flat().find(i => i.total.amount > 0)!
     const input = { invoiceExternalId: target.externalId, amount: { amount: 2500, currency: 'USD' as const }, paidOn: '2026-11-20', reference: 'att_partial_9', method: 'ach' as const }

@@ -1,7 +1,7 @@
 import t from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
-import connectwiseSandbox, { CONNECTWISE_SANDBOX_CREDENTIALS, connectwiseSandboxSite, createConnectWiseStore, type ConnectWiseStore } from '../../../src/sandbox/connectwise/index.js'
+import connectwiseSandbox, { CONNECTWISE_SANDBOX_CREDENTIALS, connectwiseSandboxSite, createConnectWiseStore, SANDBOX_API_MEMBER, type ConnectWiseStore } from '../../../src/sandbox/connectwise/index.js'
 import { createConnectWisePsa, type ConnectWisePsaOptions } from '../../../src/adapters/connectwise/psa.js'
 import type { PsaInvoice } from '../../../src/ports/psa.js'
 
@@ -95,18 +95,22 @@ t.test('the real adapter against the stand-in', async t => {
     t.ok((creditLines.get(String(credit.id)) ?? []).every(l => l.amount.amount < 0), 'credit memo lines are negative')
   })
 
-  await t.test('recordPayment is idempotent; markPaid settles the invoice', async t => {
+  await t.test('recordPayment is idempotent by the ids from before; markPaid writes nothing; appliedBy is the API member', async t => {
     const open = store.invoices.find(i => i.type !== 'CreditMemo' && i.statusId !== 4 && store.paidCents(i) === 0 && store.balanceCents(i) > 500)!
     const psa = adapter(site)
     const input = { invoiceExternalId: String(open.id), amount: { amount: 500, currency: 'USD' as const }, paidOn: '2026-11-14', reference: 'att_1', method: 'card' as const }
-    const first = await psa.recordPayment(input)
-    const second = await psa.recordPayment(input)
+    let before: readonly string[] | undefined
+    const first = await psa.recordPayment({ ...input, beforePost: async ids => { before = ids } })
+    const second = await psa.recordPayment({ ...input, paymentIdsBefore: before ?? [] })
     t.equal(first.alreadyRecorded, false)
     t.equal(second.alreadyRecorded, true)
     t.equal(second.externalId, first.externalId)
     t.equal(store.paymentsOf(open.id).length, 1, 'one payment stored')
+    t.equal(store.paymentsOf(open.id)[0]?.appliedBy, SANDBOX_API_MEMBER, 'posted with the API key: applied by its API member')
+    const balance = store.balanceCents(open)
     await psa.markPaid({ invoiceExternalId: String(open.id), paidOn: '2026-11-15', reference: 'att_2' })
-    t.equal(store.balanceCents(open), 0)
+    t.equal(store.balanceCents(open), balance, 'markPaid records no money Settle did not collect')
+    await psa.recordPayment({ ...input, amount: { amount: balance, currency: 'USD' }, paidOn: '2026-11-15', reference: 'att_2' })
     const after = await psa.getInvoice({ externalId: String(open.id) })
     t.equal(after.paidOn, '2026-11-15', 'paidOn is the latest payment date')
     t.equal(after.balance?.amount, 0)
