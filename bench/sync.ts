@@ -20,9 +20,10 @@ import { note, withScratchDatabase } from './lib.js'
  */
 const N = Number(process.env.BENCH_INVOICES ?? 50_000)
 
-async function startStandIns (): Promise<{ origin: string, stop: () => void }> {
+/** The stand-ins in a child process, `invoices` each, `latencyMs` added to every call. */
+export async function startStandIns (invoices = N, latencyMs = 0): Promise<{ origin: string, stop: () => void }> {
   const script = fileURLToPath(new URL('./standins-server.ts', import.meta.url))
-  const child = spawn(process.execPath, ['--import', 'tsx', script, String(N)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', script, String(invoices), String(latencyMs)], { stdio: ['ignore', 'pipe', 'inherit'] })
   const first = await new Promise<string>((resolve, reject) => {
     child.once('error', reject)
     child.once('exit', code => { reject(new Error(`stand-ins exited with ${String(code)}`)) })
@@ -32,10 +33,10 @@ async function startStandIns (): Promise<{ origin: string, stop: () => void }> {
 }
 
 /** Reads every invoice and its lines without touching a database. */
-async function readOnly (psa: PsaPort): Promise<number> {
+export async function readOnly (psa: PsaPort): Promise<number> {
   let n = 0
   for await (const page of psa.listInvoicesChangedSince({ since: null })) {
-    await psa.getInvoiceLines({ invoiceExternalIds: page.map(i => i.externalId) })
+    await psa.getInvoiceLines({ invoiceExternalIds: page.map(i => i.externalId), headers: page })
     n += page.length
   }
   return n
@@ -45,7 +46,7 @@ export async function run (): Promise<Record<string, unknown>> {
   note(`sync: ${N} invoices from each stand-in (separate process) into PostgreSQL`)
   const standIns = await startStandIns()
   try {
-    const cw = (): PsaPort => createConnectWisePsa({ site: `${standIns.origin}/cw`, ...CONNECTWISE_SANDBOX_CREDENTIALS, lineConcurrency: 8 })
+    const cw = (): PsaPort => createConnectWisePsa({ site: `${standIns.origin}/cw`, ...CONNECTWISE_SANDBOX_CREDENTIALS })
     const at = (): PsaPort => createAutotaskPsa({ ...AUTOTASK_SANDBOX_CREDENTIALS, zoneDiscoveryUrl: `${standIns.origin}/at/ATServicesRest/V1.0/zoneInformation` })
     const figures: Record<string, { perS: number, baselinePerS: number, calls: number, created: number, lineCalls: number, idleCalls: number }> = {}
     for (const [name, make] of [['connectwise', cw], ['autotask', at]] as const) {

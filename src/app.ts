@@ -32,7 +32,7 @@ import { startTieoutScheduler, tieoutJobHandlers } from './jobs/tieout-jobs.js'
 import { quickBooksPaymentJobHandlers, startQuickBooksPaymentScheduler } from './jobs/quickbooks-payment-jobs.js'
 import { postingJobHandlers } from './jobs/posting-jobs.js'
 import type { AccountingFactory } from './ports/accounting.js'
-import { createAccountingFactory } from './services/accounting-connections.js'
+import { createAccountingFactory, qboEndpoints } from './services/accounting-connections.js'
 import quickbooksConnectRoutes from './routes/connect/quickbooks.js'
 import payRoutes from './routes/pay/index.js'
 import embeddedRoutes from './routes/embedded/index.js'
@@ -98,12 +98,14 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(viewPlugin, { production })
   // Before any route: it marks the sign-in, session and pay routes as they are added.
   await app.register(rateLimitsPlugin)
-  app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
+  app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), autotaskZoneUrl: config.autotaskZoneUrl }))
   app.decorate('paymentsFor', deps.paymentsFor ?? createPaymentsFactory({
     keyring: app.keyring,
+    apiBase: config.stripeApiBase,
     ...(config.demo ? { sandbox: { origin: () => listeningOrigin(app), apiKey: STRIPE_SANDBOX_API_KEY, publishableKey: STRIPE_SANDBOX_PUBLISHABLE_KEY } } : {})
   }))
-  app.decorate('accountingFor', createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) }))
+  const qbo = qboEndpoints(config)
+  app.decorate('accountingFor', createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), endpoints: qbo }))
   // Null for a tenant whose books are not connected.
   const accountingFor = app.accountingFor
   app.decorate('jobHandlers', {
@@ -139,7 +141,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(stripeWebhook)
   await app.register(payRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays })
   await app.register(brandRoutes)
-  await app.register(quickbooksConnectRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
+  await app.register(quickbooksConnectRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), endpoints: qbo })
   await app.register(apiRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays })
   await app.register(embeddedRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
   await app.register(tieoutRoutes, { accountingFor })

@@ -1,4 +1,5 @@
 import { ConfigProblems, configTableMarkdown, loadConfig, loadDotEnv } from './config.js'
+import { qboEndpoints } from './services/accounting-connections.js'
 import { createDb, describeTarget } from './db/knex.js'
 import { migrateLatest, migrateRollbackAll, pendingMigrations } from './db/migrate.js'
 import { databaseTarget } from './plugins/db.js'
@@ -71,7 +72,7 @@ async function main (argv: string[]): Promise<number> {
   try {
     if (TENANT_COMMANDS.includes(command)) {
       const keyring = config.encryptionKeys !== null ? new Keyring(config.encryptionKeys) : Keyring.loadOrCreateLocal(config.dataDir)
-      return await runTenantCommand(command, argv.slice(1), { db, keyring, publicUrl: config.publicUrl })
+      return await runTenantCommand(command, argv.slice(1), { db, keyring, publicUrl: config.publicUrl, autotaskZoneUrl: config.autotaskZoneUrl, qbo: qboEndpoints(config) })
     }
     if (command === 'migrate') {
       const applied = await migrateLatest(db)

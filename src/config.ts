@@ -25,6 +25,14 @@ export interface Config {
   syncIntervalMinutes: number
   shutdownGraceMs: number
   payLinkDays: number
+  /** Where the adapters send their calls; null is the real service. */
+  stripeApiBase: string | null
+  quickbooksApiBase: string | null
+  quickbooksOauthBase: string | null
+  autotaskZoneUrl: string | null
+  /** The stand-ins' own server (`npm run sandbox`). */
+  sandboxHost: string
+  sandboxPort: number
 }
 
 export class ConfigError extends Error {
@@ -171,7 +179,23 @@ export const SETTINGS = {
   workerPollMs: integer('WORKER_POLL_MS', 50, 60_000, 1000, 'How often an idle worker looks for due jobs.'),
   syncIntervalMinutes: integer('SYNC_INTERVAL_MINUTES', 1, 1440, 15, 'How often each PSA connection is polled for changed invoices (ConnectWise callbacks also re-sync single invoices at once).'),
   shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 100, 120_000, 10_000, 'How long a stopping server waits for requests and jobs in flight.'),
-  payLinkDays: integer('PAY_LINK_DAYS', 1, 90, 14, 'How many days a pay link stays valid: every link Settle makes (pods, API, emails, the demo overview) and the validity they show.')
+  payLinkDays: integer('PAY_LINK_DAYS', 1, 90, 14, 'How many days a pay link stays valid: every link Settle makes (pods, API, emails, the demo overview) and the validity they show.'),
+  stripeApiBase: url('STRIPE_API_BASE', ['http:', 'https:'], "Where the Stripe adapter sends its calls, for every tenant's key (the stand-ins' server: `http://127.0.0.1:4010`).", () => null, 'https://api.stripe.com'),
+  quickbooksApiBase: url('QUICKBOOKS_API_BASE', ['http:', 'https:'], 'Where QuickBooks Online API calls go; `/v3/company/…` is appended (the stand-ins\' server: `http://127.0.0.1:4010/sandbox/quickbooks`).', () => null, 'https://quickbooks.api.intuit.com'),
+  quickbooksOauthBase: url('QUICKBOOKS_OAUTH_BASE', ['http:', 'https:'], "Where QuickBooks sign-in and tokens go: `/connect/oauth2`, `/oauth2/v1/tokens/bearer` and `/oauth2/v1/tokens/revoke` under it. Unset: Intuit's own three hosts.", () => null, null),
+  autotaskZoneUrl: url('AUTOTASK_ZONE_URL', ['http:', 'https:'], "Autotask's zone-information URL, which tells each API user its zone (the stand-ins' server: `http://127.0.0.1:4010/sandbox/autotask/ATServicesRest/V1.0/zoneInformation`).", () => null, 'https://webservices.autotask.net/ATServicesRest/V1.0/zoneInformation'),
+  sandboxHost: {
+    variable: 'SANDBOX_HOST',
+    expected: 'a host name or IP address to listen on',
+    description: 'Interface `npm run sandbox` (the stand-ins on their own server) listens on.',
+    defaultText: '127.0.0.1',
+    read: raw => {
+      const value = text(raw) ?? '127.0.0.1'
+      if (!/^[A-Za-z0-9.:[\]-]+$/.test(value)) throw new ConfigError('SANDBOX_HOST', 'a host name or IP address to listen on', raw)
+      return value
+    }
+  } satisfies Setting<string>,
+  sandboxPort: integer('SANDBOX_PORT', 0, 65535, 4010, 'TCP port `npm run sandbox` listens on (0 picks a free one).')
 } as const
 
 type Settings = typeof SETTINGS

@@ -19,6 +19,14 @@ t.test('nothing configured is a valid embedded default', async t => {
   t.equal(config.encryptionKeys, null, 'no key: the embedded default generates its own in DATA_DIR, never a constant')
   t.equal(config.demo, true)
   t.equal(config.publicUrl, 'http://127.0.0.1:3000')
+  t.same([config.stripeApiBase, config.quickbooksApiBase, config.quickbooksOauthBase, config.autotaskZoneUrl], [null, null, null, null], 'the adapters talk to the real services')
+  t.same([config.sandboxHost, config.sandboxPort], ['127.0.0.1', 4010], 'npm run sandbox listens on 4010')
+})
+
+t.test('the outside base URLs are read without a trailing slash', async t => {
+  const config = loadConfig({ STRIPE_API_BASE: 'http://127.0.0.1:4010/', QUICKBOOKS_API_BASE: 'http://127.0.0.1:4010/sandbox/quickbooks/' })
+  t.equal(config.stripeApiBase, 'http://127.0.0.1:4010')
+  t.equal(config.quickbooksApiBase, 'http://127.0.0.1:4010/sandbox/quickbooks')
 })
 
 t.test('every malformed variable gives its own line naming it and what it expects', async t => {
@@ -39,7 +47,13 @@ t.test('every malformed variable gives its own line naming it and what it expect
     WORKER_POLL_MS: '-5',
     SYNC_INTERVAL_MINUTES: '0',
     SHUTDOWN_GRACE_MS: '1.5',
-    PAY_LINK_DAYS: '0'
+    PAY_LINK_DAYS: '0',
+    STRIPE_API_BASE: 'api.stripe.com',
+    QUICKBOOKS_API_BASE: 'file:///etc',
+    QUICKBOOKS_OAUTH_BASE: 'nope',
+    AUTOTASK_ZONE_URL: 'webservices.autotask.net/zoneInformation',
+    SANDBOX_HOST: 'two words',
+    SANDBOX_PORT: '70000'
   }
   for (const setting of Object.values(SETTINGS)) {
     const value = bad[setting.variable]

@@ -36,6 +36,8 @@ export interface RequesterOptions {
   /** Longest Retry-After we will sleep through inside one call; longer ones surface as retryable errors. */
   maxRetryAfterMs?: number
   budget?: CallBudget
+  /** HTTP requests in flight at once through this requester (a retry's wait holds no slot); unbounded when absent. */
+  maxInFlight?: number
   /** Pulls a readable message out of the vendor's error body. */
   describeError?: (body: unknown) => string | null
   sleep?: (ms: number) => Promise<void>
@@ -78,6 +80,7 @@ export function createRequester (options: RequesterOptions): Requester {
   })
   const sleep = options.sleep ?? (async (ms: number) => { await new Promise(resolve => setTimeout(resolve, ms)) })
   const backoff = options.backoff ?? { baseMs: 500, capMs: 10_000 }
+  const limit = options.maxInFlight === undefined ? async <T>(fn: () => Promise<T>): Promise<T> => await fn() : createSemaphore(options.maxInFlight)
   let calls = 0
 
   const fail = (status: number | null, code: string, message: string, retryable: boolean, retryAfterMs: number | null = null, body?: unknown): UpstreamError =>
@@ -88,7 +91,7 @@ export function createRequester (options: RequesterOptions): Requester {
     calls++
     let response: AxiosResponse<string>
     try {
-      response = await http.request<string>(config)
+      response = await limit(async () => await http.request<string>(config))
     } catch (error) {
       const e = error as AxiosError
       if (e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT') throw fail(null, 'timeout', `no answer within ${options.timeoutMs ?? 30_000} ms`, true)
@@ -129,4 +132,23 @@ export function createRequester (options: RequesterOptions): Requester {
   }
 
   return { request, calls: () => calls, http }
+}
+
+/** At most `max` calls in flight; the rest wait in arrival order. */
+export function createSemaphore (max: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  if (!Number.isInteger(max) || max < 1) throw new TypeError(`maxConcurrent must be a whole number of 1 or more; got ${String(max)}`)
+  let active = 0
+  const waiting: Array<() => void> = []
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active >= max) await new Promise<void>(resolve => waiting.push(resolve))
+    else active++
+    try {
+      return await fn()
+    } finally {
+      // Hand the slot straight to the next waiter so a newcomer cannot jump the queue.
+      const next = waiting.shift()
+      if (next !== undefined) next()
+      else active--
+    }
+  }
 }

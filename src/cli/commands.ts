@@ -17,13 +17,20 @@ import { setInstallmentSettings } from '../db/installments.js'
 import { putSecret } from '../db/secrets.js'
 import { createApiKey, listKeys, revokeApiKey } from '../security/api-keys.js'
 import { audit } from '../db/audit.js'
-import { QBO_PRODUCTION, assertRealmFree, connectQuickBooks, createAccountingFactory, discoverSettings, saveAccountingSettings, tokenRequest } from '../services/accounting-connections.js'
+import { QBO_PRODUCTION, type QboEndpoints, assertRealmFree, connectQuickBooks, createAccountingFactory, discoverSettings, saveAccountingSettings, tokenRequest } from '../services/accounting-connections.js'
 import { syncInvoices, type SyncProgress } from '../services/sync.js'
 import { grantMember, listMemberGrants, liveLinkKey, liveLinkTemplates, revokeMember, signedLiveLinkUrl } from '../services/embedded.js'
 import type { EmbeddedPermission, EmbeddedSystem } from '../security/embedded-sessions.js'
 import { renderProgress, syncFraction } from './progress.js'
 
-interface Deps { db: Knex, keyring: Keyring, publicUrl: string }
+interface Deps {
+  db: Knex
+  keyring: Keyring
+  publicUrl: string
+  /** AUTOTASK_ZONE_URL and the QuickBooks endpoints from QUICKBOOKS_API_BASE / QUICKBOOKS_OAUTH_BASE. */
+  autotaskZoneUrl?: string | null
+  qbo?: QboEndpoints
+}
 
 const out = (text: string): void => { process.stdout.write(text + '\n') }
 
@@ -237,9 +244,9 @@ Opened from these, a person signs in with a Settle API key (payments:read; payme
       const moveRealm = values.move === true
       await assertRealmFree(db, tenant.id, realmId, moveRealm)
       // Prove the refresh token (and rotate it) before saving anything.
-      const tokens = await tokenRequest(QBO_PRODUCTION, app, { grant_type: 'refresh_token', refresh_token: refreshToken })
+      const tokens = await tokenRequest(deps.qbo ?? QBO_PRODUCTION, app, { grant_type: 'refresh_token', refresh_token: refreshToken })
       await connectQuickBooks(db, keyring, { tenantId: tenant.id, realmId, tokens, moveRealm, actor: 'cli' })
-      const port = await createAccountingFactory({ db, keyring, app })(tenant.id)
+      const port = await createAccountingFactory({ db, keyring, app, endpoints: deps.qbo })(tenant.id)
       const settings = port === null ? null : await saveAccountingSettings(db, tenant.id, await discoverSettings(port))
       out(`Connected ${tenant.slug} to QuickBooks company ${realmId}; proposed settings: ${JSON.stringify(settings)}. Confirm them in settings.`)
       return 0
@@ -251,7 +258,7 @@ Opened from these, a person signs in with a Settle API key (payments:read; payme
     if (sub !== 'connectwise') throw new AppError('VALIDATION_FAILED', `Only ConnectWise installs through its API: settle ${command} connectwise --tenant SLUG. For Autotask follow manifest/autotask/README.md.`)
     const connection = (await listPsaConnections(db, { tenantId: tenant.id })).find(c => c.system === 'connectwise')
     if (connection === undefined) throw new AppError('PSA_NOT_CONNECTED', `${tenant.slug} has no ConnectWise connection; add one with settle connect connectwise.`)
-    const psa = await createPsaFactory({ keyring, sandboxOrigin: () => deps.publicUrl })(db, tenant.id, 'connectwise') as ConnectWisePsa
+    const psa = await createPsaFactory({ keyring, sandboxOrigin: () => deps.publicUrl, autotaskZoneUrl: deps.autotaskZoneUrl })(db, tenant.id, 'connectwise') as ConnectWisePsa
     const manifest = await loadConnectWiseManifest()
     if (command === 'install') {
       const summary = await installConnectWise({ psa, manifest, publicUrl: deps.publicUrl, slug: tenant.slug, clientId: String(connection.settings.clientId ?? '') })
@@ -278,7 +285,7 @@ Opened from these, a person signs in with a Settle API key (payments:read; payme
 
   // sync
   if (systems.length === 0) throw new AppError('PSA_NOT_CONNECTED', `${tenant.slug} has no PSA connection; add one with settle connect.`)
-  const psaFor = createPsaFactory({ keyring, sandboxOrigin: () => deps.publicUrl })
+  const psaFor = createPsaFactory({ keyring, sandboxOrigin: () => deps.publicUrl, autotaskZoneUrl: deps.autotaskZoneUrl })
   let failed = false
   for (const system of systems) {
     const tty = process.stderr.isTTY

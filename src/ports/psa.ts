@@ -101,8 +101,14 @@ export interface PsaPort {
   listInvoicesChangedSince: (input: { since: Date | null }) => AsyncIterable<PsaInvoice[]>
   /** One invoice with its header, fresh from the PSA. */
   getInvoice: (input: { externalId: string }) => Promise<PsaInvoice>
-  /** Line detail for many invoices; batched where the PSA allows it. */
-  getInvoiceLines: (input: { invoiceExternalIds: readonly string[] }) => Promise<Map<string, PsaInvoiceLine[]>>
+  /**
+   * Line detail for many invoices; batched where the PSA allows it.
+   * `headers`, when the caller has them, are the same invoices as listed
+   * (a PSA may check batched lines against them instead of reading each invoice).
+   */
+  getInvoiceLines: (input: { invoiceExternalIds: readonly string[], headers?: readonly PsaInvoice[] }) => Promise<Map<string, PsaInvoiceLine[]>>
+  /** How many invoices' lines one call fetches: the sync commits in units of this size (default 100). */
+  readonly lineBatchSize?: number
   /** The invoice as the PSA prints it, or null where the PSA offers no PDF through its API (Autotask). */
   getInvoicePdf: (input: { externalId: string }) => Promise<{ contentType: string, body: Buffer } | null>
   /** Records a (partial) payment; idempotent by `reference`. */

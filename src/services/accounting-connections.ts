@@ -19,6 +19,17 @@ export const QBO_PRODUCTION = {
   authorizeUrl: 'https://appcenter.intuit.com/connect/oauth2'
 }
 export interface QboEndpoints { apiBase: string, tokenUrl: string, revokeUrl: string, authorizeUrl: string }
+
+/** Intuit's endpoints, or the ones QUICKBOOKS_API_BASE and QUICKBOOKS_OAUTH_BASE point at (laid out as the stand-in serves them). */
+export function qboEndpoints (bases: { quickbooksApiBase: string | null, quickbooksOauthBase: string | null }): QboEndpoints {
+  const oauth = bases.quickbooksOauthBase
+  return {
+    apiBase: bases.quickbooksApiBase === null ? QBO_PRODUCTION.apiBase : `${bases.quickbooksApiBase}/v3/company/`,
+    ...(oauth === null
+      ? { tokenUrl: QBO_PRODUCTION.tokenUrl, revokeUrl: QBO_PRODUCTION.revokeUrl, authorizeUrl: QBO_PRODUCTION.authorizeUrl }
+      : { tokenUrl: `${oauth}/oauth2/v1/tokens/bearer`, revokeUrl: `${oauth}/oauth2/v1/tokens/revoke`, authorizeUrl: `${oauth}/connect/oauth2` })
+  }
+}
 export interface QboAppCredentials { clientId: string, clientSecret: string }
 
 /** Refresh when less than this is left on the access token. */
@@ -215,6 +226,8 @@ export interface AccountingFactoryOptions {
   keyring: Keyring
   /** Origin of the built-in stand-in (demo), for connections with settings.site = 'sandbox'. */
   sandboxOrigin?: () => string | null
+  /** Where connections other than the built-in stand-in go; default Intuit's (see qboEndpoints). */
+  endpoints?: QboEndpoints
   app?: QboAppCredentials
   now?: () => number
 }
@@ -229,7 +242,7 @@ export function createAccountingFactory (options: AccountingFactoryOptions): Acc
   return async (tenantId: string): Promise<AccountingPort | null> => {
     const c = await getAccountingConnection(options.db, tenantId)
     if (c === null || c.status === 'disconnected') return null
-    let endpoints = QBO_PRODUCTION
+    let endpoints = options.endpoints ?? QBO_PRODUCTION
     let app = options.app ?? { clientId: process.env.SETTLE_QBO_CLIENT_ID ?? '', clientSecret: process.env.SETTLE_QBO_CLIENT_SECRET ?? '' }
     if (c.settings.site === 'sandbox') {
       const origin = options.sandboxOrigin?.() ?? null

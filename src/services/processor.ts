@@ -11,6 +11,8 @@ export interface PaymentsFactoryOptions {
   keyring: Keyring
   /** On the embedded default: where the Stripe stand-in answers, and the demo key that routes there. */
   sandbox?: { origin: () => string | null, apiKey: string, publishableKey: string }
+  /** STRIPE_API_BASE: where every other key's calls go (a shared stand-in); null is Stripe's own API. */
+  apiBase?: string | null
 }
 
 /** The payments adapter for a tenant, on its own Stripe key (encrypted at rest). */
@@ -19,9 +21,11 @@ export function createPaymentsFactory (options: PaymentsFactoryOptions): Payment
     const secretKey = await getSecret(db, options.keyring, tenantId, 'stripe.secret_key')
     if (secretKey === null) throw new AppError('PROCESSOR_NOT_CONNECTED', 'This tenant has not connected Stripe yet; add its secret key in settings.')
     const sandbox = options.sandbox !== undefined && secretKey === options.sandbox.apiKey ? options.sandbox.origin() : null
+    const base = sandbox ?? options.apiBase ?? null
     const browser = sandbox !== null && options.sandbox !== undefined
       ? { publishableKey: options.sandbox.publishableKey, sandboxApiBase: sandbox }
-      : { publishableKey: await getSecret(db, options.keyring, tenantId, 'stripe.publishable_key'), sandboxApiBase: null }
-    return createStripePayments(createStripeClient({ secretKey, ...(sandbox !== null ? { baseUrl: sandbox } : {}) }), browser)
+      // Stripe.js only talks to Stripe: pointed elsewhere, the pay page uses the stand-in's browser flow there.
+      : { publishableKey: await getSecret(db, options.keyring, tenantId, 'stripe.publishable_key'), sandboxApiBase: base }
+    return createStripePayments(createStripeClient({ secretKey, ...(base !== null ? { baseUrl: base } : {}) }), browser)
   }
 }

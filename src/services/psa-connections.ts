@@ -35,6 +35,8 @@ export interface PsaFactoryOptions {
   keyring: Keyring
   /** The running server's own origin, where the sandbox stand-ins answer (embedded default only). */
   sandboxOrigin?: () => string | null
+  /** AUTOTASK_ZONE_URL: zone discovery for connections other than the built-in stand-in; null is Autotask's own. */
+  autotaskZoneUrl?: string | null
 }
 
 /**
@@ -78,6 +80,7 @@ export function createPsaFactory (options: PsaFactoryOptions): PsaFactory {
       ...(sandbox !== null
         ? { zoneDiscoveryUrl: `${sandbox}/sandbox/autotask/ATServicesRest/V1.0/zoneInformation` }
         : {
+            ...(typeof options.autotaskZoneUrl === 'string' ? { zoneDiscoveryUrl: options.autotaskZoneUrl } : {}),
             ...(typeof s.zoneUrl === 'string' ? { zoneUrl: s.zoneUrl } : {}),
             // Zone discovery costs a call; remember the answer per tenant.
             onZoneDiscovered: async (url: string) => { await updatePsaSettings(db, tenantId, 'autotask', { zoneUrl: url }) }

@@ -7,9 +7,10 @@ import {
   advanceCursor, claimSync, finishSyncRun, releaseSync, startSyncRun, type SyncRunCounts
 } from '../db/psa.js'
 import { AppError } from '../errors.js'
-import { planInvoiceSync } from '../domain/invoice-sync.js'
+import { planInvoiceSync, type InvoiceSyncPlan } from '../domain/invoice-sync.js'
 import { usStateCode } from '../domain/surcharge.js'
-import type { PsaInvoice, PsaPort } from '../ports/psa.js'
+import type { PsaInvoice, PsaInvoiceLine, PsaPort } from '../ports/psa.js'
+import { MAX_RETRY_WAIT_MS, realSleep, RETRY_ROUNDS, retryable, retryingWhileProgressing, retryWaitMs, type RunContext } from './sync-retry.js'
 
 export interface SyncProgress extends SyncRunCounts {
   phase: 'invoices' | 'open-recheck'
@@ -33,6 +34,8 @@ export interface SyncOptions {
   leaseMs?: number
   /** Stop between pages (shutdown); the cursor keeps what was committed. */
   signal?: AbortSignal
+  /** Waits between retries of what failed (tests pass a fast one). */
+  sleep?: (ms: number) => Promise<void>
 }
 
 export interface SyncResult extends SyncRunCounts {
@@ -71,34 +74,43 @@ export async function syncInvoices (options: SyncOptions): Promise<SyncResult> {
     counts.calls = psa.callsMade() - callsBefore
     options.onProgress?.({ ...counts, phase, since: windowStart, reachedAt, invoicesPerSecond: Math.round(counts.invoicesSeen / Math.max(0.001, (Date.now() - started) / 1000)) })
   }
+  const run: RunContext = { sleep: options.sleep ?? realSleep, commits: 0 }
+  const aborted = (): boolean => options.signal?.aborted === true
+  // How far this run has committed: a listing that breaks off resumes here, in this run (inclusive, so the boundary re-reads as a no-op).
+  let committed: Date | null = since
   try {
-    for await (const page of psa.listInvoicesChangedSince({ since })) {
-      if (options.signal?.aborted === true) break
-      const last = page[page.length - 1]
-      windowStart ??= page[0]?.updatedAt ?? null
-      reachedAt = last?.updatedAt ?? reachedAt
-      await applyPage(db, tenantId, psa, page, customers, counts, last === undefined ? undefined : { holder, leaseMs, at: last.updatedAt, id: last.externalId })
-      report('invoices')
-    }
+    await retryingWhileProgressing(run, async () => {
+      for await (const page of psa.listInvoicesChangedSince({ since: committed })) {
+        if (aborted()) break
+        windowStart ??= page[0]?.updatedAt ?? null
+        await applyPage(db, tenantId, psa, page, customers, counts, run, { holder, leaseMs }, at => { committed = at; reachedAt = at })
+        report('invoices')
+      }
+    })
     const recheck = options.recheckOpen === true && listsOpenInvoices(psa)
     if (recheck) {
       // Autotask stamps nothing when an invoice is paid or voided: such an
       // invoice just drops out of the open set, so re-read whatever left it.
       const stillOpen = new Set<string>()
-      for await (const page of psa.listOpenInvoices()) {
-        if (options.signal?.aborted === true) break
-        for (const invoice of page) stillOpen.add(invoice.externalId)
-        await applyPage(db, tenantId, psa, page, customers, counts)
-        report('open-recheck')
-      }
+      await retryingWhileProgressing(run, async () => {
+        for await (const page of psa.listOpenInvoices()) {
+          if (aborted()) break
+          for (const invoice of page) stillOpen.add(invoice.externalId)
+          await applyPage(db, tenantId, psa, page, customers, counts, run)
+          report('open-recheck')
+        }
+      })
       const openInMirror = await db('invoices').where({ tenant_id: tenantId, psa_system: psa.system, voided: false })
         .whereIn('status', ['open', 'partially_paid', 'disputed', 'in_collections']).pluck('psa_invoice_id') as string[]
       const left = openInMirror.filter(id => !stillOpen.has(id))
-      for (let i = 0; i < left.length && options.signal?.aborted !== true; i += 50) {
-        const page = await Promise.all(left.slice(i, i + 50).map(async externalId => await psa.getInvoice({ externalId })))
-        await applyPage(db, tenantId, psa, page, customers, counts)
-        report('open-recheck')
-      }
+      let next = 0
+      await retryingWhileProgressing(run, async () => {
+        for (; next < left.length && !aborted(); next += 50) {
+          const page = await Promise.all(left.slice(next, next + 50).map(async externalId => await psa.getInvoice({ externalId })))
+          await applyPage(db, tenantId, psa, page, customers, counts, run)
+          report('open-recheck')
+        }
+      })
     }
     counts.calls = psa.callsMade() - callsBefore
     await finishSyncRun(db, runId, counts, { status: 'ok' })
@@ -117,7 +129,7 @@ export async function syncInvoices (options: SyncOptions): Promise<SyncResult> {
 export async function syncOneInvoice (db: Knex, tenantId: string, psa: PsaPort, externalId: string): Promise<'created' | 'changed' | 'voided' | 'unchanged'> {
   const invoice = await psa.getInvoice({ externalId })
   const counts: SyncRunCounts = { pages: 0, invoicesSeen: 0, created: 0, changed: 0, voided: 0, unchanged: 0, linesFetched: 0, calls: 0 }
-  await applyPage(db, tenantId, psa, [invoice], await knownCustomers(db, tenantId, psa.system), counts)
+  await applyPage(db, tenantId, psa, [invoice], await knownCustomers(db, tenantId, psa.system), counts, { sleep: realSleep, commits: 0 })
   return counts.created > 0 ? 'created' : counts.voided > 0 ? 'voided' : counts.changed > 0 ? 'changed' : 'unchanged'
 }
 
@@ -169,9 +181,46 @@ async function ensureCustomers (db: Knex, tenantId: string, psa: PsaPort, page: 
 
 const dateOnly = (day: string): Date => new Date(`${day}T12:00:00Z`)
 
+/** Invoices per transaction when the PSA does not say how many invoices' lines one call fetches. */
+export const DEFAULT_SYNC_UNIT = 100
+/** One unit's lines; a failure repeats this unit's calls only, never the page's. */
+async function fetchUnitLines (psa: PsaPort, unit: readonly PagePlan[], run: RunContext): Promise<Map<string, PsaInvoiceLine[]>> {
+  const wanted = unit.filter(p => p.needsLines && !p.invoice.voided).map(p => p.invoice)
+  if (wanted.length === 0) return new Map()
+  for (let round = 1; ; round++) {
+    try {
+      return await psa.getInvoiceLines({ invoiceExternalIds: wanted.map(i => i.externalId), headers: wanted })
+    } catch (error) {
+      if (!retryable(error) || round > RETRY_ROUNDS || retryWaitMs(error) > MAX_RETRY_WAIT_MS) throw error
+      await run.sleep(retryWaitMs(error))
+    }
+  }
+}
+
+interface PagePlan {
+  invoice: PsaInvoice
+  booked: Invoice | undefined
+  customerId: string
+  psaBalance: number
+  plan: InvoiceSyncPlan
+  headerChanged: boolean
+  needsLines: boolean
+}
+
+const byStampThenId = (a: PagePlan, b: PagePlan): number =>
+  a.invoice.updatedAt.getTime() - b.invoice.updatedAt.getTime() || compareIds(a.invoice.externalId, b.invoice.externalId)
+const compareIds = (a: string, b: string): number => /^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : a < b ? -1 : a > b ? 1 : 0
+
+/**
+ * Applies one page in units (the PSA's line batch): every unit's lines are
+ * fetched at once (the adapter bounds requests in flight), then each unit
+ * commits its mirror rows, lines, ledger entries and, on a listing, the
+ * cursor, in order. A crash or a unit that keeps failing loses at most that
+ * unit: the cursor never passes an invoice that is not committed.
+ */
 async function applyPage (
   db: Knex, tenantId: string, psa: PsaPort, page: readonly PsaInvoice[], customers: Map<string, string>, counts: SyncRunCounts,
-  cursor?: { holder: string, leaseMs: number, at: Date, id: string }
+  run: RunContext, cursor?: { holder: string, leaseMs: number }, onCommitted?: (at: Date) => void
 ): Promise<void> {
   counts.pages++
   counts.invoicesSeen += page.length
@@ -183,7 +232,7 @@ async function applyPage (
     if (seen === undefined || seen.updatedAt <= invoice.updatedAt) latest.set(invoice.externalId, invoice)
   }
   const existing = await invoicesByPsaIds(db, tenantId, psa.system, [...latest.keys()])
-  const plans = [...latest.values()].map(invoice => {
+  const plans: PagePlan[] = [...latest.values()].map(invoice => {
     const booked: Invoice | undefined = existing.get(invoice.externalId)
     const customerId = customers.get(invoice.companyExternalId) as string
     const psaBalance = invoice.balance?.amount ?? (invoice.voided || invoice.paidOn !== null ? 0 : invoice.total.amount)
@@ -203,47 +252,61 @@ async function applyPage (
     const needsLines = booked === undefined || booked.total.amount !== invoice.total.amount || (booked.lineCount === 0 && invoice.total.amount !== 0)
     return { invoice, booked, customerId, psaBalance, plan, headerChanged, needsLines }
   })
-  const toWrite = plans.filter(p => p.headerChanged || !p.plan.unchanged)
-  // Network before the transaction: a slow PSA never holds database locks.
-  const lineIds = toWrite.filter(p => p.needsLines && !p.invoice.voided).map(p => p.invoice.externalId)
-  const lines = lineIds.length > 0 ? await psa.getInvoiceLines({ invoiceExternalIds: lineIds }) : new Map()
+  // In cursor order, so committing a unit may move the cursor to its last invoice.
+  const toWrite = plans.filter(p => p.headerChanged || !p.plan.unchanged).sort(byStampThenId)
+  const size = Math.max(1, psa.lineBatchSize ?? DEFAULT_SYNC_UNIT)
+  const units: PagePlan[][] = []
+  for (let i = 0; i < toWrite.length; i += size) units.push(toWrite.slice(i, i + size))
+  // A page with nothing to write still moves the cursor.
+  if (units.length === 0) units.push([])
+  // Network before each transaction: a slow PSA never holds database locks.
+  const lineFetches = units.map(unit => fetchUnitLines(psa, unit, run))
+  // Awaited in order below; until then a failure must not surface as unhandled.
+  for (const fetch of lineFetches) fetch.catch(() => {})
+  const pageLast = page[page.length - 1]
 
-  await db.transaction(async trx => {
-    const rows: InvoiceUpsert[] = toWrite.map(({ invoice, customerId, psaBalance, plan }) => ({
-      customerId,
-      psaSystem: psa.system,
-      psaInvoiceId: invoice.externalId,
-      number: invoice.number,
-      kind: invoice.kind,
-      currency: invoice.currency,
-      issuedOn: invoice.issuedOn,
-      dueOn: invoice.dueOn,
-      total: invoice.total.amount,
-      psaBalance,
-      paidOn: invoice.paidOn,
-      voided: invoice.voided,
-      status: plan.status,
-      agreementName: invoice.agreementName,
-      poNumber: invoice.poNumber,
-      psaUpdatedAt: invoice.updatedAt,
-      ledgerBilled: plan.ledgerBilled,
-      ledgerPaidElsewhere: plan.ledgerPaidElsewhere,
-      raw: invoice.raw
-    }))
-    const ids = await upsertInvoices(trx, tenantId, rows)
-    const linesByInvoiceId = new Map([...lines].flatMap(([psaId, l]) => {
-      const id = ids.get(psaId)
-      return id === undefined ? [] : [[id, l] as const]
-    }))
-    counts.linesFetched += await replaceInvoiceLines(trx, tenantId, linesByInvoiceId)
-    // One statement for the page's entries: per-entry round trips were the sync's bottleneck.
-    await postEntries(trx, tenantId, toWrite.flatMap(({ plan }) => plan.entries.map(input => ({ input }))))
-    if (cursor !== undefined) await advanceCursor(trx, tenantId, psa.system, cursor.holder, { at: cursor.at, id: cursor.id }, cursor.leaseMs)
-  })
-  for (const p of plans) {
-    if (p.booked === undefined) counts.created++
-    else if (p.invoice.voided && !p.booked.voided) counts.voided++
-    else if (p.plan.unchanged && !p.headerChanged) counts.unchanged++
-    else counts.changed++
+  for (const [k, unit] of units.entries()) {
+    const lines = await (lineFetches[k] as Promise<Map<string, PsaInvoiceLine[]>>)
+    const through = k === units.length - 1 ? pageLast : unit[unit.length - 1]?.invoice
+    await db.transaction(async trx => {
+      const rows: InvoiceUpsert[] = unit.map(({ invoice, customerId, psaBalance, plan }) => ({
+        customerId,
+        psaSystem: psa.system,
+        psaInvoiceId: invoice.externalId,
+        number: invoice.number,
+        kind: invoice.kind,
+        currency: invoice.currency,
+        issuedOn: invoice.issuedOn,
+        dueOn: invoice.dueOn,
+        total: invoice.total.amount,
+        psaBalance,
+        paidOn: invoice.paidOn,
+        voided: invoice.voided,
+        status: plan.status,
+        agreementName: invoice.agreementName,
+        poNumber: invoice.poNumber,
+        psaUpdatedAt: invoice.updatedAt,
+        ledgerBilled: plan.ledgerBilled,
+        ledgerPaidElsewhere: plan.ledgerPaidElsewhere,
+        raw: invoice.raw
+      }))
+      const ids = rows.length > 0 ? await upsertInvoices(trx, tenantId, rows) : new Map<string, string>()
+      const linesByInvoiceId = new Map([...lines].flatMap(([psaId, l]) => {
+        const id = ids.get(psaId)
+        return id === undefined ? [] : [[id, l] as const]
+      }))
+      counts.linesFetched += await replaceInvoiceLines(trx, tenantId, linesByInvoiceId)
+      // One statement for the unit's entries: per-entry round trips were the sync's bottleneck.
+      await postEntries(trx, tenantId, unit.flatMap(({ plan }) => plan.entries.map(input => ({ input }))))
+      if (cursor !== undefined && through !== undefined) await advanceCursor(trx, tenantId, psa.system, cursor.holder, { at: through.updatedAt, id: through.externalId }, cursor.leaseMs)
+    })
+    run.commits++
+    if (through !== undefined) onCommitted?.(through.updatedAt)
+    for (const p of unit) {
+      if (p.booked === undefined) counts.created++
+      else if (p.invoice.voided && !p.booked.voided) counts.voided++
+      else counts.changed++
+    }
   }
+  counts.unchanged += plans.length - toWrite.length
 }

@@ -11,8 +11,15 @@ export class FakePsa implements PsaPort {
   readonly invoices = new Map<string, PsaInvoice>()
   readonly companies = new Map<string, PsaCompany>()
   pageSize = 10
-  /** Throw a 503 when this page (1-based) of the next listing is requested. */
-  failOnPage: number | null = null
+  /**
+   * Throw a 503 when this page (1-based) of a listing is requested, and on
+   * every page request after it (the sync resumes a broken listing from its
+   * cursor): a PSA that goes down mid-sync and stays down until cleared.
+   */
+  get failOnPage (): number | null { return this.#failOnPage }
+  set failOnPage (page: number | null) { this.#failOnPage = page; this.#down = false }
+  #failOnPage: number | null = null
+  #down = false
   lineCalls = 0
   #calls = 0
   #clock = Date.parse('2026-10-01T00:00:00Z')
@@ -61,7 +68,8 @@ export class FakePsa implements PsaPort {
     do {
       page++
       this.#calls++
-      if (this.failOnPage === page) throw new UpstreamError('connectwise', 503, 'http_503', 'Service Unavailable', true)
+      if (this.#failOnPage === page) this.#down = true
+      if (this.#down) throw new UpstreamError('connectwise', 503, 'http_503', 'Service Unavailable', true)
       yield rows.slice((page - 1) * this.pageSize, page * this.pageSize)
     } while (page * this.pageSize < rows.length)
   }

@@ -1,8 +1,9 @@
-import { createRequester, UpstreamError, type Requester, type RequestConfig } from '../http.js'
+import { createRequester, createSemaphore, UpstreamError, type Requester, type RequestConfig } from '../http.js'
 import type { CallBudget } from '../../ports/psa.js'
 import { f, type AutotaskFilter } from './filter.js'
 
 export { f, autotaskDateTime, type AutotaskFilter, type AutotaskCondition } from './filter.js'
+export { createSemaphore } from '../http.js'
 
 export const DEFAULT_ZONE_DISCOVERY_URL = 'https://webservices.autotask.net/ATServicesRest/V1.0/zoneInformation'
 /** Autotask's page-size ceiling for one query call. */
@@ -80,25 +81,6 @@ export function describeAutotaskError (body: unknown): string | null {
     return JSON.stringify(item)
   })
   return messages.join('; ')
-}
-
-/** At most `max` calls in flight; the rest wait in arrival order. */
-export function createSemaphore (max: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  if (!Number.isInteger(max) || max < 1) throw new TypeError(`maxConcurrent must be a whole number of 1 or more; got ${String(max)}`)
-  let active = 0
-  const waiting: Array<() => void> = []
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= max) await new Promise<void>(resolve => waiting.push(resolve))
-    else active++
-    try {
-      return await fn()
-    } finally {
-      // Hand the slot straight to the next waiter so a newcomer cannot jump the queue.
-      const next = waiting.shift()
-      if (next !== undefined) next()
-      else active--
-    }
-  }
 }
 
 export function createAutotaskClient (options: AutotaskClientOptions): AutotaskClient {

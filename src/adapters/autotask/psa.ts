@@ -62,6 +62,7 @@ export function createAutotaskPsa (options: AutotaskPsaOptions): AutotaskPsa {
   return {
     system: 'autotask',
     client,
+    lineBatchSize: LINE_BATCH,
 
     async * listCompanies (): AsyncGenerator<PsaCompany[]> {
       for await (const page of client.query<AtCompany>('Companies', { filter: f.all() })) {

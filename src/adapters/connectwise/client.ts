@@ -21,6 +21,8 @@ export interface ConnectWiseClientOptions {
   timeoutMs?: number
   attempts?: number
   budget?: CallBudget
+  /** HTTP requests in flight at once through this client; default 10, well inside what Cloudflare lets through before it answers 429. */
+  maxInFlight?: number
   sleep?: (ms: number) => Promise<void>
 }
 
@@ -42,6 +44,7 @@ export interface ConnectWiseClient {
 }
 
 export const DEFAULT_CODEBASE = 'v4_6_release/'
+export const DEFAULT_MAX_IN_FLIGHT = 10
 const MAX_PAGE_SIZE = 1000
 
 /** `{"code","message","errors":[{message}]}` → one readable line. */
@@ -102,6 +105,7 @@ export function createConnectWiseClient (options: ConnectWiseClientOptions): Con
     ...(options.attempts !== undefined ? { attempts: options.attempts } : {}),
     ...(options.budget !== undefined ? { budget: options.budget } : {}),
     ...(options.sleep !== undefined ? { sleep: options.sleep } : {}),
+    maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
     describeError: describeConnectWiseError
   })
 

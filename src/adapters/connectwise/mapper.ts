@@ -3,7 +3,7 @@ import type { PsaCompany, PsaInvoice, PsaInvoiceKind, PsaInvoiceLine, PsaLineKin
 import { UpstreamError } from '../http.js'
 
 /* Wire shapes: only the fields Settle reads (the contract has many more; `raw` keeps them all). */
-interface Ref { id?: number | null, identifier?: string, name?: string }
+interface Ref { id?: number | null, identifier?: string, name?: string, type?: string }
 export interface CwCompany { id: number, identifier?: string, name?: string, state?: string, _info?: Record<string, string> }
 export interface CwInvoice {
   id: number
@@ -22,6 +22,8 @@ export interface CwInvoice {
   credits?: number | null
   balance?: number | null
   agreement?: Ref
+  /** What the invoice bills for its agreement(s); the batched line fetch makes the agreement line from it. */
+  agreementAmount?: number | null
   customerPO?: string
   _info?: Record<string, string>
 }
@@ -34,9 +36,9 @@ export interface CwInvoicePayment {
   /** The member identifier who applied the payment: a person, or the API member of the key that posted it. */
   appliedBy?: string
 }
-interface CwProduct { id: number, description?: string, customerDescription?: string, catalogItem?: Ref, quantity?: number | null, price?: number | null, extPrice?: number | null }
-interface CwTime { id: number, notes?: string, workType?: Ref, member?: Ref, actualHours?: number | null, hoursBilled?: number | null, invoiceHours?: number | null, hourlyRate?: number | null, extendedInvoiceAmount?: number | null, timeStart?: string }
-interface CwExpense { id: number, notes?: string, type?: Ref, amount?: number | null, billAmount?: number | null, invoiceAmount?: number | null }
+export interface CwProduct { id: number, description?: string, customerDescription?: string, catalogItem?: Ref, quantity?: number | null, price?: number | null, extPrice?: number | null }
+export interface CwTime { id: number, notes?: string, workType?: Ref, member?: Ref, actualHours?: number | null, hoursBilled?: number | null, invoiceHours?: number | null, hourlyRate?: number | null, extendedInvoiceAmount?: number | null, timeStart?: string }
+export interface CwExpense { id: number, notes?: string, type?: Ref, amount?: number | null, billAmount?: number | null, invoiceAmount?: number | null }
 interface CwAgreementBilling { agreementName?: string, agreementType?: string, agreementAmount?: number, agreementRecId?: number }
 export interface CwInvoiceInfo {
   id: number

@@ -2,11 +2,10 @@ import type { PsaCompany, PsaInvoice, PsaInvoiceLine, PsaPaymentInput, PsaPaymen
 import { UpstreamError } from '../http.js'
 import { createConnectWiseClient, type ConnectWiseClient, type ConnectWiseClientOptions } from './client.js'
 import { cond } from './conditions.js'
-import { samePayment, toCwPayment, toPsaCompany, toPsaInvoice, toPsaInvoiceLines, type CwCompany, type CwInvoice, type CwInvoiceInfo, type CwInvoicePayment } from './mapper.js'
+import { createLineFetcher, CW_LINE_BATCH } from './lines.js'
+import { samePayment, toCwPayment, toPsaCompany, toPsaInvoice, type CwCompany, type CwInvoice, type CwInvoicePayment } from './mapper.js'
 
 export interface ConnectWisePsaOptions extends ConnectWiseClientOptions {
-  /** Parallel /finance/info/invoice calls in getInvoiceLines; default 4. */
-  lineConcurrency?: number
   /** objectId sent with owner-level callbacks; default 1 [check per tenant]. */
   callbackObjectId?: number
   /**
@@ -51,22 +50,9 @@ function recordId (externalId: string): string {
   return externalId
 }
 
-async function mapWithConcurrency<T, R> (items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++
-      results[index] = await fn(items[index] as T)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker))
-  return results
-}
-
 export function createConnectWisePsa (options: ConnectWisePsaOptions): ConnectWisePsa {
   const client = createConnectWiseClient(options)
-  const concurrency = options.lineConcurrency ?? 4
+  const lineFetcher = createLineFetcher(client, recordId, { sleep: options.sleep ?? (async ms => { await new Promise(resolve => setTimeout(resolve, ms)) }) })
 
   async function * listCompanies (): AsyncGenerator<PsaCompany[]> {
     for await (const page of client.pages<CwCompany>('/company/companies', { orderBy: 'id asc' })) {
@@ -118,14 +104,8 @@ export function createConnectWisePsa (options: ConnectWisePsaOptions): ConnectWi
     return { contentType: String(response.headers['content-type'] ?? 'application/pdf'), body: response.data }
   }
 
-  async function getInvoiceLines ({ invoiceExternalIds }: { invoiceExternalIds: readonly string[] }): Promise<Map<string, PsaInvoiceLine[]>> {
-    const unique = [...new Set(invoiceExternalIds)]
-    unique.forEach(recordId)
-    const results = await mapWithConcurrency(unique, concurrency, async id => {
-      const { data } = await client.get<CwInvoiceInfo>(`/finance/info/invoice/${id}`)
-      return [id, toPsaInvoiceLines(data)] as const
-    })
-    return new Map(results)
+  async function getInvoiceLines ({ invoiceExternalIds, headers }: { invoiceExternalIds: readonly string[], headers?: readonly PsaInvoice[] }): Promise<Map<string, PsaInvoiceLine[]>> {
+    return await lineFetcher.lines(invoiceExternalIds, headers ?? [])
   }
 
   /**
@@ -205,6 +185,7 @@ export function createConnectWisePsa (options: ConnectWisePsaOptions): ConnectWi
   return {
     system: 'connectwise',
     client,
+    lineBatchSize: CW_LINE_BATCH,
     listCompanies,
     listInvoicesChangedSince,
     getInvoice,

@@ -8,7 +8,7 @@ import { QUICKBOOKS_SANDBOX_CREDENTIALS } from '../../sandbox/quickbooks/index.j
 import { QBO_PRODUCTION, assertRealmFree, connectQuickBooks, createAccountingFactory, disconnectQuickBooks, discoverSettings, saveAccountingSettings, sandboxEndpoints, tokenRequest, type QboAppCredentials, type QboEndpoints } from '../../services/accounting-connections.js'
 import { BROWSER_COOKIE, STATE_TTL_MS, bindBrowser, consumeState, cookieOf, startConnect } from '../../services/quickbooks-connect.js'
 
-export interface QuickBooksConnectOptions { publicUrl: string, sandboxOrigin: () => string | null }
+export interface QuickBooksConnectOptions { publicUrl: string, sandboxOrigin: () => string | null, endpoints?: QboEndpoints }
 
 /**
  * Starts connecting (or reconnecting) a tenant's company: a single-use state
@@ -38,7 +38,7 @@ function connectTarget (options: QuickBooksConnectOptions, sandbox: boolean): { 
   }
   const creds = { clientId: process.env.SETTLE_QBO_CLIENT_ID ?? '', clientSecret: process.env.SETTLE_QBO_CLIENT_SECRET ?? '' }
   if (creds.clientId === '' || creds.clientSecret === '') throw new AppError('VALIDATION_FAILED', 'Set SETTLE_QBO_CLIENT_ID and SETTLE_QBO_CLIENT_SECRET (the Intuit app keys) to connect QuickBooks.')
-  return { endpoints: QBO_PRODUCTION, creds }
+  return { endpoints: options.endpoints ?? QBO_PRODUCTION, creds }
 }
 
 /**
@@ -84,7 +84,7 @@ export default async function quickbooksConnectRoutes (app: FastifyInstance, opt
     const { endpoints, creds } = connectTarget(options, sandbox)
     const tokens = await tokenRequest(endpoints, creds, { grant_type: 'authorization_code', code: q.code, redirect_uri: redirectUri })
     const connection = await connectQuickBooks(app.db, app.keyring, { tenantId, realmId: q.realmId, sandbox, tokens, moveRealm, actor: startedBy })
-    const port = await createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: options.sandboxOrigin, app: creds })(tenantId)
+    const port = await createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: options.sandboxOrigin, endpoints, app: creds })(tenantId)
     const settings = port === null ? null : await saveAccountingSettings(app.db, tenantId, await discoverSettings(port))
     const answer = { connected: true, realmId: connection.realmId, status: connection.status, proposedSettings: settings }
     // A person arrives here in a browser window (from Settle or a PSA pod); a script asked for JSON.

@@ -61,8 +61,8 @@ const autotaskSandbox: FastifyPluginAsync<AutotaskSandboxOptions> = async (app: 
     if (waitSeconds !== null) {
       return await reply.code(429).header('retry-after', String(waitSeconds)).send({ errors: ['Request limit exceeded: 10000 requests per hour.'] })
     }
-    if (store.faults.burst429 > 0) {
-      store.faults.burst429--
+    if (store.faults.burst429 > 0 || (store.faults.rate429 > 0 && store.nextFaultDraw() < store.faults.rate429)) {
+      if (store.faults.burst429 > 0) store.faults.burst429--
       return await reply.code(429).header('retry-after', String(store.faults.retryAfterSeconds)).send({ errors: ['Too many requests. Please retry later.'] })
     }
     if (store.faults.latencyMs > 0) await new Promise(resolve => setTimeout(resolve, store.faults.latencyMs))

@@ -22,6 +22,8 @@ export interface AutotaskFaults extends LostAnswerFaults {
   errorRate: number
   /** The next N requests answer 429 with Retry-After. */
   burst429: number
+  /** Share of requests answered 429 with Retry-After (0..1), from the same seeded sequence as errorRate. */
+  rate429: number
   retryAfterSeconds: number
 }
 
@@ -299,7 +301,7 @@ export function createAutotaskStore (options: AutotaskStoreOptions = {}): Autota
   const store: AutotaskStore = {
     seed,
     now,
-    faults: { latencyMs: 0, errorRate: 0, burst429: 0, retryAfterSeconds: 1, ...LOST_ANSWER_DEFAULTS },
+    faults: { latencyMs: 0, errorRate: 0, burst429: 0, rate429: 0, retryAfterSeconds: 1, ...LOST_ANSWER_DEFAULTS },
     hourlyLimit: 10_000,
     invoiceCount: () => invoices.length,
     companies: () => companies.map(companyWire),

@@ -1,7 +1,7 @@
 import { installFaultSwitch, isRestWrite } from '../faults.js'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ConditionSyntaxError, evaluate, fieldsOf, getPath, parseConditions, wirePaths, type Node } from './conditions.js'
-import { SANDBOX_API_MEMBER, STATUSES, type ConnectWiseStore, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment } from './store.js'
+import { SANDBOX_API_MEMBER, STATUSES, type ConnectWiseStore, type ProductLine, type SandboxCallback, type SandboxCompany, type SandboxHostedSetup, type SandboxInvoice, type SandboxPayment, type TimeLine } from './store.js'
 import { simplePdf } from '../pdf.js'
 
 export { createConnectWiseStore, SANDBOX_ACCOUNTING_MEMBER, SANDBOX_API_MEMBER } from './store.js'
@@ -168,73 +168,83 @@ function invoiceRef (inv: SandboxInvoice): Record<string, unknown> {
   return { id: inv.id, identifier: String(inv.id + 9000), billingType: inv.type, applyToType: 'All', invoiceDate: iso(inv.dateMs), chargeFirmFlag: false, _info: { invoice_href: `${API}/finance/invoices/${inv.id}` } }
 }
 
+/** A ProductItem as /finance/info/invoice and /procurement/products both carry it. */
+function productWire (inv: SandboxInvoice, c: SandboxCompany, p: ProductLine, i: number): Record<string, unknown> {
+  return {
+    id: p.id,
+    catalogItem: { id: 300 + i, identifier: p.identifier, _info: {} },
+    description: p.description,
+    sequenceNumber: i + 1,
+    quantity: p.quantity,
+    unitOfMeasure: { id: 1, name: 'Each', _info: {} },
+    price: dec4(p.priceE4),
+    cost: dec4(Math.round(p.priceE4 * 0.7)),
+    extPrice: dec(p.extCents),
+    extCost: dec(Math.round(p.extCents * 0.7)),
+    discount: 0,
+    margin: dec(p.extCents - Math.round(p.extCents * 0.7)),
+    agreementAmount: 0,
+    priceMethod: 'FlatRateForRange',
+    billableOption: 'Billable',
+    locationId: 2,
+    businessUnitId: 10,
+    taxableFlag: p.taxable,
+    dropshipFlag: false,
+    specialOrderFlag: false,
+    phaseProductFlag: false,
+    cancelledFlag: false,
+    quantityCancelled: 0,
+    customerDescription: p.description,
+    productSuppliedFlag: false,
+    invoice: invoiceRef(inv),
+    company: companyRef(c),
+    _info: {},
+    customFields: []
+  }
+}
+
+/** A TimeEntry as /finance/info/invoice and /time/entries both carry it. */
+function timeEntryWire (inv: SandboxInvoice, c: SandboxCompany, t: TimeLine): Record<string, unknown> {
+  return {
+    id: t.id,
+    company: companyRef(c),
+    companyType: 'Client',
+    chargeToId: t.ticketId,
+    chargeToType: 'ServiceTicket',
+    member: { id: 1 + t.member.length, identifier: t.member, name: t.member, dailyCapacity: 8, _info: {} },
+    locationId: 2,
+    businessUnitId: 10,
+    workType: { id: 1 + t.workType.length, name: t.workType, utilizationFlag: true, _info: {} },
+    workRole: { id: 3, name: 'Engineer', _info: {} },
+    timeStart: iso(t.startMs),
+    timeEnd: iso(t.startMs + t.quarterHours * 900_000),
+    hoursDeduct: 0,
+    actualHours: t.quarterHours / 4,
+    billableOption: 'Billable',
+    notes: t.notes,
+    hoursBilled: t.quarterHours / 4,
+    invoiceHours: t.quarterHours / 4,
+    hourlyRate: dec(t.rateCents),
+    extendedInvoiceAmount: dec(t.extCents),
+    invoice: invoiceRef(inv),
+    ticket: { id: t.ticketId, summary: t.notes, _info: {} },
+    status: 'Billed',
+    invoiceFlag: true,
+    _info: { lastUpdated: iso(t.startMs), updatedBy: t.member },
+    customFields: []
+  }
+}
+
 function invoiceInfoWire (store: ConnectWiseStore, inv: SandboxInvoice): Record<string, unknown> {
   const c = store.companyOf(inv)
   const lines = store.linesOf(inv)
   return {
     id: inv.id,
     invoice: invoiceWire(store, inv),
-    products: lines.products.map((p, i) => ({
-      id: p.id,
-      catalogItem: { id: 300 + i, identifier: p.identifier, _info: {} },
-      description: p.description,
-      sequenceNumber: i + 1,
-      quantity: p.quantity,
-      unitOfMeasure: { id: 1, name: 'Each', _info: {} },
-      price: dec4(p.priceE4),
-      cost: dec4(Math.round(p.priceE4 * 0.7)),
-      extPrice: dec(p.extCents),
-      extCost: dec(Math.round(p.extCents * 0.7)),
-      discount: 0,
-      margin: dec(p.extCents - Math.round(p.extCents * 0.7)),
-      agreementAmount: 0,
-      priceMethod: 'FlatRateForRange',
-      billableOption: 'Billable',
-      locationId: 2,
-      businessUnitId: 10,
-      taxableFlag: p.taxable,
-      dropshipFlag: false,
-      specialOrderFlag: false,
-      phaseProductFlag: false,
-      cancelledFlag: false,
-      quantityCancelled: 0,
-      customerDescription: p.description,
-      productSuppliedFlag: false,
-      invoice: invoiceRef(inv),
-      company: companyRef(c),
-      _info: {},
-      customFields: []
-    })),
+    products: lines.products.map((p, i) => productWire(inv, c, p, i)),
     bundledComponentsInfo: [],
     expenses: [],
-    timeEntries: lines.time.map(t => ({
-      id: t.id,
-      company: companyRef(c),
-      companyType: 'Client',
-      chargeToId: t.ticketId,
-      chargeToType: 'ServiceTicket',
-      member: { id: 1 + t.member.length, identifier: t.member, name: t.member, dailyCapacity: 8, _info: {} },
-      locationId: 2,
-      businessUnitId: 10,
-      workType: { id: 1 + t.workType.length, name: t.workType, utilizationFlag: true, _info: {} },
-      workRole: { id: 3, name: 'Engineer', _info: {} },
-      timeStart: iso(t.startMs),
-      timeEnd: iso(t.startMs + t.quarterHours * 900_000),
-      hoursDeduct: 0,
-      actualHours: t.quarterHours / 4,
-      billableOption: 'Billable',
-      notes: t.notes,
-      hoursBilled: t.quarterHours / 4,
-      invoiceHours: t.quarterHours / 4,
-      hourlyRate: dec(t.rateCents),
-      extendedInvoiceAmount: dec(t.extCents),
-      invoice: invoiceRef(inv),
-      ticket: { id: t.ticketId, summary: t.notes, _info: {} },
-      status: 'Billed',
-      invoiceFlag: true,
-      _info: { lastUpdated: iso(t.startMs), updatedBy: t.member },
-      customFields: []
-    })),
+    timeEntries: lines.time.map(t => timeEntryWire(inv, c, t)),
     agreementBillingInfo: lines.agreements.map(a => ({ agreementName: a.name, agreementType: a.type, agreementAmount: dec(a.cents), agreementRecId: a.recId, parentRecId: 0 })),
     _info: {}
   }
@@ -266,6 +276,14 @@ function callbackWire (c: SandboxCallback): Record<string, unknown> {
 }
 
 const CALLBACK_TEMPLATE = callbackWire({ id: 0, description: '', url: '', objectId: null, type: '', level: '', memberId: null, payloadVersion: '', inactiveFlag: false, isSoapCallbackFlag: false, isSelfSuppressedFlag: false, connectWiseID: '', lastUpdatedMs: 0 })
+
+/** An ExpenseEntry's fields (contract model), for the expense list's field checks. */
+const EXPENSE_TEMPLATE: Record<string, unknown> = {
+  id: 0, expenseReport: { id: 0, name: '' }, company: { id: 0, identifier: '', name: '' }, chargeToId: 0, chargeToType: '', type: { id: 0, name: '' }, member: { id: 0, identifier: '', name: '' },
+  paymentMethod: { id: 0, name: '' }, classification: { id: 0, name: '' }, amount: 0, billableOption: '', date: '', locationId: 0, businessUnitId: 0, notes: '', agreement: { id: 0, name: '' },
+  invoiceAmount: 0, mobileGuid: '', taxes: [], invoice: { id: 0, identifier: '' }, currency: { id: 0, name: '' }, status: '', billAmount: 0, agreementAmount: 0,
+  odometerStart: 0, odometerEnd: 0, ticket: { id: 0, summary: '' }, project: { id: 0, name: '' }, phase: { id: 0, name: '' }, _info: { lastUpdated: '' }, customFields: []
+}
 
 /** ConnectWise refuses a field its model does not have (it never answers an empty page for it); null when all are known. */
 function unknownFieldRefusal (reply: FastifyReply, filter: Node | null, order: ReadonlyArray<{ field: string }>, sample: Record<string, unknown> | undefined): FastifyReply | null {
@@ -317,6 +335,20 @@ function hostedSetupFields (store: ConnectWiseStore, raw: unknown): HostedFields
     locationIds: Array.isArray(b.locationIds) ? b.locationIds.filter((x): x is number => typeof x === 'number') : [],
     locationsEnabledFlag: b.locationsEnabledFlag === true
   }
+}
+
+/** The invoice ids a `conditions` string pins down (`invoice/id = 5`, `invoice/id in (…)`, possibly and-ed with more), or null for any invoice. */
+function invoiceIdsNamed (conditions: string | undefined): number[] | null {
+  if (conditions === undefined || conditions.trim() === '') return null
+  let node: Node
+  try { node = parseConditions(conditions) } catch { return null }
+  const find = (n: Node): number[] | null => {
+    if (n.kind === 'and') return find(n.left) ?? find(n.right)
+    if (n.kind !== 'cmp' || n.field !== 'invoice/id') return null
+    const values = n.op === 'in' && Array.isArray(n.value) ? n.value : n.op === '=' ? [n.value] : null
+    return values === null ? null : values.filter((v): v is number => typeof v === 'number')
+  }
+  return find(node)
 }
 
 interface ListQuery { conditions?: string, orderBy?: string, page?: string, pageSize?: string, pageId?: string }
@@ -517,6 +549,27 @@ export default async function connectwiseSandbox (app: FastifyInstance, options:
       const inv = lookup(reply, (request.params as { id: string }).id)
       return inv === null ? reply : invoiceInfoWire(store, inv)
     })
+
+    // Line records by invoice (`conditions=invoice/id in (…)`): only the named invoices' lines are built, so 50,000 invoices stay cheap.
+    const linesOfNamed = <T>(request: FastifyRequest, each: (inv: SandboxInvoice) => T[]): T[] => {
+      const named = invoiceIdsNamed((request.query as ListQuery).conditions)
+      const invoices = named === null ? store.invoices : named.flatMap(id => { const inv = store.invoice(id); return inv === undefined ? [] : [inv] })
+      return invoices.flatMap(each)
+    }
+    // One record of each kind, so a condition on a field the model lacks is refused even when nothing matches.
+    const anyInvoice = store.invoices[0]
+    const productTemplate = anyInvoice === undefined ? undefined : productWire(anyInvoice, store.companyOf(anyInvoice), { id: 0, identifier: '', description: '', quantity: 1, priceE4: 0, extCents: 0, taxable: false }, 0)
+    const timeTemplate = anyInvoice === undefined ? undefined : timeEntryWire(anyInvoice, store.companyOf(anyInvoice), { id: 0, member: '', workType: '', notes: '', quarterHours: 0, rateCents: 0, extCents: 0, startMs: 0, ticketId: 0 })
+    api.get('/procurement/products', async (request, reply) => {
+      const rows = linesOfNamed(request, inv => store.linesOf(inv).products.map((p, i) => productWire(inv, store.companyOf(inv), p, i)))
+      return list(request, reply, rows, (r, f) => getPath(r, f), r => r, r => r.id as number, undefined, productTemplate)
+    })
+    api.get('/time/entries', async (request, reply) => {
+      const rows = linesOfNamed(request, inv => store.linesOf(inv).time.map(te => timeEntryWire(inv, store.companyOf(inv), te)))
+      return list(request, reply, rows, (r, f) => getPath(r, f), r => r, r => r.id as number, undefined, timeTemplate)
+    })
+    // The store bills no expenses; the endpoint still answers (and refuses unknown fields) as ConnectWise does.
+    api.get('/expense/entries', async (request, reply) => list<Record<string, unknown>>(request, reply, [], (r, f) => getPath(r, f), r => r, r => r.id as number, undefined, EXPENSE_TEMPLATE))
 
     api.get('/finance/invoices/:id/payments', async (request, reply) => {
       const inv = lookup(reply, (request.params as { id: string }).id)

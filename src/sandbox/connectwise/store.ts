@@ -98,6 +98,8 @@ export interface Faults extends LostAnswerFaults {
   errorRate: number
   /** The next N API requests get 429 with Retry-After: 1. */
   burst429: number
+  /** Share of API requests answered 429 (Cloudflare's throttle), 0..1, drawn from a seeded sequence: bursts happen, as they do. */
+  rate429: number
 }
 
 export interface ProductLine { id: number, identifier: string, description: string, quantity: number, priceE4: number, extCents: number, taxable: boolean }
@@ -333,6 +335,7 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
   const hostedSetups: SandboxHostedSetup[] = []
   let hostedSetupId = 1
   let faultCounter = 0
+  const throttleRand = prng(seed ^ 0x429)
 
   const totalCents = (inv: SandboxInvoice): number => inv.subtotalCents + inv.taxCents
   const paidCents = (inv: SandboxInvoice): number => (payments.get(inv.id) ?? []).reduce((s, p) => s + p.amountCents, 0)
@@ -346,7 +349,7 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
     companies,
     invoices,
     callbacks,
-    faults: { latencyMs: 0, errorRate: 0, burst429: 0, ...LOST_ANSWER_DEFAULTS },
+    faults: { latencyMs: 0, errorRate: 0, burst429: 0, rate429: 0, ...LOST_ANSWER_DEFAULTS },
     callbackSigningKey: `sandbox-signing-key-${seed}`,
     invoice: id => index.get(id),
     company: id => companies.find(c => c.id === id),
@@ -410,6 +413,7 @@ export function createConnectWiseStore (options: StoreOptions = {}): ConnectWise
     nextFault () {
       const f = store.faults
       if (f.burst429 > 0) { f.burst429--; return { latencyMs: f.latencyMs, status: 429 } }
+      if (f.rate429 > 0 && throttleRand() < f.rate429) return { latencyMs: f.latencyMs, status: 429 }
       const n = faultCounter++
       // Evenly spaced errors: exactly round(rate × N) of every N requests, same sequence every run.
       const error = f.errorRate > 0 && Math.floor((n + 1) * f.errorRate) > Math.floor(n * f.errorRate)

@@ -153,10 +153,9 @@ t.test('Autotask adapter against the stand-in', async t => {
   })
 })
 
-t.test('store: deterministic and compact at 50,000 invoices', async t => {
-  const started = Date.now()
+t.test('store: deterministic at 50,000 invoices', async t => {
+  // Build time and memory are measured by `npm run bench -- standins`, not asserted here.
   const big = createAutotaskStore({ seed: 1, companies: 300, invoices: 50_000 })
-  t.ok(Date.now() - started < 3000, 'built quickly')
   t.equal(big.invoiceCount(), 50_000)
   const again = createAutotaskStore({ seed: 1, companies: 300, invoices: 50_000 })
   t.same(again.invoice(49_999), big.invoice(49_999))
