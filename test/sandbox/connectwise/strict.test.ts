@@ -2,6 +2,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import type { AddressInfo } from 'node:net'
 import connectwiseSandbox, { CONNECTWISE_SANDBOX_CREDENTIALS, connectwiseSandboxSite, createConnectWiseStore } from '../../../src/sandbox/connectwise/index.js'
+import { SANDBOX_API_MEMBER } from '../../../src/sandbox/connectwise/store.js'
 import { createConnectWisePsa } from '../../../src/adapters/connectwise/psa.js'
 
 const c = CONNECTWISE_SANDBOX_CREDENTIALS
@@ -45,19 +46,28 @@ t.test('fault switch: the payment is recorded and its answer lost; the adapter r
   const control = `${api.replace(/\/v4_6_release\/apis\/3\.0$/, '')}/_sandbox/faults`
   const inv = store.invoices.find(i => store.balanceCents(i) > 10_000 && i.type !== 'CreditMemo' && i.statusId !== 4)
   if (inv === undefined) throw new Error('no open invoice')
-  const psa = createConnectWisePsa({ site, ...c, sleep: async () => {} })
+  // The connection learned its API member from an earlier post (as psa-connections keeps it).
+  const psa = createConnectWisePsa({ site, ...c, sleep: async () => {}, apiMember: SANDBOX_API_MEMBER })
   const before = store.paymentsOf(inv.id).length
   for (const [lostAnswerMode, cents] of [['bad_gateway', 1_000], ['drop', 1_500]] as const) {
     const put = await fetch(control, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ burstLostAnswers: 1, lostAnswerMode }) })
     t.equal(put.status, 200)
     const ref = `settle-${lostAnswerMode}`
-    const payment = { invoiceExternalId: String(inv.id), amount: { amount: cents, currency: 'USD' }, paidOn: '2026-12-01', reference: ref }
+    // As the push job does: the ids seen before the first try are kept and handed to every retry.
+    let idsBefore: readonly string[] = []
+    const payment = { invoiceExternalId: String(inv.id), amount: { amount: cents, currency: 'USD' }, paidOn: '2026-12-01', reference: ref, beforePost: async (ids: readonly string[]) => { idsBefore = ids } }
     const first = await psa.recordPayment(payment as never).catch((e: unknown) => e)
     t.ok(first instanceof Error, `${lostAnswerMode}: the caller saw a failure`)
     const recorded = store.paymentsOf(inv.id).length
     t.equal(recorded, before + (lostAnswerMode === 'drop' ? 2 : 1), `${lostAnswerMode}: the payment was recorded`)
     // The outbox retries the job: the adapter must find the payment it already made, not post another.
-    await psa.recordPayment(payment as never)
+    const retry = { ...payment, paymentIdsBefore: idsBefore }
+    // Without knowing its API member the adapter cannot tell its payment from a person's: it refuses rather than post again.
+    const blind = createConnectWisePsa({ site, ...c, sleep: async () => {} })
+    t.match(await blind.recordPayment(retry as never).catch((e: unknown) => e), { code: 'payment_owner_unknown' }, `${lostAnswerMode}: an adapter that cannot tell refuses`)
+    t.equal(store.paymentsOf(inv.id).length, recorded, `${lostAnswerMode}: and posts nothing`)
+    const found = await psa.recordPayment(retry as never)
+    t.equal(found.alreadyRecorded, true, `${lostAnswerMode}: the retry finds its own payment`)
     t.equal(store.paymentsOf(inv.id).length, recorded, `${lostAnswerMode}: no second payment`)
   }
 })
