@@ -231,6 +231,21 @@ export function loadDotEnv (path = '.env'): void {
   if (existsSync(path)) process.loadEnvFile(path)
 }
 
+/**
+ * For a process's entry point: `.env`, then every setting; a bad value stops
+ * the process here with one line per problem, naming `what` could not start.
+ */
+export function loadConfigOrExit (what: string): Config {
+  loadDotEnv()
+  try {
+    return loadConfig()
+  } catch (error) {
+    if (!(error instanceof ConfigProblems)) throw error
+    process.stderr.write(`${what} cannot start; fix these settings:\n${error.problems.map(p => `  ${p.message}`).join('\n')}\n`)
+    process.exit(78) // EX_CONFIG
+  }
+}
+
 /** The README's configuration table, generated from the same table the checks use. */
 export function configTableMarkdown (): string {
   const rows = Object.values(SETTINGS).map((s: Setting<unknown>) =>

@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace'
 import Fastify from 'fastify'
-import { ConfigProblems, loadConfig, loadDotEnv } from '../config.js'
+import { loadConfigOrExit } from '../config.js'
 import { loggerOptions } from '../logging.js'
 import { mountStandIns, standInsListing } from './standins.js'
 
@@ -13,17 +13,7 @@ import { mountStandIns, standInsListing } from './standins.js'
  * ConnectWise connection's site.
  */
 async function main (): Promise<void> {
-  loadDotEnv()
-  let config
-  try {
-    config = loadConfig()
-  } catch (error) {
-    if (error instanceof ConfigProblems) {
-      process.stderr.write(`The stand-ins cannot start; fix these settings:\n${error.problems.map(p => `  ${p.message}`).join('\n')}\n`)
-      process.exit(78) // EX_CONFIG
-    }
-    throw error
-  }
+  const config = loadConfigOrExit('The stand-ins')
   const app = Fastify({ logger: loggerOptions(config.logLevel, config.nodeEnv === 'production'), bodyLimit: config.bodyLimitBytes, routerOptions: { ignoreTrailingSlash: true } })
   await mountStandIns(app)
   let origin: string | null = null

@@ -1,13 +1,11 @@
 import t from 'tap'
 import { mkdirSync } from 'node:fs'
 import type { Frame, Page } from 'playwright-core'
-import { startDemoApp } from '../helpers/demo-app.js'
+import { setUpDemoCollection, startDemoApp } from '../helpers/demo-app.js'
 import { browserSkip, launchBrowser } from '../helpers/browser.js'
 import { seriousViolations, type AxeFinding } from '../helpers/axe.js'
-import { demoCollectionSetup } from '../../src/demo/collection.js'
 import { signPayLink } from '../../src/security/pay-links.js'
 import { signedLiveLinkUrl } from '../../src/services/embedded.js'
-import type { Job } from '../../src/db/jobs.js'
 
 /** Screenshots of every page, both widths, for a person to look at (git-ignored). */
 const SHOTS = process.env.SHOTS_DIR ?? '.tap/screenshots/a11y'
@@ -29,8 +27,7 @@ t.test('every page a person uses: no serious or critical axe-core findings, at 1
   const { app, db, base, tenants } = await startDemoApp(t)
   const brightline = tenants.find(x => x.slug === 'brightline')!
   const cobalt = tenants.find(x => x.slug === 'cobalt')!
-  const job = { id: 0, tenantId: brightline.id, queue: 'demo.collection-setup', payload: {}, state: 'running', runAt: new Date(), attempts: 99, maxAttempts: 99, dedupeKey: 'x', lockedBy: null, lockedUntil: null, lastError: null, sourceEntryId: null, createdAt: new Date() } as unknown as Job
-  await demoCollectionSetup(() => base)(job, { db, log: app.log, signal: new AbortController().signal }).catch(() => {})
+  await setUpDemoCollection({ app, db, base }, brightline.id)
 
   const invoice = await db('invoices').where({ tenant_id: brightline.id }).first('id') as { id: string }
   const expired = signPayLink(app.keyring, { tenantId: brightline.id, invoiceId: invoice.id, expiresAt: new Date(Date.now() - 86_400_000) })

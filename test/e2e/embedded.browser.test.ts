@@ -1,10 +1,8 @@
 import t from 'tap'
 import { mkdirSync } from 'node:fs'
 import type { FrameLocator, Page } from 'playwright-core'
-import { startDemoApp } from '../helpers/demo-app.js'
+import { setUpDemoCollection, startDemoApp } from '../helpers/demo-app.js'
 import { browserSkip, launchBrowser } from '../helpers/browser.js'
-import { demoCollectionSetup } from '../../src/demo/collection.js'
-import type { Job } from '../../src/db/jobs.js'
 
 const SHOTS = '.tap/screenshots'
 
@@ -28,8 +26,7 @@ t.test('inside the demo PSA: the handshake, Charge card by card and by ACH, the 
   mkdirSync(SHOTS, { recursive: true })
   const { app, db, base, tenants } = await startDemoApp(t)
   const brightline = tenants.find(x => x.slug === 'brightline')!
-  const job = { id: 0, tenantId: brightline.id, queue: 'demo.collection-setup', payload: {}, state: 'running', runAt: new Date(), attempts: 99, maxAttempts: 99, dedupeKey: 'x', lockedBy: null, lockedUntil: null, lastError: null, sourceEntryId: null, createdAt: new Date() } as unknown as Job
-  await demoCollectionSetup(() => base)(job, { db, log: app.log, signal: new AbortController().signal }).catch(() => {})
+  await setUpDemoCollection({ app, db, base }, brightline.id)
 
   const browser = await launchBrowser(t)
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } })

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
 import { buildApp } from '../../src/app.js'
+import { demoCollectionSetup } from '../../src/demo/collection.js'
+import type { Job } from '../../src/db/jobs.js'
 import { DEMO_TENANTS } from '../../src/demo/seed.js'
 import { findTenantBySlug, type Tenant } from '../../src/db/tenants.js'
 import { syncInvoices, type SyncResult } from '../../src/services/sync.js'
@@ -28,4 +30,15 @@ export async function startDemoApp (t: Teardown): Promise<{ app: FastifyInstance
     syncs.push(await syncInvoices({ db, tenantId: tenant.id, psa: await app.psaFor(db, tenant.id, demo.psa), trigger: 'test' }))
   }
   return { app, db, base, tenants, syncs }
+}
+
+/**
+ * Runs the demo's collection set-up (stored cards, bank accounts, consents)
+ * for one tenant now, as the worker would soon after boot, so a test need not
+ * wait for the job. Failures are ignored as the job's retries would cover them.
+ */
+export async function setUpDemoCollection ({ app, db, base }: { app: FastifyInstance, db: Knex, base: string }, tenantId: string, options: { withAccounting?: boolean } = {}): Promise<void> {
+  const job = { id: 0, tenantId, queue: 'demo.collection-setup', payload: {}, state: 'running', runAt: new Date(), attempts: 99, maxAttempts: 99, dedupeKey: 'x', lockedBy: null, lockedUntil: null, lastError: null, sourceEntryId: null, createdAt: new Date() } as unknown as Job
+  const handler = demoCollectionSetup(() => base, options.withAccounting === true ? app.accountingFor : undefined)
+  await handler(job, { db, log: app.log, signal: new AbortController().signal }).catch(() => {})
 }

@@ -1,8 +1,6 @@
 import t from 'tap'
-import { startDemoApp } from '../helpers/demo-app.js'
-import { demoCollectionSetup } from '../../src/demo/collection.js'
+import { setUpDemoCollection, startDemoApp } from '../helpers/demo-app.js'
 import { CONNECTWISE_SANDBOX_CREDENTIALS } from '../../src/sandbox/connectwise/index.js'
-import type { Job } from '../../src/db/jobs.js'
 
 t.test('the demo host frames the embedded pages and serves its host script', async t => {
   const { app, db, base, tenants } = await startDemoApp(t)
@@ -14,8 +12,7 @@ t.test('the demo host frames the embedded pages and serves its host script', asy
   t.match(early.body, /<iframe data-hosted="invoice-pod"[^>]*\n?\s*src="\/embedded\/cw\/invoice\?tenant=brightline&amp;id=\d+"/)
 
   // The demo's collection setup gives clients a card and a bank account.
-  const job = { id: 0, tenantId: brightline.id, queue: 'demo.collection-setup', payload: {}, state: 'running', runAt: new Date(), attempts: 99, maxAttempts: 99, dedupeKey: 'x', lockedBy: null, lockedUntil: null, lastError: null, sourceEntryId: null, createdAt: new Date() } as unknown as Job
-  await demoCollectionSetup(() => base)(job, { db, log: app.log, signal: new AbortController().signal }).catch(() => {})
+  await setUpDemoCollection({ app, db, base }, brightline.id)
 
   const redirect = await app.inject({ method: 'GET', url: '/demo' })
   t.equal(redirect.statusCode, 302)

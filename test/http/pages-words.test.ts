@@ -1,12 +1,10 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { startDemoApp } from '../helpers/demo-app.js'
+import { setUpDemoCollection, startDemoApp } from '../helpers/demo-app.js'
 import { testConfig } from '../helpers/fixtures.js'
-import { demoCollectionSetup } from '../../src/demo/collection.js'
 import { CONNECTWISE_SANDBOX_CREDENTIALS, CONNECTWISE_SANDBOX_MEMBER } from '../../src/sandbox/connectwise/index.js'
 import { grantMember } from '../../src/services/embedded.js'
 import { startupBanner } from '../../src/startup.js'
-import type { Job } from '../../src/db/jobs.js'
 
 async function signIn (app: FastifyInstance): Promise<Record<string, string>> {
   const res = await app.inject({
@@ -31,8 +29,7 @@ t.test('the startup banner says where the data is', async t => {
 t.test('pages a person reads: words, not codes; one date style; a status page; a favicon', async t => {
   const { app, db, base, tenants } = await startDemoApp(t)
   const brightline = tenants.find(x => x.slug === 'brightline')!
-  const job = { id: 0, tenantId: brightline.id, queue: 'demo.collection-setup', payload: {}, state: 'running', runAt: new Date(), attempts: 99, maxAttempts: 99, dedupeKey: 'x', lockedBy: null, lockedUntil: null, lastError: null, sourceEntryId: null, createdAt: new Date() } as unknown as Job
-  await demoCollectionSetup(() => base, app.accountingFor)(job, { db, log: app.log, signal: new AbortController().signal }).catch(() => {})
+  await setUpDemoCollection({ app, db, base }, brightline.id, { withAccounting: true })
 
   await t.test('favicon and status', async t => {
     const icon = await app.inject({ url: '/favicon.ico' })
