@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import { AppError, errorBody, toAppError } from '../errors.js'
+import { redactUrl } from '../logging.js'
 import { MAIN_LAYOUT } from './view.js'
 
 const PLACE: Record<string, string> = { body: 'Body field', querystring: 'Query parameter', params: 'URL part', headers: 'Header' }
@@ -113,5 +114,5 @@ export function clientErrorHandler (this: FastifyInstance, error: Error & { code
 export default fp(async app => {
   app.setErrorHandler(handle)
   app.setNotFoundHandler(async (request, reply) =>
-    await send(request, reply, new AppError('ROUTE_NOT_FOUND', `Nothing at ${request.method} ${(request.url.split('?')[0] ?? '').slice(0, 200)}.`)))
+    await send(request, reply, new AppError('ROUTE_NOT_FOUND', `Nothing at ${request.method} ${redactUrl(request.url.split('?')[0] ?? '').slice(0, 200)}.`)))
 }, { name: 'settle-errors' })

@@ -2,6 +2,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { Writable } from 'node:stream'
 import { loggerOptions, redactUrl, requestLogger } from '../../src/logging.js'
+import errorsPlugin from '../../src/plugins/errors.js'
 
 /** Bearer material that reaches Settle in URLs: pay tokens, LiveLink signatures, OAuth codes and states. */
 const PAY_TOKEN = 'eyJ0IjoiYWJjIn0.k1.c2lnbmF0dXJlLXBheS10b2tlbg'
@@ -48,4 +49,20 @@ t.test('redactUrl: every spelling of a secret parameter, and nothing else', asyn
   t.equal(redactUrl('/pay/abc%2Fdef?x=1'), '/pay/[redacted]?x=1')
   t.equal(redactUrl('/health'), '/health')
   t.equal(redactUrl('/api/v1/invoices/0d9b6c1e-8c1c-4a5b-9a3e-111111111111'), '/api/v1/invoices/0d9b6c1e-8c1c-4a5b-9a3e-111111111111')
+})
+
+t.test('an unknown address under a pay link is answered and logged without its token', async t => {
+  const lines: string[] = []
+  const stream = new Writable({ write (chunk, _enc, done) { lines.push(String(chunk)); done() } })
+  const app = Fastify({ logger: { ...loggerOptions('info', true), stream }, childLoggerFactory: requestLogger, routerOptions: { maxParamLength: 512 } })
+  await app.register(errorsPlugin)
+  t.teardown(async () => { await app.close() })
+  const res = await app.inject({ method: 'GET', url: `/pay/${PAY_TOKEN}/no-such-page?state=oauthSTATE789` })
+  t.equal(res.statusCode, 404)
+  t.equal(res.json().error.code, 'ROUTE_NOT_FOUND')
+  t.match(res.json().error.message, /\/pay\/\[redacted\]\/no-such-page/, 'the answer still says which address')
+  const logged = lines.join('')
+  t.ok(logged.length > 0, 'the refusal is logged')
+  for (const secret of [PAY_TOKEN, 'oauthSTATE789']) t.notOk(logged.includes(secret), `${secret.slice(0, 12)}… is not in the log nor the answer`)
+  t.notOk(res.body.includes(PAY_TOKEN), 'nor in the answer')
 })
