@@ -55,6 +55,8 @@ interface Setting<T> {
   description: string
   /** Default as written in docs; `null` when there is none. */
   defaultText: string | null
+  /** When the variable must be set, e.g. `with DATABASE_URL`. */
+  requiredWhen?: string
   read: (raw: string | undefined, env: Env) => T
 }
 
@@ -155,6 +157,7 @@ export const SETTINGS = {
     expected: 'a comma-separated list of keyId:base64 entries, each a 32-byte AES-256 key (the first encrypts; the rest only decrypt)',
     description: 'Keys that encrypt tenant secrets at rest. Required with DATABASE_URL; the embedded default generates one in DATA_DIR. Make one with `npx settle keys:generate`; rotate by putting a new key first and running `npx settle keys:reseal`.',
     defaultText: null,
+    requiredWhen: 'with DATABASE_URL',
     read: (raw, env) => {
       const value = text(raw)
       const expected = 'a comma-separated list of keyId:base64 entries, each a 32-byte AES-256 key (the first encrypts; the rest only decrypt)'
@@ -251,4 +254,18 @@ export function configTableMarkdown (): string {
   const rows = Object.values(SETTINGS).map((s: Setting<unknown>) =>
     `| \`${s.variable}\` | ${s.defaultText === null ? '(none)' : `\`${s.defaultText}\``} | ${s.description} |`)
   return ['| variable | default | what it does |', '| --- | --- | --- |', ...rows].join('\n')
+}
+
+/**
+ * `.env.example`, generated from the same table: every variable commented
+ * out with what it does, what it expects and its default, so a copy to `.env`
+ * changes nothing until a line is filled in. No values, hence no secrets.
+ */
+export function envExample (): string {
+  const blocks = Object.values(SETTINGS).map((s: Setting<unknown>) => [
+    `# ${s.description.replace(/`/g, '')}`,
+    `# Expects ${s.expected}; default: ${s.defaultText ?? 'none'}.${s.requiredWhen === undefined ? '' : ` REQUIRED ${s.requiredWhen}.`}`,
+    `# ${s.variable}=`
+  ].join('\n'))
+  return ['# Settle settings: copy to .env and uncomment what you change. Real environment variables win.', '# Generated from src/config.ts by `npm run env:example`; do not edit by hand.', '', blocks.join('\n\n'), ''].join('\n')
 }

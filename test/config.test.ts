@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { configTableMarkdown, ConfigProblems, loadConfig, SETTINGS } from '../src/config.js'
+import { configTableMarkdown, ConfigProblems, envExample, loadConfig, SETTINGS } from '../src/config.js'
 import { Keyring } from '../src/security/keyring.js'
 
 const problemsOf = (env: Record<string, string>): string[] => {
@@ -106,4 +106,12 @@ t.test('the server refuses to boot on bad config, with one line per problem', as
 t.test('the README configuration table is the one the code checks', async t => {
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
   t.ok(readme.includes(configTableMarkdown()), 'README contains configTableMarkdown() verbatim (regenerate with npx settle config:table)')
+})
+
+t.test('.env.example lists every setting the code checks, with no values filled in', async t => {
+  const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8')
+  t.equal(example, envExample(), '.env.example is current (regenerate with npm run env:example)')
+  for (const s of Object.values(SETTINGS)) t.match(example, new RegExp(`^# ${s.variable}=$`, 'm'), `${s.variable} is listed`)
+  t.match(example, /REQUIRED with DATABASE_URL[^\n]*\n# SETTLE_ENCRYPTION_KEYS=$/m, 'the key a PostgreSQL deployment must supply is marked required')
+  t.notMatch(example, /^[A-Z_]+=\S/m, 'no variable is set, so no secret can be')
 })
