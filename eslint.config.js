@@ -41,12 +41,7 @@ export const DEBT = {
     'src/domain/bank-statements.ts'
   ],
   // process.env read outside src/config.ts.
-  envOutsideConfig: [
-    'src/app.ts',
-    'src/cli/commands.ts',
-    'src/routes/connect/quickbooks.ts',
-    'src/services/accounting-connections.ts'
-  ]
+  envOutsideConfig: []
 }
 
 // node: modules the domain may use: pure functions, no I/O, no clock.
