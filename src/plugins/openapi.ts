@@ -35,5 +35,6 @@ export default fp(async (app, { publicUrl }: { publicUrl: string }) => {
   app.get(OPENAPI_URL, { schema: { hide: true } }, async () => app.swagger())
 
   // Swagger UI's own assets, served from node_modules: no CDN, so the app's CSP (scripts and styles from 'self') holds.
-  await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { deepLinking: true, tryItOutEnabled: false }, validatorUrl: false, theme: { title: 'Settle admin API' } })
+  // The base layout, without the top bar: its logo is an SVG with an inline <style> the CSP refuses, and its URL box would explore other documents.
+  await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { layout: 'BaseLayout', deepLinking: true }, validatorUrl: false, theme: { title: 'Settle admin API' } })
 }, { name: 'settle-openapi' })
