@@ -1,5 +1,6 @@
 import t from 'tap'
 import { Validator } from '@seriousme/openapi-schema-validator'
+import { Ajv } from 'ajv'
 import { testDb } from '../helpers/db.js'
 import { makeTenant, testConfig, testKeyring } from '../helpers/fixtures.js'
 import { buildApp } from '../../src/app.js'
@@ -88,4 +89,39 @@ t.test('each operation\'s example passes its schema and is refused without the d
       t.match(res.json(), { error: { code: 'FORBIDDEN', message: new RegExp(`"${scope}"`) } }, `${method.toUpperCase()} ${path} needs ${scope}`)
     }
   }
+})
+
+/**
+ * The response schemas describe rather than filter (the admin API serialises
+ * with JSON.stringify), so real answers are checked against them here: a
+ * documented shape that stopped matching what the route returns fails.
+ */
+t.test('real answers match their documented response schemas', async t => {
+  const db = await testDb(t)
+  const app = await buildApp(testConfig(), { db, keyring: testKeyring() })
+  t.teardown(async () => { await app.close() })
+  const tenant = await makeTenant(db, 'Brightline Managed IT')
+  const doc = (await app.inject({ method: 'GET', url: OPENAPI_URL })).json<Document>()
+  const key = (await createApiKey(db, tenant.id, 'everything', [...API_SCOPES])).key
+  const spare = await createApiKey(db, tenant.id, 'spare', ['payments:read'])
+  const ajv = new Ajv({ strict: false, validateFormats: false, allErrors: true })
+
+  const calls: Array<[string, string, string]> = [
+    ['get', '/api/v1/api-keys', '/api/v1/api-keys'],
+    ['get', '/api/v1/autopay/approvals', '/api/v1/autopay/approvals'],
+    ['get', '/api/v1/exceptions', '/api/v1/exceptions?status=all'],
+    ['get', '/api/v1/reconciliation/exceptions', '/api/v1/reconciliation/exceptions'],
+    ['get', '/api/v1/tieout', '/api/v1/tieout'],
+    ['delete', '/api/v1/api-keys/{keyId}', `/api/v1/api-keys/${spare.id}`]
+  ]
+  for (const [method, path, url] of calls) {
+    const res = await app.inject({ method: method.toUpperCase() as 'GET', url, headers: { authorization: `Bearer ${key}` } })
+    const documented = doc.paths[path]?.[method]?.responses?.[String(res.statusCode)]?.content?.['application/json']?.schema
+    t.ok(documented !== undefined, `${method.toUpperCase()} ${url} answered a documented status (${res.statusCode})`)
+    if (documented === undefined) continue
+    const check = ajv.compile(documented as object)
+    t.ok(check(res.json()), `${method.toUpperCase()} ${url} matches its schema: ${JSON.stringify(check.errors ?? [])}`)
+  }
+  // Not vacuous: the key list holds both keys, so its item schema was exercised.
+  t.equal((await app.inject({ method: 'GET', url: '/api/v1/api-keys', headers: { authorization: `Bearer ${key}` } })).json().keys.length, 2)
 })
