@@ -10,6 +10,7 @@ import securityPlugin from './plugins/security.js'
 import viewPlugin from './plugins/view.js'
 import workerPlugin from './plugins/worker.js'
 import rateLimitsPlugin from './plugins/rate-limits.js'
+import openapiPlugin from './plugins/openapi.js'
 import healthRoutes from './routes/health/index.js'
 import homeRoutes from './routes/home/index.js'
 import { seedDemo } from './demo/seed.js'
@@ -98,6 +99,8 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(viewPlugin, { production })
   // Before any route: it marks the sign-in, session and pay routes as they are added.
   await app.register(rateLimitsPlugin)
+  // Before any route too: the OpenAPI document is collected as routes are added.
+  await app.register(openapiPlugin, { publicUrl: config.publicUrl })
   app.decorate('psaFor', createPsaFactory({ keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), autotaskZoneUrl: config.autotaskZoneUrl }))
   app.decorate('paymentsFor', deps.paymentsFor ?? createPaymentsFactory({
     keyring: app.keyring,

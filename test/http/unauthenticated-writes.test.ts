@@ -12,10 +12,17 @@ t.test('a refused ConnectWise sign-in writes a bounded, truncated record, whatev
   t.teardown(async () => { await app.close() })
   const tenant = await makeTenant(db)
   await savePsaConnection(db, tenant.id, 'connectwise', { site: 'https://api-na.myconnectwise.net', companyId: 'realco', publicKey: 'p', clientId: 'c' })
-  const huge = 'm'.repeat(900_000)
-  const res = await app.inject({ method: 'POST', url: '/embedded/cw/session', payload: { tenant: tenant.slug, companyid: 'someoneelse', memberid: huge, memberHash: 'h', memberContext: 'c' } })
+  const sign = async (memberid: string) => await app.inject({ method: 'POST', url: '/embedded/cw/session', payload: { tenant: tenant.slug, companyid: 'someoneelse', memberid, memberHash: 'h', memberContext: 'c' } })
+  const rowsNow = async () => await db('audit_log').where({ tenant_id: tenant.id }).select('actor', 'subject', 'detail') as Array<{ actor: string, detail: unknown }>
+  // Past what a ConnectWise member id can be: refused by the schema before anything is read or written.
+  const huge = await sign('m'.repeat(900_000))
+  t.equal(huge.statusCode, 400)
+  t.equal(huge.json().error.code, 'VALIDATION_FAILED')
+  t.equal((await rowsNow()).length, 0, 'a malformed claim writes nothing')
+  // The longest member id the PSA could send, refused: recorded once, cut.
+  const res = await sign('m'.repeat(512))
   t.equal(res.statusCode, 401)
-  const rows = await db('audit_log').where({ tenant_id: tenant.id }).select('actor', 'subject', 'detail') as Array<{ actor: string, detail: unknown }>
+  const rows = await rowsNow()
   t.equal(rows.length, 1, 'the refusal is recorded once')
   t.ok(rows[0]!.actor.length <= 200, `the claimed member is cut to at most 200 characters (${rows[0]!.actor.length})`)
   t.match(rows[0]!.actor, /^cw:m+…$/, 'and marked as cut')

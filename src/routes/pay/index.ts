@@ -194,7 +194,7 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
   const redirectTo = async (reply: FastifyReply, token: string, outcome: Outcome): Promise<FastifyReply> => {
     const params = new URLSearchParams(Object.entries(outcome).filter((e): e is [string, string] => typeof e[1] === 'string'))
     const query = params.toString()
-    return await reply.redirect(`/pay/${token}${query === '' ? '' : `?${query}`}`, 303)
+    return await reply.redirect(`/pay/${encodeURIComponent(token)}${query === '' ? '' : `?${query}`}`, 303)
   }
 
   /**
@@ -316,7 +316,7 @@ export default async function payRoutes (app: FastifyInstance, { publicUrl }: { 
         await enqueue(app.db, link.tenantId, [{ queue: RESEND_PAY_LINK_QUEUE, payload: { invoiceId: link.invoiceId }, dedupeKey: `resend:${link.invoiceId}:${hour}`, maxAttempts: 8 }])
       }
     }
-    return await reply.redirect(`/pay/${request.params.token}?sent=1`, 303)
+    return await reply.redirect(`/pay/${encodeURIComponent(request.params.token)}?sent=1`, 303)
   })
 
   app.post<{ Params: { token: string }, Body: Form }>('/pay/:token', async (request, reply) => await act(request, reply, async ({ tenantId, invoice, body }) => {
