@@ -60,7 +60,7 @@ export async function run (): Promise<Record<string, unknown>> {
     const old = cw()
     const ids = Array.from({ length: SAMPLE }, (_, i) => String(1001 + i))
     let next = 0
-    let started = Date.now()
+    const started = Date.now()
     await Promise.all(Array.from({ length: 10 }, async () => {
       for (let i = next++; i < ids.length; i = next++) toPsaInvoiceLines((await old.client.get<CwInvoiceInfo>(`/finance/info/invoice/${ids[i] ?? ''}`)).data)
     }))

@@ -33,7 +33,7 @@ import { startTieoutScheduler, tieoutJobHandlers } from './jobs/tieout-jobs.js'
 import { quickBooksPaymentJobHandlers, startQuickBooksPaymentScheduler } from './jobs/quickbooks-payment-jobs.js'
 import { postingJobHandlers } from './jobs/posting-jobs.js'
 import type { AccountingFactory } from './ports/accounting.js'
-import { createAccountingFactory, qboEndpoints } from './services/accounting-connections.js'
+import { createAccountingFactory, qboApp, qboEndpoints } from './services/accounting-connections.js'
 import quickbooksConnectRoutes from './routes/connect/quickbooks.js'
 import payRoutes from './routes/pay/index.js'
 import embeddedRoutes from './routes/embedded/index.js'
@@ -108,7 +108,7 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
     ...(config.demo ? { sandbox: { origin: () => listeningOrigin(app), apiKey: STRIPE_SANDBOX_API_KEY, publishableKey: STRIPE_SANDBOX_PUBLISHABLE_KEY } } : {})
   }))
   const qbo = qboEndpoints(config)
-  app.decorate('accountingFor', createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), endpoints: qbo }))
+  app.decorate('accountingFor', createAccountingFactory({ db: app.db, keyring: app.keyring, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), endpoints: qbo, intuitApp: qboApp(config) }))
   // Null for a tenant whose books are not connected.
   const accountingFor = app.accountingFor
   app.decorate('jobHandlers', {
@@ -144,12 +144,12 @@ export async function buildApp (config: Config, deps: AppDependencies = {}): Pro
   await app.register(stripeWebhook)
   await app.register(payRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays })
   await app.register(brandRoutes)
-  await app.register(quickbooksConnectRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), endpoints: qbo })
+  await app.register(quickbooksConnectRoutes, { publicUrl: config.publicUrl, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), endpoints: qbo, intuitApp: qboApp(config) })
   await app.register(apiRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays })
-  await app.register(embeddedRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null) })
+  await app.register(embeddedRoutes, { publicUrl: config.publicUrl, payLinkDays: config.payLinkDays, sandboxOrigin: () => (config.demo ? listeningOrigin(app) : null), intuitApp: qboApp(config) })
   await app.register(tieoutRoutes, { accountingFor })
   await app.register(reconciliationRoutes, { accountingFor })
-  await app.register(quickbooksWebhook, { verifierToken: () => process.env.SETTLE_QBO_WEBHOOK_VERIFIER ?? (config.demo ? QUICKBOOKS_SANDBOX_WEBHOOK_VERIFIER : null) })
+  await app.register(quickbooksWebhook, { verifierToken: () => config.quickbooksWebhookVerifier ?? (config.demo ? QUICKBOOKS_SANDBOX_WEBHOOK_VERIFIER : null) })
   await app.register(connectwiseWebhook, { keyOrigins: () => { const origin = config.demo ? listeningOrigin(app) : null; return origin === null ? [] : [origin] } })
   return app
 }

@@ -1,4 +1,4 @@
-import { ConfigProblems, configTableMarkdown, loadConfig, loadDotEnv } from './config.js'
+import { ConfigProblems, configTableMarkdown, envExample, loadConfig, loadDotEnv } from './config.js'
 import { qboEndpoints } from './services/accounting-connections.js'
 import { createDb, describeTarget } from './db/knex.js'
 import { migrateLatest, migrateRollbackAll, pendingMigrations } from './db/migrate.js'
@@ -42,6 +42,7 @@ const USAGE = `Usage: settle <command> [options]
   keys:generate      print a new SETTLE_ENCRYPTION_KEYS entry
   keys:reseal        re-encrypt stored secrets with the first (active) key
   config:table       print the configuration table for the README
+  config:env-example print .env.example (npm run env:example writes it)
 `
 
 const TENANT_COMMANDS = [
@@ -54,6 +55,10 @@ async function main (argv: string[]): Promise<number> {
   const [command] = argv
   if (command === 'config:table') {
     process.stdout.write(configTableMarkdown() + '\n')
+    return 0
+  }
+  if (command === 'config:env-example') {
+    process.stdout.write(envExample())
     return 0
   }
   if (command === 'keys:generate') {

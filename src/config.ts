@@ -30,6 +30,11 @@ export interface Config {
   quickbooksApiBase: string | null
   quickbooksOauthBase: string | null
   autotaskZoneUrl: string | null
+  /** The Intuit app's keys (null: QuickBooks can only be connected to the built-in stand-in). */
+  quickbooksClientId: string | null
+  quickbooksClientSecret: string | null
+  /** Checks QuickBooks webhook signatures; null refuses every delivery (the demo uses the stand-in's). */
+  quickbooksWebhookVerifier: string | null
   /** The stand-ins' own server (`npm run sandbox`). */
   sandboxHost: string
   sandboxPort: number
@@ -43,7 +48,7 @@ export class ConfigError extends Error {
 }
 
 function redactForMessage (variable: string, value: string): string {
-  return /KEY|SECRET|TOKEN|PASSWORD|DATABASE_URL/.test(variable) ? `${value.slice(0, 3)}… (${value.length} characters)` : value
+  return /KEY|SECRET|TOKEN|PASSWORD|VERIFIER|DATABASE_URL/.test(variable) ? `${value.slice(0, 3)}… (${value.length} characters)` : value
 }
 
 type Env = Record<string, string | undefined>
@@ -55,6 +60,8 @@ interface Setting<T> {
   description: string
   /** Default as written in docs; `null` when there is none. */
   defaultText: string | null
+  /** When the variable must be set, e.g. `with DATABASE_URL`. */
+  requiredWhen?: string
   read: (raw: string | undefined, env: Env) => T
 }
 
@@ -124,6 +131,11 @@ function url (variable: string, protocols: readonly string[], description: strin
   }
 }
 
+/** A value only this deployment knows (an app key, a webhook token): no default, never shown. */
+function secret (variable: string, description: string): Setting<string | null> {
+  return { variable, expected: 'the value from the vendor\'s developer console', description, defaultText: null, read: raw => text(raw) ?? null }
+}
+
 const KEY_ENTRY = /^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=$/
 
 export const SETTINGS = {
@@ -155,6 +167,7 @@ export const SETTINGS = {
     expected: 'a comma-separated list of keyId:base64 entries, each a 32-byte AES-256 key (the first encrypts; the rest only decrypt)',
     description: 'Keys that encrypt tenant secrets at rest. Required with DATABASE_URL; the embedded default generates one in DATA_DIR. Make one with `npx settle keys:generate`; rotate by putting a new key first and running `npx settle keys:reseal`.',
     defaultText: null,
+    requiredWhen: 'with DATABASE_URL',
     read: (raw, env) => {
       const value = text(raw)
       const expected = 'a comma-separated list of keyId:base64 entries, each a 32-byte AES-256 key (the first encrypts; the rest only decrypt)'
@@ -184,6 +197,9 @@ export const SETTINGS = {
   quickbooksApiBase: url('QUICKBOOKS_API_BASE', ['http:', 'https:'], 'Where QuickBooks Online API calls go; `/v3/company/…` is appended (the stand-ins\' server: `http://127.0.0.1:4010/sandbox/quickbooks`).', () => null, 'https://quickbooks.api.intuit.com'),
   quickbooksOauthBase: url('QUICKBOOKS_OAUTH_BASE', ['http:', 'https:'], "Where QuickBooks sign-in and tokens go: `/connect/oauth2`, `/oauth2/v1/tokens/bearer` and `/oauth2/v1/tokens/revoke` under it. Unset: Intuit's own three hosts.", () => null, null),
   autotaskZoneUrl: url('AUTOTASK_ZONE_URL', ['http:', 'https:'], "Autotask's zone-information URL, which tells each API user its zone (the stand-ins' server: `http://127.0.0.1:4010/sandbox/autotask/ATServicesRest/V1.0/zoneInformation`).", () => null, 'https://webservices.autotask.net/ATServicesRest/V1.0/zoneInformation'),
+  quickbooksClientId: secret('SETTLE_QBO_CLIENT_ID', 'Client ID of your Intuit app (developer.intuit.com, Keys & credentials); needed to connect a real QuickBooks company.'),
+  quickbooksClientSecret: secret('SETTLE_QBO_CLIENT_SECRET', 'Client secret of the same Intuit app.'),
+  quickbooksWebhookVerifier: secret('SETTLE_QBO_WEBHOOK_VERIFIER', "Verifier token of the Intuit app's webhook; deliveries whose signature does not match it are refused."),
   sandboxHost: {
     variable: 'SANDBOX_HOST',
     expected: 'a host name or IP address to listen on',
@@ -232,6 +248,14 @@ export function loadDotEnv (path = '.env'): void {
 }
 
 /**
+ * A secret an operator command takes from the environment (never from its
+ * arguments, which other users of the machine can see); undefined when unset.
+ */
+export function commandSecret (variable: string, env: Env = process.env): string | undefined {
+  return text(env[variable])
+}
+
+/**
  * For a process's entry point: `.env`, then every setting; a bad value stops
  * the process here with one line per problem, naming `what` could not start.
  */
@@ -251,4 +275,18 @@ export function configTableMarkdown (): string {
   const rows = Object.values(SETTINGS).map((s: Setting<unknown>) =>
     `| \`${s.variable}\` | ${s.defaultText === null ? '(none)' : `\`${s.defaultText}\``} | ${s.description} |`)
   return ['| variable | default | what it does |', '| --- | --- | --- |', ...rows].join('\n')
+}
+
+/**
+ * `.env.example`, generated from the same table: every variable commented
+ * out with what it does, what it expects and its default, so a copy to `.env`
+ * changes nothing until a line is filled in. No values, hence no secrets.
+ */
+export function envExample (): string {
+  const blocks = Object.values(SETTINGS).map((s: Setting<unknown>) => [
+    `# ${s.description.replace(/`/g, '')}`,
+    `# Expects ${s.expected}; default: ${s.defaultText ?? 'none'}.${s.requiredWhen === undefined ? '' : ` REQUIRED ${s.requiredWhen}.`}`,
+    `# ${s.variable}=`
+  ].join('\n'))
+  return ['# Settle settings: copy to .env and uncomment what you change. Real environment variables win.', '# Generated from src/config.ts by `npm run env:example`; do not edit by hand.', '', blocks.join('\n\n'), ''].join('\n')
 }

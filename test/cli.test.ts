@@ -16,8 +16,8 @@ t.test('the sync progress bar shows how far through the change window the sync i
   t.equal(syncFraction(progress({ since: null }), now), null, 'unknown before the first page')
   t.equal(syncFraction(progress({ reachedAt: new Date('2028-01-01T00:00:00Z') }), now), 1, 'never past the end')
   const line = renderProgress(progress({}), 0.5)
-  t.match(line, /^\[█{14}░{14}\]  50%  1,000 invoices · 1,500\/s · 900 new · 100 changed · 12 calls$/)
-  t.match(renderProgress(progress({ phase: 'open-recheck' }), null), /\[░{28}\]   …  .* re-checking open invoices$/)
+  t.match(line, /^\[█{14}░{14}\] {2}50% {2}1,000 invoices · 1,500\/s · 900 new · 100 changed · 12 calls$/)
+  t.match(renderProgress(progress({ phase: 'open-recheck' }), null), /\[░{28}\] {3}… {2}.* re-checking open invoices$/)
 })
 
 t.test('tenants:surcharge sets, shows and refuses', async t => {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { configTableMarkdown, ConfigProblems, loadConfig, SETTINGS } from '../src/config.js'
+import { configTableMarkdown, ConfigProblems, envExample, loadConfig, SETTINGS } from '../src/config.js'
 import { Keyring } from '../src/security/keyring.js'
 
 const problemsOf = (env: Record<string, string>): string[] => {
@@ -52,6 +52,10 @@ t.test('every malformed variable gives its own line naming it and what it expect
     QUICKBOOKS_API_BASE: 'file:///etc',
     QUICKBOOKS_OAUTH_BASE: 'nope',
     AUTOTASK_ZONE_URL: 'webservices.autotask.net/zoneInformation',
+    // Any text is a valid key: these have no malformed value.
+    SETTLE_QBO_CLIENT_ID: '',
+    SETTLE_QBO_CLIENT_SECRET: '',
+    SETTLE_QBO_WEBHOOK_VERIFIER: '',
     SANDBOX_HOST: 'two words',
     SANDBOX_PORT: '70000'
   }
@@ -66,7 +70,7 @@ t.test('every malformed variable gives its own line naming it and what it expect
     t.match(problems[0], new RegExp(`^${setting.variable}: expected `), `${setting.variable} is named first`)
     t.notMatch(problems[0], /\n/, 'one line')
   }
-  t.equal(problemsOf(bad).length, Object.keys(bad).length - 1, 'all problems reported at once (the bad key list stands in for the missing one)')
+  t.equal(problemsOf(bad).length, Object.values(bad).filter(v => v !== '').length, 'all problems reported at once (the bad key list stands in for the missing one)')
 })
 
 t.test('a required variable that is missing says why it is required', async t => {
@@ -106,4 +110,19 @@ t.test('the server refuses to boot on bad config, with one line per problem', as
 t.test('the README configuration table is the one the code checks', async t => {
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
   t.ok(readme.includes(configTableMarkdown()), 'README contains configTableMarkdown() verbatim (regenerate with npx settle config:table)')
+})
+
+t.test('.env.example lists every setting the code checks, with no values filled in', async t => {
+  const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8')
+  t.equal(example, envExample(), '.env.example is current (regenerate with npm run env:example)')
+  for (const s of Object.values(SETTINGS)) t.match(example, new RegExp(`^# ${s.variable}=$`, 'm'), `${s.variable} is listed`)
+  t.match(example, /REQUIRED with DATABASE_URL[^\n]*\n# SETTLE_ENCRYPTION_KEYS=$/m, 'the key a PostgreSQL deployment must supply is marked required')
+  t.notMatch(example, /^[A-Z_]+=\S/m, 'no variable is set, so no secret can be')
+})
+
+t.test('the Intuit app keys and webhook verifier are settings like the others, unset when empty', async t => {
+  const config = loadConfig({ SETTLE_QBO_CLIENT_ID: ' ABapp ', SETTLE_QBO_CLIENT_SECRET: 'app-secret', SETTLE_QBO_WEBHOOK_VERIFIER: 'verifier' })
+  t.same([config.quickbooksClientId, config.quickbooksClientSecret, config.quickbooksWebhookVerifier], ['ABapp', 'app-secret', 'verifier'])
+  const unset = loadConfig({ SETTLE_QBO_CLIENT_ID: '', SETTLE_QBO_WEBHOOK_VERIFIER: ' ' })
+  t.same([unset.quickbooksClientId, unset.quickbooksClientSecret, unset.quickbooksWebhookVerifier], [null, null, null])
 })

@@ -1,3 +1,4 @@
+import { commandSecret } from '../config.js'
 import type { Knex } from 'knex'
 import { parseArgs } from 'node:util'
 import { createConnectWisePsa, type ConnectWisePsa } from '../adapters/connectwise/psa.js'
@@ -41,8 +42,8 @@ function required (values: Record<string, unknown>, name: string): string {
 }
 
 function secretFromEnv (variable: string, what: string): string {
-  const value = process.env[variable]
-  if (value === undefined || value === '') throw new AppError('VALIDATION_FAILED', `Set ${variable} to the ${what}; secrets are never taken from the command line, where other users can see them.`)
+  const value = commandSecret(variable)
+  if (value === undefined) throw new AppError('VALIDATION_FAILED', `Set ${variable} to the ${what}; secrets are never taken from the command line, where other users can see them.`)
   return value
 }
 

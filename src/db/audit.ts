@@ -10,6 +10,7 @@ const MAX_STRING_IN_DETAIL = 500
 const MAX_DETAIL_JSON = 2_000
 
 // PostgreSQL stores no NUL in text or jsonb; other control characters only garble a log reader.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point: they are stripped from audit text
 const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g
 
 function cut (value: string, max: number): string {

@@ -1,19 +1,21 @@
 import type { Knex } from 'knex'
 import { readdirSync } from 'node:fs'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { pathToFileURL } from 'node:url'
+import { MIGRATIONS_DIR, RUNNING_BUILD } from '../paths.js'
 import { join } from 'node:path'
 
-const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url))
 
 interface Migration { up: (db: Knex) => Promise<void>, down: (db: Knex) => Promise<void> }
 
 /**
  * Lists `migrations/*.ts` in name (timestamp) order and imports them through
  * the same loader the app runs under, so TypeScript migrations need no build.
+ * The build runs their compiled `.js` twins under the same `.ts` names, so
+ * knex_migrations reads the same whichever way the server was started.
  */
 class DirectorySource implements Knex.MigrationSource<string> {
   async getMigrations (): Promise<string[]> {
-    return readdirSync(MIGRATIONS_DIR).filter(f => /^\d{14}_[a-z0-9_]+\.ts$/.test(f)).sort()
+    return readdirSync(MIGRATIONS_DIR).filter(f => /^\d{14}_[a-z0-9_]+\.(ts|js)$/.test(f)).map(f => f.replace(/\.js$/, '.ts')).sort()
   }
 
   getMigrationName (migration: string): string {
@@ -21,7 +23,8 @@ class DirectorySource implements Knex.MigrationSource<string> {
   }
 
   async getMigration (migration: string): Promise<Migration> {
-    return await import(pathToFileURL(join(MIGRATIONS_DIR, migration)).href) as Migration
+    const file = RUNNING_BUILD ? migration.replace(/\.ts$/, '.js') : migration
+    return await import(pathToFileURL(join(MIGRATIONS_DIR, file)).href) as Migration
   }
 }
 

@@ -392,7 +392,6 @@ function dayOf (d: string): number {
   }
   return v
 }
-const dayDiff = (a: string, b: string): number => Math.round((dayOf(a) - dayOf(b)) / DAY_MS)
 
 function allowedShort (open: number, config: MatchingConfig): number {
   return Math.min(config.toleranceCents, Math.floor((open * config.toleranceBasisPoints) / 10_000))

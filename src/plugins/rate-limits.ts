@@ -48,7 +48,7 @@ function claimedTenant (request: FastifyRequest): string {
     try {
       const t = (JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { t?: unknown }).t
       if (isUuid(t)) return t
-    } catch {}
+    } catch { /* not a session token: keyed by address instead */ }
   }
   return '-'
 }

@@ -2,12 +2,12 @@ import fp from 'fastify-plugin'
 import view from '@fastify/view'
 import fastifyStatic from '@fastify/static'
 import handlebars from 'handlebars'
-import { fileURLToPath } from 'node:url'
+import { projectPath } from '../paths.js'
 import { formatMoney, type Money } from '../domain/money.js'
 import { DEFAULT_LOCALE, formatDay, formatMoment } from '../domain/dates.js'
 import { entryKindWords, payoutStateWords } from '../domain/words.js'
 
-const VIEWS = fileURLToPath(new URL('../../views/', import.meta.url))
+const VIEWS = projectPath('views')
 
 const isMoney = (value: unknown): value is Money =>
   typeof value === 'object' && value !== null && 'amount' in value && 'currency' in value

@@ -32,6 +32,11 @@ export function qboEndpoints (bases: { quickbooksApiBase: string | null, quickbo
 }
 export interface QboAppCredentials { clientId: string, clientSecret: string }
 
+/** The Intuit app's keys from SETTLE_QBO_CLIENT_ID and SETTLE_QBO_CLIENT_SECRET, or null when either is unset. */
+export function qboApp (keys: { quickbooksClientId: string | null, quickbooksClientSecret: string | null }): QboAppCredentials | null {
+  return keys.quickbooksClientId === null || keys.quickbooksClientSecret === null ? null : { clientId: keys.quickbooksClientId, clientSecret: keys.quickbooksClientSecret }
+}
+
 /** Refresh when less than this is left on the access token. */
 const REFRESH_MARGIN_MS = 5 * 60_000
 
@@ -228,7 +233,10 @@ export interface AccountingFactoryOptions {
   sandboxOrigin?: () => string | null
   /** Where connections other than the built-in stand-in go; default Intuit's (see qboEndpoints). */
   endpoints?: QboEndpoints
+  /** Overrides the app keys for every connection, the stand-in's included. */
   app?: QboAppCredentials
+  /** The Intuit app's keys (qboApp), for connections other than the built-in stand-in. */
+  intuitApp?: QboAppCredentials | null
   now?: () => number
 }
 
@@ -243,7 +251,7 @@ export function createAccountingFactory (options: AccountingFactoryOptions): Acc
     const c = await getAccountingConnection(options.db, tenantId)
     if (c === null || c.status === 'disconnected') return null
     let endpoints = options.endpoints ?? QBO_PRODUCTION
-    let app = options.app ?? { clientId: process.env.SETTLE_QBO_CLIENT_ID ?? '', clientSecret: process.env.SETTLE_QBO_CLIENT_SECRET ?? '' }
+    let app = options.app ?? options.intuitApp ?? { clientId: '', clientSecret: '' }
     if (c.settings.site === 'sandbox') {
       const origin = options.sandboxOrigin?.() ?? null
       if (origin === null) throw new AppError('ACCOUNTING_NOT_CONNECTED', 'This QuickBooks connection uses the built-in stand-in, which only runs in the demo once the server is listening.')

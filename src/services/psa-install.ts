@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises'
-import { fileURLToPath } from 'node:url'
+import { projectPath } from '../paths.js'
 import { createHostedSetup, deleteHostedSetup, listHostedScreens, listHostedSetups, updateHostedSetup, type HostedScreen, type HostedSetup, type HostedSetupInput } from '../adapters/connectwise/hosted.js'
 import type { ConnectWisePsa } from '../adapters/connectwise/psa.js'
 import { AppError } from '../errors.js'
@@ -28,7 +28,7 @@ export type InstallAction = 'created' | 'updated' | 'unchanged' | 'skipped'
 export interface InstallLine { key: string, action: InstallAction, id: number | null, detail: string }
 export interface InstallSummary { lines: InstallLine[], duplicatesRemoved: number }
 
-const MANIFEST_DIR = fileURLToPath(new URL('../../manifest/connectwise/', import.meta.url))
+const MANIFEST_DIR = projectPath('manifest', 'connectwise')
 
 export async function loadConnectWiseManifest (dir = MANIFEST_DIR): Promise<ConnectWiseManifest> {
   const setups = JSON.parse(await readFile(`${dir}/hosted-setups.json`, 'utf8')) as { descriptionPrefix: string, setups: ManifestSetup[] }

@@ -44,11 +44,9 @@ t.test('Settle syncs, charges and books through the stand-ins running on their o
 
   const db = await testDb(t)
   const keyring = testKeyring()
-  const previous = { id: process.env.SETTLE_QBO_CLIENT_ID, secret: process.env.SETTLE_QBO_CLIENT_SECRET }
-  process.env.SETTLE_QBO_CLIENT_ID = QUICKBOOKS_SANDBOX_CREDENTIALS.clientId
-  process.env.SETTLE_QBO_CLIENT_SECRET = QUICKBOOKS_SANDBOX_CREDENTIALS.clientSecret
-  t.teardown(() => { process.env.SETTLE_QBO_CLIENT_ID = previous.id; process.env.SETTLE_QBO_CLIENT_SECRET = previous.secret })
   const app = await buildApp(testConfig({
+    SETTLE_QBO_CLIENT_ID: QUICKBOOKS_SANDBOX_CREDENTIALS.clientId,
+    SETTLE_QBO_CLIENT_SECRET: QUICKBOOKS_SANDBOX_CREDENTIALS.clientSecret,
     STRIPE_API_BASE: origin,
     QUICKBOOKS_API_BASE: `${origin}/sandbox/quickbooks`,
     QUICKBOOKS_OAUTH_BASE: `${origin}/sandbox/quickbooks`,

@@ -12,9 +12,7 @@ const tokens = { access_token: 'at', refresh_token: 'rt', expires_in: 3600, x_re
 
 t.test('QuickBooks webhooks: signed payment changes queue a read for the tenant of that realm, once; bad signatures store nothing', async t => {
   const db = await testDb(t)
-  process.env.SETTLE_QBO_WEBHOOK_VERIFIER = VERIFIER
-  t.teardown(() => { delete process.env.SETTLE_QBO_WEBHOOK_VERIFIER })
-  const app = await buildApp(testConfig(), { db, keyring: testKeyring() })
+  const app = await buildApp(testConfig({ SETTLE_QBO_WEBHOOK_VERIFIER: VERIFIER }), { db, keyring: testKeyring() })
   t.teardown(async () => { await app.close() })
   const keyring = app.keyring
   const tenant = await makeTenant(db, 'Books MSP')

@@ -88,7 +88,7 @@ t.test('a payout, end to end: stand-in, webhook job, ledger and outbox', async t
   const b = await charge('pm_card_mastercard')
   await charge('pm_card_visa')
   await refundPayment(db, payments, { tenantId: tenant.id, attemptId: b.attemptId, amount: 500, reason: 'goodwill', actor: 'member:test' })
-  const disputed = await charge('pm_card_createDispute')
+  await charge('pm_card_createDispute')
   const noFee: PaymentsPort = { ...payments, charge: async input => { const o = await payments.charge(input); return o.status === 'succeeded' ? { ...o, fee: null } : o } }
   const unknownFee = await charge('pm_card_visa', noFee)
   t.equal((await findEntryByKey(db, tenant.id, `payment:${unknownFee.attemptId}:succeeded`))?.postings.length, 2, 'that payment was booked without its fee')

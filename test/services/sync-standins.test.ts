@@ -1,4 +1,4 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import type { Knex } from 'knex'
 import { testDb } from '../helpers/db.js'
 import { countRows, makeTenant } from '../helpers/fixtures.js'

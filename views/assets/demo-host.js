@@ -69,7 +69,7 @@
     var frame = frames.find(function (f) { return f.el.contentWindow === event.source })
     if (frame === undefined) return
     var data
-    try { data = typeof event.data === 'string' ? JSON.parse(event.data) : event.data } catch (e) { return }
+    try { data = typeof event.data === 'string' ? JSON.parse(event.data) : event.data } catch { return }
     if (data === null || typeof data !== 'object') return
 
     if (data.message === 'ready') {

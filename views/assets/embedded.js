@@ -27,7 +27,7 @@
   function toHost (message) {
     if (window.parent === window) return
     var text = JSON.stringify(message)
-    origins.forEach(function (o) { try { window.parent.postMessage(text, o) } catch (e) {} })
+    origins.forEach(function (o) { try { window.parent.postMessage(text, o) } catch { /* a host frame that went away */ } })
   }
 
   function api (method, path, body) {
@@ -76,7 +76,7 @@
   window.addEventListener('message', function (event) {
     if (origins.indexOf(event.origin) < 0) return
     var msg
-    try { msg = typeof event.data === 'string' ? JSON.parse(event.data) : event.data } catch (e) { return }
+    try { msg = typeof event.data === 'string' ? JSON.parse(event.data) : event.data } catch { return }
     if (!msg || typeof msg !== 'object') return
     if (msg.MessageFrameID !== undefined && frameId === null) {
       frameId = msg.MessageFrameID

@@ -8,7 +8,7 @@ import { QUICKBOOKS_SANDBOX_CREDENTIALS } from '../../sandbox/quickbooks/index.j
 import { QBO_PRODUCTION, assertRealmFree, connectQuickBooks, createAccountingFactory, disconnectQuickBooks, discoverSettings, saveAccountingSettings, sandboxEndpoints, tokenRequest, type QboAppCredentials, type QboEndpoints } from '../../services/accounting-connections.js'
 import { BROWSER_COOKIE, STATE_TTL_MS, bindBrowser, consumeState, cookieOf, startConnect } from '../../services/quickbooks-connect.js'
 
-export interface QuickBooksConnectOptions { publicUrl: string, sandboxOrigin: () => string | null, endpoints?: QboEndpoints }
+export interface QuickBooksConnectOptions { publicUrl: string, sandboxOrigin: () => string | null, endpoints?: QboEndpoints, intuitApp: QboAppCredentials | null }
 
 /**
  * Starts connecting (or reconnecting) a tenant's company: a single-use state
@@ -36,8 +36,8 @@ function connectTarget (options: QuickBooksConnectOptions, sandbox: boolean): { 
     if (origin === null) throw new AppError('VALIDATION_FAILED', 'The built-in QuickBooks stand-in only runs in the demo.')
     return { endpoints: sandboxEndpoints(origin), creds: QUICKBOOKS_SANDBOX_CREDENTIALS }
   }
-  const creds = { clientId: process.env.SETTLE_QBO_CLIENT_ID ?? '', clientSecret: process.env.SETTLE_QBO_CLIENT_SECRET ?? '' }
-  if (creds.clientId === '' || creds.clientSecret === '') throw new AppError('VALIDATION_FAILED', 'Set SETTLE_QBO_CLIENT_ID and SETTLE_QBO_CLIENT_SECRET (the Intuit app keys) to connect QuickBooks.')
+  const creds = options.intuitApp
+  if (creds === null) throw new AppError('VALIDATION_FAILED', 'Set SETTLE_QBO_CLIENT_ID and SETTLE_QBO_CLIENT_SECRET (the Intuit app keys) to connect QuickBooks.')
   return { endpoints: options.endpoints ?? QBO_PRODUCTION, creds }
 }
 

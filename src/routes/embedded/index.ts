@@ -22,7 +22,7 @@ import {
   type EmbedTenant, type QuickBooksDeps
 } from '../../services/embedded.js'
 import type { AccountingFactory } from '../../ports/accounting.js'
-import { getAccountingConnection } from '../../services/accounting-connections.js'
+import { getAccountingConnection, type QboAppCredentials } from '../../services/accounting-connections.js'
 import { requireInScope } from '../../services/link-scope.js'
 import { startQuickBooksConnect } from '../connect/quickbooks.js'
 
@@ -32,6 +32,8 @@ export interface EmbeddedRouteOptions {
   payLinkDays: number
   /** The server's own origin on the embedded default (the ConnectWise stand-in and the demo host live there). */
   sandboxOrigin: () => string | null
+  /** The Intuit app's keys, for connecting a real QuickBooks company from the pod. */
+  intuitApp: QboAppCredentials | null
 }
 
 const SURFACES = ['invoice', 'company', 'quickbooks'] as const

@@ -1,4 +1,5 @@
-import { createRequire } from 'node:module'
+import { readFileSync } from 'node:fs'
+import { projectPath } from '../../paths.js'
 import { QboFault, type EntityName, type Obj } from './store.js'
 import type { Query } from './query.js'
 
@@ -7,7 +8,7 @@ interface Shapes {
   types: Record<string, Record<string, string>>
   opaque: string[]
 }
-const shapes = createRequire(import.meta.url)('./shapes.json') as Shapes
+const shapes = JSON.parse(readFileSync(projectPath('src', 'sandbox', 'quickbooks', 'shapes.json'), 'utf8')) as Shapes
 const opaque = new Set(shapes.opaque)
 
 /**

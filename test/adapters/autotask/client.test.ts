@@ -169,7 +169,7 @@ t.test('every call takes from the shared budget; an empty one stops calls with a
 })
 
 t.test('token bucket: a short wait sleeps instead of failing, and waiters queue', async t => {
-  let clock = 0
+  const clock = 0
   const slept: number[] = []
   const budget = createTokenBucket({ capacityPerHour: 3600, initialTokens: 0, maxWaitMs: 5000, now: () => clock, sleep: async ms => { slept.push(ms) } })
   await budget.take()

@@ -24,7 +24,7 @@ t.test('OAuth connect: API key → Intuit (stand-in) → signed-state callback �
   app.decorate('keyring', keyring)
   let origin = ''
   await app.register(quickbooksSandbox, { prefix: QUICKBOOKS_SANDBOX_PREFIX, store })
-  await app.register(quickbooksConnectRoutes, { publicUrl: 'https://settle.example', sandboxOrigin: () => origin })
+  await app.register(quickbooksConnectRoutes, { publicUrl: 'https://settle.example', sandboxOrigin: () => origin, intuitApp: null })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(async () => { await app.close() })
   origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
@@ -70,7 +70,7 @@ async function connectWorld (t: { teardown: (fn: () => Promise<void> | void) => 
   let origin = ''
   await app.register(errorsPlugin)
   await app.register(quickbooksSandbox, { prefix: QUICKBOOKS_SANDBOX_PREFIX, store: createQuickBooksStore({ seed: 1, realmId: REALM }) })
-  await app.register(quickbooksConnectRoutes, { publicUrl: 'https://settle.example', sandboxOrigin: () => origin })
+  await app.register(quickbooksConnectRoutes, { publicUrl: 'https://settle.example', sandboxOrigin: () => origin, intuitApp: null })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(async () => { await app.close() })
   origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
