@@ -13,6 +13,9 @@ const run = (args: string[], env: Record<string, string>): { status: number | nu
   return { status: result.status, out: `${result.stdout}${result.stderr}` }
 }
 
+// A whole tsc build plus two migration runs: room beyond tap's default on 2 busy cores.
+t.setTimeout(300_000)
+
 t.test('the build applies the migrations under their source names and finds its files', async t => {
   const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: root, encoding: 'utf8' })
   t.equal(build.status, 0, `npm run build succeeds ${build.stderr}`)
