@@ -42,7 +42,7 @@ export default fp<{ production: boolean }>(async (app, { production }) => {
     production,
     defaultContext: { product: 'Settle' }
   })
-  await app.register(fastifyStatic, { root: VIEWS + 'assets', prefix: '/assets/', maxAge: production ? '1h' : 0 })
+  await app.register(fastifyStatic, { root: projectPath('views', 'assets'), prefix: '/assets/', maxAge: production ? '1h' : 0 })
   // Browsers ask for /favicon.ico whatever the page links: Settle's mark, an SVG (every current browser takes one here).
   app.get('/favicon.ico', async (_request, reply) => await reply.header('cache-control', 'public, max-age=86400').sendFile('favicon.svg'))
 }, { name: 'settle-view' })
